@@ -1,0 +1,173 @@
+// Command gateway runs the Inbox Hub gateway: the one holder of the Inbox Hub credentials and token,
+// serving the CRM's REST API.
+//
+//	gateway               run the server (configuration from the environment, see README)
+//	gateway -demo         run with the embedded store and the built-in Inbox Hub simulator
+//	gateway healthcheck   exit 0 when the local server answers /healthz (for Docker HEALTHCHECK)
+//	gateway version       print the version
+//
+//	@title						Inbox Hub gateway
+//	@version					1.0
+//	@description				The CRM's stable REST API in front of the Inbox Hub WhatsApp API. The gateway holds the upstream credentials and token, shares one upstream quota across replicas, caches session state, and runs "sync now" imports. Errors are RFC 9457 problem+json with a stable code.
+//	@BasePath					/
+//	@securityDefinitions.apikey	ApiKey
+//	@in							header
+//	@name						X-API-Key
+//	@description				A per-application gateway key (never an Inbox Hub credential).
+//	@securityDefinitions.apikey	BearerJWT
+//	@in							header
+//	@name						Authorization
+//	@description				"Bearer <JWT>" signed by the CRM, with scopes in the "scope" claim.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/app"
+	"github.com/inboxhub-gateway/gateway/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; it returns instead of exiting so tests can call it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	demo := fs.Bool("demo", false, "run with the embedded store and the built-in Inbox Hub simulator (same as GATEWAY_DEMO=1)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch fs.Arg(0) {
+	case "":
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
+	case "version":
+		_, err := fmt.Fprintln(stdout, version)
+		return err
+	default:
+		return fmt.Errorf("unknown command %q (commands: healthcheck, version)", fs.Arg(0))
+	}
+	if *demo {
+		getenv = withDemo(getenv)
+	}
+
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.Demo {
+		stopDemo, err := startDemo(ctx, &cfg, logger, stdout)
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		defer stopDemo()
+	}
+	logger.Info("starting", "version", version, "config", cfg)
+	if cfg.TokenEncryption.CurrentID == "" {
+		logger.Warn("TOKEN_ENCRYPTION_KEY is not set: upstream tokens are stored in Redis unencrypted")
+	}
+
+	a, err := app.New(ctx, cfg, logger, version)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// healthcheck asks the local server's /healthz, for a container HEALTHCHECK (the final image has
+// no shell or curl).
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("GATEWAY_ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("GATEWAY_ADDR %q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// withDemo makes -demo equivalent to GATEWAY_DEMO=1.
+func withDemo(getenv func(string) string) func(string) string {
+	return func(k string) string {
+		if k == "GATEWAY_DEMO" {
+			return "1"
+		}
+		return getenv(k)
+	}
+}

@@ -1,0 +1,294 @@
+// Package middleware holds the gin middleware every gateway route runs through, in this order:
+// request id, recovery, access log, metrics, error mapping, and body limit. Authentication and
+// per-caller limits are added per route group by the handlers.
+package middleware
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inboxhub-gateway/gateway/internal/problem"
+)
+
+// Context keys set by the middleware.
+const (
+	// KeyRequestID holds the request id (string).
+	KeyRequestID = "requestId"
+	// KeyCaller holds the authenticated caller's name (string), set by authentication.
+	KeyCaller = "caller"
+)
+
+// HeaderRequestID carries the request id in both directions.
+const HeaderRequestID = "X-Request-ID"
+
+// RequestID takes a well-formed X-Request-ID from the caller or makes a new one, stores it in the
+// context and echoes it on the answer.
+func RequestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(HeaderRequestID)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		c.Set(KeyRequestID, id)
+		c.Header(HeaderRequestID, id)
+		c.Next()
+	}
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// RequestIDOf returns the request id of a gin context.
+func RequestIDOf(c *gin.Context) string { return c.GetString(KeyRequestID) }
+
+// Recovery turns a panic into a logged 500 INTERNAL problem answer. The stack goes to the log with
+// the request id, never to the caller.
+func Recovery(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			rec := recover()
+			if rec == nil {
+				return
+			}
+			if rec == http.ErrAbortHandler {
+				panic(rec)
+			}
+			logger.Error("panic in handler",
+				"requestId", RequestIDOf(c), "route", c.FullPath(), "panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+			if !c.Writer.Written() {
+				Write(c, problem.New(http.StatusInternalServerError, problem.CodeInternal,
+					"An internal error occurred. Quote the requestId when reporting it."))
+			}
+			c.Abort()
+		}()
+		c.Next()
+	}
+}
+
+// sensitiveParams are query parameters whose values never reach a log line.
+var sensitiveParams = []string{"token", "access_token", "refresh_token", "password", "secret", "key", "apikey", "api_key", "signature", "code", "jwt", "auth"}
+
+// RedactQuery returns the query string with the values of sensitive parameters replaced by ***.
+func RedactQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	for name := range q {
+		lower := strings.ToLower(name)
+		for _, s := range sensitiveParams {
+			if strings.Contains(lower, s) {
+				for i := range q[name] {
+					q[name][i] = "***"
+				}
+				break
+			}
+		}
+	}
+	return q.Encode()
+}
+
+// AccessLog writes one JSON line per request: method, route, path, redacted query, status,
+// duration, size, request id and caller name. It never logs request headers or bodies, so
+// Authorization, X-API-Key, cookies, passwords and tokens cannot reach the log.
+func AccessLog(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		status := c.Writer.Status()
+		level := slog.LevelInfo
+		switch {
+		case status >= 500:
+			level = slog.LevelError
+		case status >= 400:
+			level = slog.LevelWarn
+		}
+		attrs := []slog.Attr{
+			slog.String("requestId", RequestIDOf(c)),
+			slog.String("method", c.Request.Method),
+			slog.String("route", routeOf(c)),
+			slog.String("path", c.Request.URL.Path),
+			slog.Int("status", status),
+			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
+			slog.Int("bytes", max(c.Writer.Size(), 0)),
+			slog.String("clientIp", c.ClientIP()),
+		}
+		if q := RedactQuery(c.Request.URL.RawQuery); q != "" {
+			attrs = append(attrs, slog.String("query", q))
+		}
+		if caller := c.GetString(KeyCaller); caller != "" {
+			attrs = append(attrs, slog.String("caller", caller))
+		}
+		if code := c.GetString(keyProblemCode); code != "" {
+			attrs = append(attrs, slog.String("code", code))
+		}
+		logger.LogAttrs(c.Request.Context(), level, "request", attrs...)
+	}
+}
+
+func routeOf(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
+}
+
+// HTTPMetrics are the request metrics of the gateway's own API.
+type HTTPMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+}
+
+// NewHTTPMetrics registers the request metrics on reg.
+func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
+	m := &HTTPMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_http_requests_total", Help: "Requests answered, by route pattern, method, status and caller.",
+		}, []string{"route", "method", "status", "caller"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gateway_http_request_duration_seconds", Help: "Time to answer, by route pattern and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gateway_http_requests_in_flight", Help: "Requests being answered now.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.inFlight)
+	return m
+}
+
+// Middleware records every request under its route pattern (never the raw path, which holds ids).
+func (m *HTTPMetrics) Middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		m.inFlight.Inc()
+		c.Next()
+		m.inFlight.Dec()
+		route := routeOf(c)
+		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status()), c.GetString(KeyCaller)).Inc()
+		m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+	}
+}
+
+// BodyLimit caps request bodies at n bytes; reading past it fails with *http.MaxBytesError, which
+// the error mapping answers as 413 PAYLOAD_TOO_LARGE. A declared Content-Length over the limit is
+// refused before the handler runs.
+func BodyLimit(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > n {
+			Fail(c, problem.From(&http.MaxBytesError{Limit: n}))
+			return
+		}
+		if c.Request.Body != nil {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		}
+		c.Next()
+	}
+}
+
+const keyProblemCode = "problemCode"
+
+// Errors answers the last error a handler recorded with c.Error as problem+json. 5xx causes are
+// logged in full with the request id; the body only says what the caller may know.
+func Errors(logger *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		if len(c.Errors) == 0 || c.Writer.Written() {
+			return
+		}
+		err := c.Errors.Last().Err
+		p := problem.From(err)
+		if p.Status >= 500 {
+			logger.Error("request failed", "requestId", RequestIDOf(c), "route", routeOf(c), "code", p.Code, "error", err.Error())
+		}
+		Write(c, p)
+	}
+}
+
+// Fail records err and stops the chain; the Errors middleware answers it.
+func Fail(c *gin.Context, err error) {
+	_ = c.Error(err)
+	c.Abort()
+}
+
+// Write answers a problem right away, with Retry-After when it carries a wait.
+func Write(c *gin.Context, p *problem.Error) {
+	c.Set(keyProblemCode, p.Code)
+	if p.RetryAfter > 0 {
+		c.Header("Retry-After", strconv.Itoa(problem.RetryAfterSeconds(p.RetryAfter)))
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Render(p.Status, problemJSON{body: p.Body(RequestIDOf(c))})
+}
+
+// problemJSON renders a problem body with its own content type.
+type problemJSON struct{ body problem.Details }
+
+func (r problemJSON) Render(w http.ResponseWriter) error {
+	r.WriteContentType(w)
+	return encodeJSON(w, r.body)
+}
+
+func (r problemJSON) WriteContentType(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", problem.ContentType)
+}
+
+// NotFound answers unknown routes; MethodNotAllowed answers known routes called with another method.
+func NotFound() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		Write(c, problem.New(http.StatusNotFound, problem.CodeNotFound, "No route matches "+truncate(c.Request.Method, 16)+" "+truncate(c.Request.URL.Path, 200)+"."))
+	}
+}
+
+// MethodNotAllowed answers a known path called with a method it does not take.
+func MethodNotAllowed() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		Write(c, problem.New(http.StatusMethodNotAllowed, problem.CodeMethodNotAllowed, "This route does not take "+truncate(c.Request.Method, 16)+"."))
+	}
+}
+
+func encodeJSON(w http.ResponseWriter, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// truncate shortens caller-supplied text before it is echoed in an answer.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,261 @@
+// Package upstream is the one client of the Inbox Hub WhatsApp API (see UPSTREAM.md).
+//
+// Every call goes through one pipeline: the shared quota (Limiter), a circuit breaker, a
+// per-attempt timeout, retries of idempotent requests with backoff and jitter, credentials
+// injection (X-API-Key always, a bearer token when a TokenProvider is configured), one retry with a
+// fresh token after a 401, and the translation of error answers into *Error values that match the
+// sentinel errors of contract.go with errors.Is.
+//
+// No credential, token or request body ever appears in an error string or a log line.
+package upstream
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults of the options.
+const (
+	DefaultTimeout         = 15 * time.Second
+	DefaultMaxAttempts     = 3
+	DefaultRetryBase       = 250 * time.Millisecond
+	DefaultRetryCap        = 5 * time.Second
+	DefaultBreakerFailures = 5
+	DefaultBreakerOpenFor  = 30 * time.Second
+	DefaultMaxBodyBytes    = 8 << 20
+)
+
+// Credentials are the gateway's upstream credentials. They print masked with fmt (%v, %+v, %#v),
+// slog and encoding/json, so that a stray log line cannot leak them.
+type Credentials struct {
+	Identifier string
+	Password   string
+	APIKey     string
+}
+
+func maskSecret(s string) string {
+	if s == "" {
+		return "<unset>"
+	}
+	return "<redacted>"
+}
+
+// String prints the credentials masked.
+func (c Credentials) String() string {
+	return "upstream.Credentials{Identifier:" + maskSecret(c.Identifier) +
+		", Password:" + maskSecret(c.Password) + ", APIKey:" + maskSecret(c.APIKey) + "}"
+}
+
+// GoString prints the credentials masked for %#v.
+func (c Credentials) GoString() string { return c.String() }
+
+// LogValue prints the credentials masked in slog records.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("identifier", maskSecret(c.Identifier)),
+		slog.String("password", maskSecret(c.Password)),
+		slog.String("apiKey", maskSecret(c.APIKey)),
+	)
+}
+
+// MarshalJSON encodes the credentials masked.
+func (c Credentials) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]string{
+		"identifier": maskSecret(c.Identifier),
+		"password":   maskSecret(c.Password),
+		"apiKey":     maskSecret(c.APIKey),
+	})
+}
+
+// Option configures a Client.
+type Option func(*settings)
+
+type settings struct {
+	hc              *http.Client
+	tokens          TokenProvider
+	limiter         Limiter
+	timeout         time.Duration
+	maxAttempts     int
+	retryBase       time.Duration
+	retryCap        time.Duration
+	breakerFailures int
+	breakerOpenFor  time.Duration
+	maxBody         int64
+	reg             prometheus.Registerer
+	log             *slog.Logger
+}
+
+// WithHTTPClient sets the HTTP client. The client is copied and its redirect policy replaced: the
+// gateway never follows upstream redirects, which would carry X-API-Key to another host.
+func WithHTTPClient(hc *http.Client) Option { return func(s *settings) { s.hc = hc } }
+
+// WithTokens sets where bearer tokens come from; without it no Authorization header is sent.
+func WithTokens(p TokenProvider) Option { return func(s *settings) { s.tokens = p } }
+
+// WithLimiter sets the shared upstream quota, asked before every attempt.
+func WithLimiter(l Limiter) Option { return func(s *settings) { s.limiter = l } }
+
+// WithTimeout bounds each attempt (connection, headers and body); default DefaultTimeout.
+func WithTimeout(d time.Duration) Option { return func(s *settings) { s.timeout = d } }
+
+// WithRetry sets how many attempts an idempotent request gets (1 = no retry) and the exponential
+// backoff: attempt n waits a random duration in [0, min(capDelay, base*2^(n-1))]. A Retry-After or
+// RateLimit reset longer than capDelay is not waited for inside a call: the rate-limit error is
+// returned with RetryAfter instead.
+func WithRetry(maxAttempts int, base, capDelay time.Duration) Option {
+	return func(s *settings) { s.maxAttempts, s.retryBase, s.retryCap = maxAttempts, base, capDelay }
+}
+
+// WithBreaker sets the circuit breaker: it opens after failures consecutive failed attempts
+// (connection errors, timeouts, 502, 503, 504) and lets one probe through after openFor.
+func WithBreaker(failures int, openFor time.Duration) Option {
+	return func(s *settings) { s.breakerFailures, s.breakerOpenFor = failures, openFor }
+}
+
+// WithMaxBodyBytes bounds the size of an answer's body; default DefaultMaxBodyBytes (8 MiB).
+func WithMaxBodyBytes(n int64) Option { return func(s *settings) { s.maxBody = n } }
+
+// WithMetrics registers the client's metrics on reg; nil (the default) records none.
+func WithMetrics(reg prometheus.Registerer) Option { return func(s *settings) { s.reg = reg } }
+
+// WithLogger sets the logger for retries, token rejections and breaker changes.
+func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.log = l } }
+
+// Client is the one client of the Inbox Hub API. It is safe for concurrent use.
+type Client struct {
+	base    string // scheme://host[/prefix], without a trailing slash
+	creds   Credentials
+	hc      *http.Client
+	tokens  TokenProvider
+	limiter Limiter
+	timeout time.Duration
+	retry   retryPolicy
+	maxBody int64
+	breaker *breaker
+	metrics *metrics
+	log     *slog.Logger
+
+	ids       *sessionIDs
+	resolving singleflight.Group
+}
+
+// New returns a client of the upstream at baseURL (for example https://api.inbox-hub.com, without
+// the /api suffix: the client adds it). Only the API key is required; Login also needs the
+// identifier and password. Error messages never contain the credentials.
+func New(baseURL string, creds Credentials, opts ...Option) (*Client, error) {
+	s := settings{
+		timeout:         DefaultTimeout,
+		maxAttempts:     DefaultMaxAttempts,
+		retryBase:       DefaultRetryBase,
+		retryCap:        DefaultRetryCap,
+		breakerFailures: DefaultBreakerFailures,
+		breakerOpenFor:  DefaultBreakerOpenFor,
+		maxBody:         DefaultMaxBodyBytes,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&s)
+		}
+	}
+	var errs []error
+	base, err := parseBaseURL(baseURL)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if creds.APIKey == "" {
+		errs = append(errs, errors.New("upstream: the API key is empty"))
+	}
+	if s.timeout <= 0 {
+		errs = append(errs, errors.New("upstream: the attempt timeout must be positive"))
+	}
+	if s.maxAttempts < 1 || s.retryBase <= 0 || s.retryCap < s.retryBase {
+		errs = append(errs, errors.New("upstream: retry needs at least 1 attempt and 0 < base <= cap"))
+	}
+	if s.breakerFailures < 1 || s.breakerOpenFor <= 0 {
+		errs = append(errs, errors.New("upstream: the breaker needs at least 1 failure and a positive open time"))
+	}
+	if s.maxBody <= 0 {
+		errs = append(errs, errors.New("upstream: the body limit must be positive"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	log := s.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(s.reg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		base:    base,
+		creds:   creds,
+		hc:      httpClient(s.hc),
+		tokens:  s.tokens,
+		limiter: s.limiter,
+		timeout: s.timeout,
+		retry:   retryPolicy{maxAttempts: s.maxAttempts, base: s.retryBase, cap: s.retryCap},
+		maxBody: s.maxBody,
+		metrics: m,
+		log:     log,
+		ids:     newSessionIDs(),
+	}
+	c.breaker = newBreaker(s.breakerFailures, s.breakerOpenFor, m, log)
+	return c, nil
+}
+
+func parseBaseURL(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("upstream: the base URL must be an absolute http(s) URL")
+	}
+	if u.User != nil {
+		return "", errors.New("upstream: the base URL must not carry user information")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", errors.New("upstream: the base URL must not have a query or fragment")
+	}
+	p := strings.TrimRight(u.EscapedPath(), "/")
+	if p == "/api" || strings.HasSuffix(p, "/api") {
+		return "", errors.New("upstream: the base URL must not end in /api (the client adds it)")
+	}
+	return u.Scheme + "://" + u.Host + p, nil
+}
+
+// httpClient copies the given client (or builds the default one) and refuses redirects.
+func httpClient(given *http.Client) *http.Client {
+	var hc http.Client
+	if given != nil {
+		hc = *given
+	} else {
+		hc = http.Client{Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment,
+			DialContext: (&net.Dialer{
+				Timeout:   5 * time.Second,
+				KeepAlive: 30 * time.Second,
+			}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          64,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 30 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}}
+	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &hc
+}
+
+// BreakerState is the circuit breaker's state, "closed", "half-open" or "open", for /readyz.
+func (c *Client) BreakerState() string { return c.breaker.state() }

@@ -1,0 +1,79 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Category names an upstream rate-limit bucket; the quota is kept per category.
+type Category string
+
+// The upstream's rate-limit categories (UPSTREAM.md "Rate limits").
+const (
+	CategoryAuth Category = "auth"
+	CategoryRead Category = "read"
+	CategorySend Category = "send"
+)
+
+// Limiter hands out the shared upstream quota. Wait blocks until the call may go out, or returns
+// an error that is errors.Is(err, ErrRateLimited) (a *RateLimitError carrying RetryAfter) when no
+// quota will be available in time. Whether the caller is interactive or background work is carried
+// by ctx (see the quota package).
+type Limiter interface {
+	Wait(ctx context.Context, c Category) error
+}
+
+// AccessToken is a bearer token together with the generation it belongs to; the generation lets a
+// 401 invalidate exactly the token that was rejected and not a newer one.
+type AccessToken struct {
+	Value      string
+	Generation int64
+}
+
+// TokenProvider supplies the bearer token for WhatsApp requests and is told when the upstream
+// rejected one, so that it can drop that token (compare-and-swap on the generation) and get a new one.
+type TokenProvider interface {
+	Token(ctx context.Context) (AccessToken, error)
+	Rejected(ctx context.Context, t AccessToken)
+}
+
+// TokenSet is what login and refresh answer. RefreshToken and ExpiresIn may be empty after a
+// refresh (the upstream does not document that shape).
+type TokenSet struct {
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    string
+}
+
+// Sentinel errors; every error the client returns matches at most one of them with errors.Is.
+var (
+	ErrUnauthorized        = errors.New("upstream: unauthorized")
+	ErrAuthFailed          = errors.New("upstream: credentials rejected")
+	ErrRateLimited         = errors.New("upstream: rate limited")
+	ErrSessionNotFound     = errors.New("upstream: session not found")
+	ErrSessionNotConnected = errors.New("upstream: session not connected")
+	ErrNotFound            = errors.New("upstream: not found")
+	ErrConflict            = errors.New("upstream: conflict")
+	ErrUnavailable         = errors.New("upstream: unavailable")
+	ErrTimeout             = errors.New("upstream: timeout")
+	// ErrBadResponse is an answer the client could not use: larger than the body limit, or a
+	// success status whose body is not the documented JSON. Callers report it as an upstream error.
+	ErrBadResponse = errors.New("upstream: bad response")
+)
+
+// RateLimitError says a call may not go out before RetryAfter. Source is "upstream" when the
+// upstream answered 429 and "gateway" when the shared quota refused it before it was sent.
+type RateLimitError struct {
+	RetryAfter time.Duration
+	Source     string
+}
+
+// Error says who refused the call and for how long; it carries no request data.
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited by %s, retry after %s", e.Source, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is makes a *RateLimitError match ErrRateLimited.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
