@@ -277,4 +277,3 @@ func assertNoSecrets(t *testing.T, s string) {
 		}
 	}
 }
-
