@@ -60,6 +60,155 @@ const docTemplate = `{
                     }
                 }
             }
+        },
+        "/v1/sessions": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Every WhatsApp session, normalised: the string sessionId, a lower-case status, and whether a QR code is waiting.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sessions"
+                ],
+                "summary": "List sessions",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SessionList"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sessions:read",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sessions/{sessionId}": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "One session's live state, read from the upstream's status route.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sessions"
+                ],
+                "summary": "Get a session",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SessionAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sessions:read",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
         }
     },
     "definitions": {
@@ -91,6 +240,15 @@ const docTemplate = `{
                 }
             }
         },
+        "handlers.ListMeta": {
+            "type": "object",
+            "properties": {
+                "total": {
+                    "type": "integer",
+                    "example": 3
+                }
+            }
+        },
         "handlers.ReadyStatus": {
             "type": "object",
             "properties": {
@@ -103,6 +261,141 @@ const docTemplate = `{
                 "status": {
                     "type": "string",
                     "example": "ready"
+                }
+            }
+        },
+        "handlers.Session": {
+            "type": "object",
+            "properties": {
+                "jid": {
+                    "type": "string",
+                    "example": "34657032985:71@s.whatsapp.net"
+                },
+                "lastActivityAt": {
+                    "type": "string",
+                    "example": "2026-11-28T10:00:00Z"
+                },
+                "name": {
+                    "type": "string",
+                    "example": "Ventas"
+                },
+                "phoneNumber": {
+                    "type": "string",
+                    "example": "34657032985"
+                },
+                "qr": {
+                    "$ref": "#/definitions/handlers.SessionQR"
+                },
+                "sessionId": {
+                    "type": "string",
+                    "example": "demo_session"
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "connected",
+                        "connecting",
+                        "qr_pending",
+                        "disconnected",
+                        "error",
+                        "rate_limited"
+                    ],
+                    "example": "connected"
+                },
+                "updatedAt": {
+                    "type": "string",
+                    "example": "2026-11-28T10:00:00Z"
+                }
+            }
+        },
+        "handlers.SessionAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/handlers.Session"
+                },
+                "meta": {
+                    "type": "object",
+                    "additionalProperties": {}
+                }
+            }
+        },
+        "handlers.SessionList": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/handlers.Session"
+                    }
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.ListMeta"
+                }
+            }
+        },
+        "handlers.SessionQR": {
+            "type": "object",
+            "properties": {
+                "available": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "expiresAt": {
+                    "type": "string",
+                    "example": "2026-11-28T10:01:00Z"
+                }
+            }
+        },
+        "problem.Details": {
+            "type": "object",
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "example": "SESSION_NOT_CONNECTED"
+                },
+                "detail": {
+                    "type": "string",
+                    "example": "The WhatsApp session is not connected. Connect it (POST /v1/sessions/{sessionId}/connect), then scan the QR code (GET /v1/sessions/{sessionId}/qr)."
+                },
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/problem.FieldError"
+                    }
+                },
+                "requestId": {
+                    "type": "string",
+                    "example": "01JD3S9C6Q4W0M1N2P3R4S5T6V"
+                },
+                "retryAfter": {
+                    "type": "integer",
+                    "example": 30
+                },
+                "status": {
+                    "type": "integer",
+                    "example": 409
+                },
+                "title": {
+                    "type": "string",
+                    "example": "Session not connected"
+                },
+                "type": {
+                    "type": "string",
+                    "example": "urn:inboxhub-gateway:problem:session-not-connected"
+                }
+            }
+        },
+        "problem.FieldError": {
+            "type": "object",
+            "properties": {
+                "field": {
+                    "type": "string",
+                    "example": "limit"
+                },
+                "message": {
+                    "type": "string",
+                    "example": "must be an integer from 1 to 100"
                 }
             }
         }

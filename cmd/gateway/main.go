@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/inboxhub-gateway/gateway/internal/app"
 	"github.com/inboxhub-gateway/gateway/internal/config"
 )
@@ -78,6 +80,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// go-redis reports connection trouble through a package-level logger; route it to ours so
+	// every line stays JSON.
+	redis.SetLogger(redisLog{logger.With("component", "redis")})
 	if cfg.Demo {
 		stopDemo, err := startDemo(ctx, &cfg, logger, stdout)
 		if err != nil {
@@ -160,6 +165,13 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// redisLog adapts slog to go-redis' logger.
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
 // withDemo makes -demo equivalent to GATEWAY_DEMO=1.

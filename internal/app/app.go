@@ -9,14 +9,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/inboxhub-gateway/gateway/internal/auth"
 	"github.com/inboxhub-gateway/gateway/internal/cache"
 	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/handlers"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/quota"
+	"github.com/inboxhub-gateway/gateway/internal/tokens"
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
 // App is one gateway replica.
@@ -24,13 +30,39 @@ type App struct {
 	Store     *cache.Store
 	Registry  *prometheus.Registry
 	Readiness *handlers.Readiness
+	Upstream  *upstream.Client
+	Tokens    *tokens.Source
+	Quota     *quota.Limiter
 
 	handler http.Handler
 	closers []func()
 }
 
-// New builds a replica from cfg. Close releases what it holds.
-func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version string) (_ *App, err error) {
+// Option adjusts how New builds a replica; tests use it to shorten timings.
+type Option func(*options)
+
+type options struct {
+	tokenOpts    []tokens.Option
+	upstreamOpts []upstream.Option
+}
+
+// WithTokenOptions adds options to the token source (after the ones from the configuration).
+func WithTokenOptions(o ...tokens.Option) Option {
+	return func(s *options) { s.tokenOpts = append(s.tokenOpts, o...) }
+}
+
+// WithUpstreamOptions adds options to the upstream client (after the ones from the configuration).
+func WithUpstreamOptions(o ...upstream.Option) Option {
+	return func(s *options) { s.upstreamOpts = append(s.upstreamOpts, o...) }
+}
+
+// New builds a replica from cfg and starts its background work (the token refresher), which
+// stops when ctx ends or Close is called.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version string, opts ...Option) (_ *App, err error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	a := &App{Registry: prometheus.NewRegistry(), Readiness: &handlers.Readiness{}}
 	defer func() {
 		if err != nil {
@@ -51,6 +83,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		return handlers.CheckResult{OK: true, Detail: map[string]any{"embedded": a.Store.Embedded}}
 	}})
 
+	if err := a.startUpstream(ctx, cfg, logger, o); err != nil {
+		return nil, err
+	}
+
+	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("caller authentication: %w", err)
+	}
+	callerLimit := auth.NewCallerLimiter(a.Store.Client, cfg.CallerRate,
+		auth.WithLimiterLogger(logger.With("component", "caller-limit")), auth.WithLimiterMetrics(a.Registry))
+
 	a.handler, err = handlers.NewRouter(handlers.Deps{
 		Logger:         logger,
 		Registry:       a.Registry,
@@ -59,6 +102,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		TrustedProxies: cfg.TrustedProxies,
 		Readiness:      a.Readiness,
 		Version:        version,
+		CORS:           auth.CORS(cfg.CORSOrigins),
+		Authenticate:   []gin.HandlerFunc{authn.Middleware(), callerLimit.Middleware()},
+		Require:        auth.Require,
+		Sessions:       a.Upstream,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
@@ -84,3 +131,114 @@ func redisProblem(err error) string {
 	}
 	return "redis unavailable"
 }
+
+// startUpstream builds the shared quota, the upstream client and the token source, starts the
+// token refresher, and registers their readiness checks.
+func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog.Logger, o options) error {
+	a.Quota = quota.New(a.Store.Client, map[upstream.Category]quota.Rate{
+		upstream.CategoryAuth: cfg.Upstream.RateAuth,
+		upstream.CategoryRead: cfg.Upstream.RateRead,
+		upstream.CategorySend: cfg.Upstream.RateSend,
+	}, quota.WithReserve(cfg.Upstream.Reserve), quota.WithLocalFallback(cfg.Upstream.QuotaFallback),
+		quota.WithMetrics(a.Registry), quota.WithLogger(logger.With("component", "quota")))
+
+	// The client needs the token source (to authorise calls) and the source needs the client (to
+	// log in): the client gets a reference that is filled before any call is made.
+	ref := &tokenRef{}
+	client, err := upstream.New(cfg.Upstream.BaseURL, upstream.Credentials{
+		Identifier: cfg.Upstream.Identifier.Reveal(),
+		Password:   cfg.Upstream.Password.Reveal(),
+		APIKey:     cfg.Upstream.APIKey.Reveal(),
+	}, append([]upstream.Option{
+		upstream.WithTimeout(cfg.Upstream.Timeout),
+		upstream.WithLimiter(a.Quota),
+		upstream.WithTokens(ref),
+		upstream.WithMetrics(a.Registry),
+		upstream.WithLogger(logger.With("component", "upstream")),
+	}, o.upstreamOpts...)...)
+	if err != nil {
+		return fmt.Errorf("upstream client: %w", err)
+	}
+	a.Upstream = client
+
+	tokenOpts := []tokens.Option{
+		tokens.WithRefreshAt(cfg.TokenRefreshAt, 0.05),
+		tokens.WithUpstreamTimeout(cfg.Upstream.Timeout),
+		tokens.WithMetrics(a.Registry),
+		tokens.WithLogger(logger.With("component", "tokens")),
+	}
+	if cfg.TokenEncryption.CurrentID != "" {
+		tokenOpts = append(tokenOpts, tokens.WithEncryptionKeys(cfg.TokenEncryption.CurrentID, cfg.TokenEncryption.Keys))
+	}
+	src, err := tokens.New(a.Store.Client, client, append(tokenOpts, o.tokenOpts...)...)
+	if err != nil {
+		return fmt.Errorf("token source: %w", err)
+	}
+	ref.src = src
+	a.Tokens = src
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		src.Start(runCtx)
+	}()
+	a.closers = append(a.closers, func() {
+		stop()
+		<-done
+		_ = src.Close()
+	})
+
+	a.Readiness.Add(handlers.Check{Name: "upstream_token", Run: func(context.Context) handlers.CheckResult {
+		return tokenCheck(src.Status())
+	}})
+	a.Readiness.Add(handlers.Check{Name: "upstream_breaker", Run: func(context.Context) handlers.CheckResult {
+		state := client.BreakerState()
+		r := handlers.CheckResult{OK: state != "open", Detail: map[string]any{"state": state}}
+		if !r.OK {
+			r.Error = "circuit breaker open: Inbox Hub is failing, calls are refused until it recovers"
+		}
+		return r
+	}})
+	return nil
+}
+
+// tokenCheck judges the token source for /readyz. No token yet is ready (the first request logs
+// in); credentials refused by the upstream, or no token while the store is down, are not.
+func tokenCheck(st tokens.Status) handlers.CheckResult {
+	detail := map[string]any{"state": st.State, "generation": st.Generation}
+	if st.Fingerprint != "" {
+		detail["fingerprint"] = st.Fingerprint
+	}
+	if !st.ExpiresAt.IsZero() {
+		detail["expiresAt"] = st.ExpiresAt.UTC().Format(time.RFC3339)
+		detail["secondsLeft"] = int(st.TimeLeft.Seconds())
+	}
+	if st.LastRefreshError != "" {
+		detail["lastRefreshError"] = st.LastRefreshError
+	}
+	if !st.LastRefreshAt.IsZero() {
+		detail["lastRefreshAt"] = st.LastRefreshAt.UTC().Format(time.RFC3339)
+	}
+	r := handlers.CheckResult{OK: true, Detail: detail}
+	switch st.State {
+	case tokens.StateAuthFailed:
+		r.OK = false
+		r.Error = "Inbox Hub rejected the gateway credentials (INBOXHUB_IDENTIFIER / INBOXHUB_PASSWORD / INBOXHUB_API_KEY)"
+		if !st.NextLoginAllowedAt.IsZero() {
+			detail["nextLoginAllowedAt"] = st.NextLoginAllowedAt.UTC().Format(time.RFC3339)
+		}
+	case tokens.StateRedisUnavailable:
+		if st.TimeLeft <= 0 {
+			r.OK = false
+			r.Error = "no valid upstream token and the token store (Redis) is unavailable"
+		}
+	}
+	return r
+}
+
+// tokenRef lets the upstream client use the token source that is built after it.
+type tokenRef struct{ src *tokens.Source }
+
+func (r *tokenRef) Token(ctx context.Context) (upstream.AccessToken, error) { return r.src.Token(ctx) }
+
+func (r *tokenRef) Rejected(ctx context.Context, t upstream.AccessToken) { r.src.Rejected(ctx, t) }

@@ -42,7 +42,7 @@ func Open(ctx context.Context, redisURL string, logger *slog.Logger) (*Store, er
 		logger.Warn("REDIS_URL is not set: using the embedded in-process store; run a single replica only, state is lost on restart",
 			"addr", mr.Addr())
 		s := &Store{
-			Client:   redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{mr.Addr()}}),
+			Client:   redis.NewUniversalClient(withTimeouts(&redis.UniversalOptions{Addrs: []string{mr.Addr()}})),
 			Embedded: true,
 			embedded: mr,
 		}
@@ -56,12 +56,24 @@ func Open(ctx context.Context, redisURL string, logger *slog.Logger) (*Store, er
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{Client: redis.NewUniversalClient(opts)}
+	s := &Store{Client: redis.NewUniversalClient(withTimeouts(opts))}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// withTimeouts bounds every Redis call, so that an unreachable Redis costs a request at most a
+// few hundred milliseconds (the token source then serves its in-memory token) instead of
+// go-redis' default waits.
+func withTimeouts(o *redis.UniversalOptions) *redis.UniversalOptions {
+	o.DialTimeout = time.Second
+	o.ReadTimeout = 2 * time.Second
+	o.WriteTimeout = 2 * time.Second
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = 1
+	return o
 }
 
 // Ping checks that Redis answers, within a short deadline.

@@ -67,6 +67,9 @@ type Upstream struct {
 	RateRead   Rate          // UPSTREAM_RATE_READ
 	RateSend   Rate          // UPSTREAM_RATE_SEND
 	Reserve    float64       // UPSTREAM_RATE_RESERVE: share of each quota kept for interactive calls
+	// QuotaFallback (UPSTREAM_QUOTA_FALLBACK) is the share of each quota one replica may use on its
+	// own while Redis is unreachable; 0 refuses upstream calls instead.
+	QuotaFallback float64
 }
 
 // JWT says how callers' bearer tokens are verified. At most one of HS256Secret and RS256PublicKey
@@ -205,6 +208,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Upstream.RateRead = r.rate("UPSTREAM_RATE_READ", "30/1m")
 	c.Upstream.RateSend = r.rate("UPSTREAM_RATE_SEND", "10/1m")
 	c.Upstream.Reserve = r.fraction("UPSTREAM_RATE_RESERVE", 0.2, 0, 0.9)
+	c.Upstream.QuotaFallback = r.fraction("UPSTREAM_QUOTA_FALLBACK", 0.25, 0, 1)
 
 	c.RedisURL = r.secret("REDIS_URL", false)
 	if c.RedisURL.IsSet() {
@@ -280,6 +284,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("upstream_rate_read", c.Upstream.RateRead.String()),
 		slog.String("upstream_rate_send", c.Upstream.RateSend.String()),
 		slog.Float64("upstream_rate_reserve", c.Upstream.Reserve),
+		slog.Float64("upstream_quota_fallback", c.Upstream.QuotaFallback),
 		slog.String("redis", redisLogValue(c.RedisURL)),
 		slog.Any("api_keys", keyNames),
 		slog.Bool("jwt_hs256", c.JWT.HS256Secret.IsSet()),

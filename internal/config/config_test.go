@@ -157,6 +157,7 @@ func TestLoadProblems(t *testing.T) {
 		{"bad rate period", map[string]string{"UPSTREAM_RATE_SEND": "10/fortnight"}, nil, "UPSTREAM_RATE_SEND", "period"},
 		{"bad caller rate", map[string]string{"GATEWAY_CALLER_RATE": "600/0s"}, nil, "GATEWAY_CALLER_RATE", "period"},
 		{"bad reserve", map[string]string{"UPSTREAM_RATE_RESERVE": "1.5"}, nil, "UPSTREAM_RATE_RESERVE", "between"},
+		{"bad quota fallback", map[string]string{"UPSTREAM_QUOTA_FALLBACK": "2"}, nil, "UPSTREAM_QUOTA_FALLBACK", "between"},
 		{"bad refresh fraction", map[string]string{"TOKEN_REFRESH_AT": "1.2"}, nil, "TOKEN_REFRESH_AT", "between"},
 		{"bad redis scheme", map[string]string{"REDIS_URL": "http://:" + fakeRedisPw + "@h:6379"}, nil, "REDIS_URL", "scheme"},
 		{"redis sentinel without master", map[string]string{"REDIS_URL": "redis-sentinel://h1:26379,h2:26379"}, nil, "REDIS_URL", "master"},

@@ -26,11 +26,19 @@ type Deps struct {
 	TrustedProxies []string
 	Readiness      *Readiness
 	Version        string
+	// CORS answers preflights and adds CORS headers for the configured origins; it runs on the
+	// engine (a preflight matches no route).
+	CORS gin.HandlerFunc
+	// Caller authentication: Authenticate runs on every /v1 route, Require(scope) guards each.
+	Authenticate []gin.HandlerFunc
+	Require      func(scope string) gin.HandlerFunc
+	Sessions     SessionSource
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
-// recovery, access log, metrics, error mapping (which answers what any later step records), body
-// limit; then the routes.
+// recovery, access log, metrics, error mapping (which answers what any later step records), CORS,
+// body limit; then the routes, each /v1 route behind caller authentication, the per-caller limit
+// and its scope.
 func NewRouter(d Deps) (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -45,6 +53,7 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 		middleware.AccessLog(d.Logger),
 		d.HTTPMetrics.Middleware(),
 		middleware.Errors(d.Logger),
+		d.CORS,
 		middleware.BodyLimit(d.MaxBodyBytes),
 	)
 	r.NoRoute(middleware.NotFound())
@@ -54,6 +63,11 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	r.GET("/healthz", ops.healthz)
 	r.GET("/readyz", ops.readyz)
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})))
+
+	v1 := r.Group("/v1", d.Authenticate...)
+	sessions := sessionHandlers{src: d.Sessions}
+	v1.GET("/sessions", d.Require("sessions:read"), sessions.list)
+	v1.GET("/sessions/:sessionId", d.Require("sessions:read"), sessions.get)
 
 	docs.SwaggerInfo.BasePath = "/"
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })

@@ -36,6 +36,8 @@ func newTestRouter(t *testing.T) *testRouter {
 	r, err := NewRouter(Deps{
 		Logger: logger, Registry: reg, HTTPMetrics: middleware.NewHTTPMetrics(reg),
 		MaxBodyBytes: 1024, Readiness: ready, Version: "test",
+		CORS:    func(c *gin.Context) { c.Next() },
+		Require: func(string) gin.HandlerFunc { return func(c *gin.Context) { c.Next() } },
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -134,7 +135,11 @@ func From(err error) *Error {
 			e.RetryAfter = 5 * time.Second
 		}
 		return e
-	case errors.Is(err, upstream.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, tokens.ErrStoreUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
+			Detail:     "The gateway cannot reach its token store; it will recover on its own. Retry after the time given.",
+			RetryAfter: 5 * time.Second, Cause: err}
+	case errors.Is(err, upstream.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, tokens.ErrWaitTimeout):
 		return wrap(http.StatusGatewayTimeout, CodeUpstreamTimeout, "Inbox Hub did not answer in time.")
 	}
 	var ue *upstream.Error

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -35,6 +36,8 @@ func TestFrom(t *testing.T) {
 		{&upstream.Error{Status: 422, Code: "VALIDATION_ERROR"}, 502, CodeUpstreamError, 0},
 		{&upstream.Error{Status: 503, RetryAfter: 9 * time.Second}, 503, CodeUpstreamUnavailable, 9 * time.Second},
 		{fmt.Errorf("decode: %w", upstream.ErrBadResponse), 502, CodeUpstreamError, 0},
+		{fmt.Errorf("x: %w", tokens.ErrStoreUnavailable), 503, CodeUpstreamUnavailable, 5 * time.Second},
+		{tokens.ErrWaitTimeout, 504, CodeUpstreamTimeout, 0},
 		{errors.New("something internal"), 500, CodeInternal, 0},
 	}
 	for _, tc := range cases {

@@ -265,7 +265,7 @@ func (l *Limiter) Allow(ctx context.Context, c upstream.Category) (Decision, err
 		args = append(args, b.p.T, tau)
 	}
 	res, err := l.script.Run(ctx, l.rdb, keys, args...).Int64Slice()
-	if err == nil && len(res) != 3 {
+	if err == nil && len(res) < 3 {
 		err = errors.New("unexpected script answer")
 	}
 	if err != nil {

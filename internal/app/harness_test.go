@@ -1,0 +1,219 @@
+package app_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/app"
+	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/sim"
+)
+
+// fakeCreds are the generated upstream credentials of one test's simulator.
+type fakeCreds struct{ identifier, password, apiKey string }
+
+func newCreds() fakeCreds {
+	return fakeCreds{
+		identifier: "gw-" + randHex(4) + "@example.invalid",
+		password:   "test-pw-" + randHex(8),
+		apiKey:     "test_upstream_" + randHex(8),
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// startSim runs the simulator over real HTTP. Rates left zero in o get "no limit" here, since
+// most tests are about tokens, not quotas.
+func startSim(t *testing.T, creds fakeCreds, o sim.Options) (*sim.Server, string) {
+	t.Helper()
+	o.Identifier, o.Password, o.APIKey = creds.identifier, creds.password, creds.apiKey
+	for _, r := range []*sim.Rate{&o.RateAuth, &o.RateRead, &o.RateSend, &o.RateGlobal} {
+		if *r == (sim.Rate{}) {
+			*r = sim.NoLimit()
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := sim.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { srv.Close(); s.Close() })
+	return s, srv.URL
+}
+
+// gateway is one replica under test, served over real HTTP.
+type gateway struct {
+	app  *app.App
+	url  string
+	key  string
+	logs *syncBuffer
+}
+
+// callerKey is the gateway API key of the tests' caller (generated per run).
+var callerKey = "test-caller-" + randHex(12)
+
+func keysFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "keys.json")
+	body := fmt.Sprintf(`[{"name": "test-crm", "key": %q, "scopes": [%s]}]`, callerKey,
+		`"`+strings.Join(config.Scopes, `","`)+`"`)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startGateway builds a replica from an environment (through config.Load, as production does)
+// pointed at the simulator and the given Redis.
+func startGateway(t *testing.T, simURL string, creds fakeCreds, redisURL string, extra map[string]string, opts ...app.Option) *gateway {
+	t.Helper()
+	env := map[string]string{
+		"INBOXHUB_BASE_URL":     simURL,
+		"INBOXHUB_IDENTIFIER":   creds.identifier,
+		"INBOXHUB_PASSWORD":     creds.password,
+		"INBOXHUB_API_KEY":      creds.apiKey,
+		"REDIS_URL":             redisURL,
+		"GATEWAY_API_KEYS_FILE": keysFile(t),
+		"GATEWAY_CALLER_RATE":   "0",
+		"UPSTREAM_RATE_READ":    "0",
+		"UPSTREAM_RATE_SEND":    "0",
+		"UPSTREAM_RATE_AUTH":    "100/1m",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), "test", opts...)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		a.Close()
+		assertNoSecrets(t, logs.String(), creds)
+	})
+	return &gateway{app: a, url: srv.URL, key: callerKey, logs: logs}
+}
+
+// assertNoSecrets fails when a log holds an upstream credential.
+func assertNoSecrets(t *testing.T, logs string, creds fakeCreds) {
+	t.Helper()
+	for _, s := range []string{creds.password, creds.apiKey, callerKey} {
+		if strings.Contains(logs, s) {
+			t.Errorf("a secret appears in the gateway's logs")
+		}
+	}
+}
+
+// client is shared by the tests; enough idle connections for bursts of concurrent calls.
+var client = &http.Client{
+	Timeout:   30 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0},
+}
+
+type answer struct {
+	status int
+	body   string
+	header http.Header
+	took   time.Duration
+}
+
+func (g *gateway) get(t testing.TB, path string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, g.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", g.key)
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return answer{status: -1, body: err.Error(), took: time.Since(start)}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header, took: time.Since(start)}
+}
+
+// burst sends n concurrent GETs spread over the replicas and returns their answers.
+func burst(t *testing.T, gws []*gateway, n int, path string) []answer {
+	t.Helper()
+	out := make([]answer, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			out[i] = gws[i%len(gws)].get(t, path)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+// statuses counts answers by status.
+func statuses(as []answer) map[int]int {
+	m := map[int]int{}
+	for _, a := range as {
+		m[a.status]++
+	}
+	return m
+}
+
+// syncBuffer is an io.Writer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

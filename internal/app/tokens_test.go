@@ -1,0 +1,338 @@
+package app_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/app"
+	"github.com/inboxhub-gateway/gateway/internal/sim"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/tokens"
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
+)
+
+const sessionPath = "/v1/sessions/demo_session"
+
+// TestColdStartOneLogin: 500 concurrent requests on a cold start cause exactly one login.
+func TestColdStartOneLogin(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{})
+	g := startGateway(t, simURL, creds, redistest.URL(t), nil)
+
+	answers := burst(t, []*gateway{g}, 500, sessionPath)
+	if got := statuses(answers); got[http.StatusOK] != 500 {
+		t.Fatalf("answers by status = %v, want 500 x 200; first: %+v", got, firstNot(answers, 200))
+	}
+	c := s.Counters()
+	if c.Logins != 1 || c.LoginFailures != 0 || c.Refreshes != 0 {
+		t.Errorf("logins = %d (failures %d, refreshes %d), want exactly 1", c.Logins, c.LoginFailures, c.Refreshes)
+	}
+}
+
+// TestFleetOneLogin: three replicas (separate HTTP servers and Redis clients) on one Redis, 300
+// concurrent requests spread over them: exactly one login in total.
+func TestFleetOneLogin(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{})
+	redisURL := redistest.URL(t)
+	var fleet []*gateway
+	for range 3 {
+		fleet = append(fleet, startGateway(t, simURL, creds, redisURL, nil))
+	}
+	answers := burst(t, fleet, 300, sessionPath)
+	if got := statuses(answers); got[http.StatusOK] != 300 {
+		t.Fatalf("answers by status = %v; first: %+v", got, firstNot(answers, 200))
+	}
+	if c := s.Counters(); c.Logins != 1 || c.Refreshes != 0 {
+		t.Errorf("logins = %d, refreshes = %d across three replicas, want 1 and 0", c.Logins, c.Refreshes)
+	}
+	// All three replicas hold the same token generation.
+	gens := map[int64]bool{}
+	for _, g := range fleet {
+		gens[g.app.Tokens.Status().Generation] = true
+	}
+	if len(gens) != 1 {
+		t.Errorf("replicas hold different token generations: %v", gens)
+	}
+}
+
+// TestShortLivedTokens: tokens living 2 s and 10 s of steady traffic on two replicas: no caller
+// sees an error, and the token is renewed by refresh, not by logging in again.
+func TestShortLivedTokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10 s of traffic")
+	}
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{TokenLifetime: 2 * time.Second, RotateRefreshTokens: true})
+	redisURL := redistest.URL(t)
+	fleet := []*gateway{
+		startGateway(t, simURL, creds, redisURL, nil),
+		startGateway(t, simURL, creds, redisURL, nil),
+	}
+	var failures, total atomic.Int64
+	var firstFailure atomic.Value
+	deadline := time.Now().Add(10 * time.Second)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				a := fleet[w%2].get(t, sessionPath)
+				total.Add(1)
+				if a.status != http.StatusOK {
+					failures.Add(1)
+					firstFailure.CompareAndSwap(nil, a.body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	c := s.Counters()
+	t.Logf("%d requests over 10 s; upstream logins %d, refreshes %d (failed %d)", total.Load(), c.Logins, c.Refreshes, c.RefreshFailures)
+	if failures.Load() != 0 {
+		t.Errorf("%d of %d requests failed; first: %v", failures.Load(), total.Load(), firstFailure.Load())
+	}
+	if c.Logins != 1 {
+		t.Errorf("logins = %d, want 1 (renewals must use the refresh token)", c.Logins)
+	}
+	if c.Refreshes < 3 || c.RefreshFailures != 0 {
+		t.Errorf("refreshes = %d (failed %d), want >= 3 successful refreshes of 2 s tokens in 10 s", c.Refreshes, c.RefreshFailures)
+	}
+}
+
+// TestRevokedTokensOneReauth: the simulator revokes every token; callers still get 200 and the
+// fleet re-authenticates exactly once.
+func TestRevokedTokensOneReauth(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{})
+	redisURL := redistest.URL(t)
+	fleet := []*gateway{
+		startGateway(t, simURL, creds, redisURL, nil),
+		startGateway(t, simURL, creds, redisURL, nil),
+	}
+	if a := fleet[0].get(t, sessionPath); a.status != http.StatusOK {
+		t.Fatalf("warm-up = %d %s", a.status, a.body)
+	}
+	before := s.Counters()
+	s.RevokeAllTokens()
+
+	answers := burst(t, fleet, 100, sessionPath)
+	if got := statuses(answers); got[http.StatusOK] != 100 {
+		t.Fatalf("after revocation: answers by status = %v; first: %+v", got, firstNot(answers, 200))
+	}
+	after := s.Counters()
+	reauth := (after.Logins - before.Logins) + (after.Refreshes - before.Refreshes)
+	if reauth != 1 {
+		t.Errorf("re-authentications = %d (logins +%d, refreshes +%d), want exactly 1",
+			reauth, after.Logins-before.Logins, after.Refreshes-before.Refreshes)
+	}
+}
+
+// TestWrongPasswordFailsFast: with a wrong password callers get 502 UPSTREAM_AUTH_FAILED, the
+// upstream sees at most 2 login attempts per minute, and /readyz is 503 saying why.
+func TestWrongPasswordFailsFast(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{})
+	wrong := creds
+	wrong.password = "wrong-" + creds.password
+	g := startGateway(t, simURL, wrong, redistest.URL(t), nil)
+
+	var took []time.Duration
+	for round := range 3 {
+		answers := burst(t, []*gateway{g}, 50, sessionPath)
+		for _, a := range answers {
+			if a.status != http.StatusBadGateway || !strings.Contains(a.body, `"code":"UPSTREAM_AUTH_FAILED"`) {
+				t.Fatalf("round %d: answer %d %s, want 502 UPSTREAM_AUTH_FAILED", round, a.status, a.body)
+			}
+			if round > 0 {
+				took = append(took, a.took)
+			}
+		}
+	}
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	t.Logf("after the first refusal: %d answers, p50 %s, p99 %s, max %s (reported, not asserted)",
+		len(took), took[len(took)/2], took[len(took)*99/100], took[len(took)-1])
+	if c := s.Counters(); c.Logins+c.LoginFailures > 2 {
+		t.Errorf("upstream saw %d login attempts within the test's first seconds, want at most 2", c.Logins+c.LoginFailures)
+	}
+	a := g.get(t, "/readyz")
+	if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "rejected the gateway credentials") {
+		t.Errorf("/readyz = %d %s, want 503 naming the credentials", a.status, a.body)
+	}
+	assertNoSecrets(t, a.body, creds)
+}
+
+// TestRedisOutage: Redis stops mid-run. Callers keep being served from the in-memory token, no
+// login storm, never a "bad credentials" state; when Redis returns, the gateway recovers.
+func TestRedisOutage(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{})
+	rs := redistest.Start(t)
+	g := startGateway(t, simURL, creds, rs.URL(), nil)
+	if a := g.get(t, sessionPath); a.status != http.StatusOK {
+		t.Fatalf("warm-up = %d %s", a.status, a.body)
+	}
+
+	rs.Stop()
+	answers := burst(t, []*gateway{g}, 100, sessionPath)
+	if got := statuses(answers); got[http.StatusOK] != 100 {
+		t.Errorf("during the outage: answers by status = %v; first: %+v", got, firstNot(answers, 200))
+	}
+	if st := g.app.Tokens.Status(); st.State == tokens.StateAuthFailed {
+		t.Errorf("token state during the outage = %s", st.State)
+	}
+	if a := g.get(t, "/readyz"); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, `"redis"`) {
+		t.Errorf("/readyz during the outage = %d %s", a.status, a.body)
+	}
+	if c := s.Counters(); c.Logins != 1 || c.LoginFailures != 0 {
+		t.Errorf("logins during the outage = %d (failures %d), want the 1 of the warm-up", c.Logins, c.LoginFailures)
+	}
+
+	rs.Restart(t)
+	eventually(t, 15*time.Second, "/readyz back to 200 after Redis returns", func() bool {
+		return g.get(t, "/readyz").status == http.StatusOK
+	})
+	if a := g.get(t, sessionPath); a.status != http.StatusOK {
+		t.Errorf("after recovery = %d %s", a.status, a.body)
+	}
+	if st := g.app.Tokens.Status(); st.State == tokens.StateAuthFailed {
+		t.Errorf("token state after recovery = %s", st.State)
+	}
+	if c := s.Counters(); c.Logins > 2 {
+		t.Errorf("logins = %d, want no storm (at most one more after the restart)", c.Logins)
+	}
+}
+
+// TestTokenEncryptedAtRest: with TOKEN_ENCRYPTION_KEY set, no Redis value holds the token.
+func TestTokenEncryptedAtRest(t *testing.T) {
+	creds := newCreds()
+	_, simURL := startSim(t, creds, sim.Options{})
+	redisURL := redistest.URL(t)
+	key := base64.StdEncoding.EncodeToString([]byte(randHex(16)))
+	g := startGateway(t, simURL, creds, redisURL, map[string]string{"TOKEN_ENCRYPTION_KEY": key})
+	if a := g.get(t, sessionPath); a.status != http.StatusOK {
+		t.Fatalf("request = %d %s", a.status, a.body)
+	}
+	tok, err := g.app.Tokens.Token(context.Background())
+	if err != nil || tok.Value == "" {
+		t.Fatalf("token: %v", err)
+	}
+	opts, _ := redis.ParseURL(redisURL)
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no keys in Redis: %v", err)
+	}
+	checked := 0
+	for _, k := range keys {
+		var values []string
+		switch rdb.Type(ctx, k).Val() {
+		case "string":
+			values = []string{rdb.Get(ctx, k).Val()}
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				values = append(values, f, v)
+			}
+		}
+		for _, v := range values {
+			checked++
+			if strings.Contains(v, tok.Value) || strings.Contains(v, tok.Value[len(tok.Value)-20:]) {
+				t.Errorf("Redis key %s holds the plaintext token", k)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no value checked")
+	}
+	if !g.app.Tokens.Encrypted() {
+		t.Error("token source reports no encryption")
+	}
+}
+
+// TestBreakerBoundsUpstreamCalls: the upstream answers 503 to everything; the breaker opens after
+// a few failures and from then on callers get 503 with Retry-After and the upstream sees nothing,
+// however many callers keep trying.
+func TestBreakerBoundsUpstreamCalls(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{})
+	g := startGateway(t, simURL, creds, redistest.URL(t), nil,
+		app.WithUpstreamOptions(upstream.WithRetry(2, 10*time.Millisecond, 50*time.Millisecond),
+			upstream.WithBreaker(5, time.Minute)))
+	if a := g.get(t, sessionPath); a.status != http.StatusOK {
+		t.Fatalf("warm-up = %d %s", a.status, a.body)
+	}
+	s.ResetCounters()
+	s.SetFaults(sim.Faults{AllStatus: http.StatusServiceUnavailable})
+	upstreamCalls := func() int64 {
+		var n int64
+		for _, c := range s.Counters().Requests {
+			n += c
+		}
+		return n
+	}
+
+	// Sequential callers until the breaker opens: 5 failed calls of 2 attempts at most.
+	opened := 0
+	for i := range 20 {
+		a := g.get(t, sessionPath)
+		if a.status != http.StatusServiceUnavailable {
+			t.Fatalf("answer %d = %d %s, want 503", i, a.status, a.body)
+		}
+		if g.app.Upstream.BreakerState() == "open" {
+			opened = i + 1
+			break
+		}
+	}
+	beforeOpen := upstreamCalls()
+	if opened == 0 || beforeOpen > 10 {
+		t.Fatalf("breaker %s after %d callers and %d upstream calls, want open within 5 failures (10 attempts)",
+			g.app.Upstream.BreakerState(), opened, beforeOpen)
+	}
+
+	// Then 200 concurrent callers: all answered 503 with Retry-After, none reaches the upstream.
+	answers := burst(t, []*gateway{g}, 200, sessionPath)
+	if got := statuses(answers); got[http.StatusServiceUnavailable] != len(answers) {
+		t.Errorf("answers by status = %v, want all 503", got)
+	}
+	for _, a := range answers {
+		if a.header.Get("Retry-After") == "" || !strings.Contains(a.body, "UPSTREAM_UNAVAILABLE") {
+			t.Fatalf("answer without Retry-After or code: %d %v %s", a.status, a.header, a.body)
+		}
+	}
+	t.Logf("breaker opened after %d callers / %d upstream calls; 200 more callers added %d upstream calls",
+		opened, beforeOpen, upstreamCalls()-beforeOpen)
+	if extra := upstreamCalls() - beforeOpen; extra != 0 {
+		t.Errorf("upstream saw %d calls while the breaker was open", extra)
+	}
+	a := g.get(t, "/readyz")
+	var rs struct {
+		Checks map[string]struct {
+			OK bool `json:"ok"`
+		} `json:"checks"`
+	}
+	_ = json.Unmarshal([]byte(a.body), &rs)
+	if a.status != http.StatusServiceUnavailable || rs.Checks["upstream_breaker"].OK {
+		t.Errorf("/readyz with the breaker open = %d %s", a.status, a.body)
+	}
+}
+
+func firstNot(as []answer, status int) answer {
+	for _, a := range as {
+		if a.status != status {
+			return a
+		}
+	}
+	return answer{}
+}

@@ -1,0 +1,429 @@
+// Package auth says who is calling the gateway and whether they may (SPEC.md section 3): callers
+// authenticate with an API key in X-API-Key (stored as SHA-256 hashes, each with a name and
+// scopes) or with a JWT in Authorization: Bearer (HS256 or RS256, algorithm pinned); Require
+// guards a route with a scope; CORS admits the configured origins only; CallerLimiter limits each
+// caller's requests fleet-wide in Redis.
+//
+// Decisions callers can rely on:
+//   - Exactly one credential per request. A request with both X-API-Key and Authorization, or
+//     with either header repeated, is refused with 401: guessing which one was meant would let a
+//     stray header decide who the caller is.
+//   - Scopes are exact: "admin" is a scope of its own (for administrative routes) and does not
+//     imply any other. A caller that needs everything lists every scope.
+//   - A JWT's scopes come from the "scope" claim, a space-separated string (RFC 8693) or a JSON
+//     array of strings, and from "scp" in the same two forms (as some issuers write it); the
+//     caller holds the union. Scopes the gateway does not know are ignored; a scope claim of any
+//     other JSON type makes the token invalid.
+//   - A JWT caller's name is "jwt:" followed by its "sub" claim, which is required; an API key
+//     caller's name is the key's configured name.
+//
+// Credentials never reach a log line, an error, a metric or the context: the caller is known
+// afterwards by name only.
+package auth
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
+)
+
+// Methods of authentication, as Caller.Method reports them.
+const (
+	MethodAPIKey = "api_key"
+	MethodJWT    = "jwt"
+)
+
+// Headers that carry a credential.
+const (
+	HeaderAPIKey        = "X-API-Key"
+	HeaderAuthorization = "Authorization"
+)
+
+// Limits on credentials, checked before any hashing or parsing.
+const (
+	// MaxAPIKeyBytes is the longest X-API-Key accepted.
+	MaxAPIKeyBytes = 256
+	// MaxTokenBytes is the longest bearer token accepted.
+	MaxTokenBytes = 8 << 10
+	// MaxSubjectBytes is the longest JWT subject accepted (it names the caller in logs and metrics).
+	MaxSubjectBytes = 200
+	// DefaultLeeway is the clock skew allowed on exp, nbf and iat unless Options says otherwise.
+	DefaultLeeway = 30 * time.Second
+)
+
+// realm names the gateway in WWW-Authenticate challenges.
+const realm = "inboxhub-gateway"
+
+// Caller is an authenticated client of the gateway.
+type Caller struct {
+	// Name identifies the caller in logs, metrics and rate limits: the API key's name, or "jwt:"
+	// and the token's subject.
+	Name string
+	// Scopes are what the caller may do (config.Scopes).
+	Scopes []string
+	// Method is how the caller authenticated: MethodAPIKey or MethodJWT.
+	Method string
+}
+
+// Has reports whether the caller holds scope. Scopes are exact: "admin" implies no other scope.
+func (c Caller) Has(scope string) bool { return slices.Contains(c.Scopes, scope) }
+
+// Options configure an Authenticator.
+type Options struct {
+	// APIKeys are the accepted API keys, by SHA-256.
+	APIKeys []config.APIKey
+	// JWT says how bearer tokens are verified; with neither an HS256 secret nor an RS256 key set,
+	// bearer tokens are refused.
+	JWT config.JWT
+	// Clock is the time JWTs are checked against; nil means time.Now.
+	Clock func() time.Time
+	// Leeway is the clock skew allowed on exp, nbf and iat: zero means DefaultLeeway, a negative
+	// value none.
+	Leeway time.Duration
+	// Registerer, when set, receives the metric auth_failures_total{reason}.
+	Registerer prometheus.Registerer
+}
+
+// Authenticator checks callers' credentials. It is safe for concurrent use.
+type Authenticator struct {
+	keys     []apiKey
+	parser   *jwt.Parser // nil when bearer tokens are not accepted
+	verifyBy any         // []byte for HS256, *rsa.PublicKey for RS256
+	alg      jwt.SigningMethod
+	issuer   string // required iss, if any
+	audience string // required aud, if any
+	failures *prometheus.CounterVec
+}
+
+type apiKey struct {
+	hash   [32]byte
+	name   string
+	scopes []string
+}
+
+// New returns an Authenticator for the given keys and JWT settings. It parses the RS256 public key
+// once and fails on a key it cannot use, on both algorithms configured at once, and on an HS256
+// secret shorter than 32 bytes.
+func New(o Options) (*Authenticator, error) {
+	a := &Authenticator{}
+	for _, k := range o.APIKeys {
+		if k.Name == "" {
+			return nil, errors.New("auth: an API key has no name")
+		}
+		a.keys = append(a.keys, apiKey{hash: k.SHA256, name: k.Name, scopes: slices.Clone(k.Scopes)})
+	}
+	hs, rs := o.JWT.HS256Secret.IsSet(), len(o.JWT.RS256PublicKey) > 0
+	switch {
+	case hs && rs:
+		return nil, errors.New("auth: both an HS256 secret and an RS256 public key are configured: choose one algorithm")
+	case hs:
+		if len(o.JWT.HS256Secret.Reveal()) < 32 {
+			return nil, errors.New("auth: the HS256 secret is shorter than 32 bytes")
+		}
+		a.alg, a.verifyBy = jwt.SigningMethodHS256, []byte(o.JWT.HS256Secret.Reveal())
+	case rs:
+		pub, err := jwt.ParseRSAPublicKeyFromPEM(o.JWT.RS256PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("auth: the RS256 public key is not a PEM RSA public key: %w", err)
+		}
+		if pub.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("auth: the RS256 public key has %d bits, want at least 2048", pub.N.BitLen())
+		}
+		a.alg, a.verifyBy = jwt.SigningMethodRS256, pub
+	}
+	if a.alg != nil {
+		clock := o.Clock
+		if clock == nil {
+			clock = time.Now
+		}
+		leeway := o.Leeway
+		switch {
+		case leeway == 0:
+			leeway = DefaultLeeway
+		case leeway < 0:
+			leeway = 0
+		}
+		popts := []jwt.ParserOption{
+			jwt.WithValidMethods([]string{a.alg.Alg()}),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(leeway),
+			jwt.WithTimeFunc(clock),
+			jwt.WithStrictDecoding(),
+		}
+		if o.JWT.Issuer != "" {
+			popts = append(popts, jwt.WithIssuer(o.JWT.Issuer))
+		}
+		if o.JWT.Audience != "" {
+			popts = append(popts, jwt.WithAudience(o.JWT.Audience))
+		}
+		a.parser = jwt.NewParser(popts...)
+		a.issuer, a.audience = o.JWT.Issuer, o.JWT.Audience
+	}
+	if o.Registerer != nil {
+		failures, err := register(o.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auth_failures_total",
+			Help: "Requests refused with 401 because of their credentials, by reason.",
+		}, []string{"reason"}))
+		if err != nil {
+			return nil, fmt.Errorf("auth: metrics: %w", err)
+		}
+		a.failures = failures
+	}
+	return a, nil
+}
+
+// callerKey is the gin context key of the authenticated Caller.
+type callerKey struct{}
+
+// Middleware authenticates every request: it stores the Caller (CallerOf) and the caller's name
+// under middleware.KeyCaller, or answers 401 UNAUTHENTICATED with a WWW-Authenticate challenge and
+// a detail that says what to send, never repeating the credential.
+func (a *Authenticator) Middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		caller, fail := a.authenticate(c.Request.Header)
+		if fail != nil {
+			a.refuse(c, fail)
+			return
+		}
+		c.Set(callerKey{}, caller)
+		c.Set(middleware.KeyCaller, caller.Name)
+		c.Next()
+	}
+}
+
+// CallerOf returns the caller that Middleware authenticated.
+func CallerOf(c *gin.Context) (Caller, bool) {
+	v, ok := c.Get(callerKey{})
+	if !ok {
+		return Caller{}, false
+	}
+	caller, ok := v.(Caller)
+	return caller, ok
+}
+
+// errNoAuthentication is the cause logged when Require or CallerLimiter run on a route that the
+// authentication middleware did not run on: a wiring mistake, answered 500 rather than let through.
+var errNoAuthentication = errors.New("auth: no authenticated caller: the authentication middleware must run first")
+
+// Require lets only callers holding scope through, and answers others 403 FORBIDDEN naming the
+// missing scope. It must run after Middleware; without an authenticated caller it answers 500.
+func Require(scope string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		caller, ok := CallerOf(c)
+		if !ok {
+			middleware.Fail(c, &problem.Error{Status: http.StatusInternalServerError, Code: problem.CodeInternal,
+				Detail: "An internal error occurred. Quote the requestId when reporting it.", Cause: errNoAuthentication})
+			return
+		}
+		if !caller.Has(scope) {
+			middleware.Fail(c, problem.New(http.StatusForbidden, problem.CodeForbidden,
+				fmt.Sprintf("This route needs the scope %q, which the caller %q does not hold.", scope, caller.Name)))
+			return
+		}
+		c.Next()
+	}
+}
+
+// failure is why a request is refused: a metric reason and a detail for the caller.
+type failure struct {
+	reason string
+	detail string
+	bearer bool // a bearer token was presented (RFC 6750 error="invalid_token")
+}
+
+func (a *Authenticator) refuse(c *gin.Context, f *failure) {
+	if a.failures != nil {
+		a.failures.WithLabelValues(f.reason).Inc()
+	}
+	h := c.Writer.Header()
+	h.Add("WWW-Authenticate", fmt.Sprintf("APIKey realm=%q, header=%q", realm, HeaderAPIKey))
+	if a.parser != nil {
+		challenge := fmt.Sprintf("Bearer realm=%q", realm)
+		if f.bearer {
+			challenge += `, error="invalid_token"`
+		}
+		h.Add("WWW-Authenticate", challenge)
+	}
+	middleware.Fail(c, problem.New(http.StatusUnauthorized, problem.CodeUnauthenticated, f.detail))
+}
+
+// authenticate finds the caller of a request from its headers.
+func (a *Authenticator) authenticate(h http.Header) (Caller, *failure) {
+	keys, authz := h.Values(HeaderAPIKey), h.Values(HeaderAuthorization)
+	switch {
+	case len(keys) > 0 && len(authz) > 0:
+		return Caller{}, &failure{reason: "ambiguous", detail: "Send one credential: either the X-API-Key header or Authorization: Bearer, not both."}
+	case len(keys) > 1:
+		return Caller{}, &failure{reason: "ambiguous", detail: "Send the X-API-Key header once."}
+	case len(authz) > 1:
+		return Caller{}, &failure{reason: "ambiguous", detail: "Send the Authorization header once."}
+	case len(keys) == 1:
+		return a.byAPIKey(keys[0])
+	case len(authz) == 1:
+		return a.byAuthorization(authz[0])
+	}
+	detail := "Authentication required: send an API key in the X-API-Key header"
+	if a.parser != nil {
+		detail += " or a JWT in Authorization: Bearer <token>"
+	}
+	return Caller{}, &failure{reason: "missing", detail: detail + "."}
+}
+
+// byAPIKey looks the key up by its SHA-256. Every configured hash is compared in constant time and
+// the loop never stops early, so the time taken says nothing about which key, if any, matched (a
+// map lookup on the hash would be safe too, the keys being random, but the scan removes the
+// question at the cost of a few microseconds for the handful of keys a gateway has).
+func (a *Authenticator) byAPIKey(key string) (Caller, *failure) {
+	switch {
+	case key == "":
+		return Caller{}, &failure{reason: "malformed_key", detail: "The X-API-Key header is empty."}
+	case len(key) > MaxAPIKeyBytes:
+		return Caller{}, &failure{reason: "malformed_key", detail: fmt.Sprintf("The X-API-Key header is longer than %d bytes.", MaxAPIKeyBytes)}
+	case !visibleASCII(key):
+		return Caller{}, &failure{reason: "malformed_key", detail: "The X-API-Key header holds characters no API key has (spaces, control or non-ASCII characters)."}
+	}
+	sum := sha256.Sum256([]byte(key))
+	found := -1
+	for i := range a.keys {
+		eq := subtle.ConstantTimeCompare(sum[:], a.keys[i].hash[:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
+	}
+	if found < 0 {
+		return Caller{}, &failure{reason: "unknown_key", detail: "The API key is not valid."}
+	}
+	k := a.keys[found]
+	return Caller{Name: k.name, Scopes: slices.Clone(k.scopes), Method: MethodAPIKey}, nil
+}
+
+// visibleASCII reports whether s holds printable ASCII other than space only (RFC 7230 VCHAR).
+func visibleASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Authenticator) byAuthorization(v string) (Caller, *failure) {
+	scheme, token, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return Caller{}, &failure{reason: "unsupported_scheme", detail: "The Authorization header must use the Bearer scheme (or send an API key in X-API-Key instead)."}
+	}
+	if a.parser == nil {
+		return Caller{}, &failure{reason: "bearer_not_accepted", detail: "This gateway does not accept bearer tokens: send an API key in the X-API-Key header."}
+	}
+	token = strings.TrimLeft(token, " ")
+	switch {
+	case token == "":
+		return Caller{}, &failure{reason: "malformed_token", bearer: true, detail: "The Authorization header carries no bearer token."}
+	case len(token) > MaxTokenBytes:
+		return Caller{}, &failure{reason: "token_too_large", bearer: true, detail: fmt.Sprintf("The bearer token is longer than %d bytes.", MaxTokenBytes)}
+	case !compactJWS(token):
+		return Caller{}, &failure{reason: "malformed_token", bearer: true, detail: "The bearer token is not a well-formed JWT (three base64url parts separated by dots)."}
+	}
+	return a.byJWT(token)
+}
+
+// compactJWS reports whether s has the shape of a signed JWT: three base64url parts, dot-separated.
+func compactJWS(s string) bool {
+	dots := 0
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch == '.':
+			dots++
+		case ch >= 'A' && ch <= 'Z', ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9', ch == '-', ch == '_':
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}
+
+// tokenClaims are the claims the gateway reads from a caller's JWT.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Scope scopeClaim `json:"scope"`
+	Scp   scopeClaim `json:"scp"`
+}
+
+func (a *Authenticator) byJWT(token string) (Caller, *failure) {
+	var claims tokenClaims
+	_, err := a.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+		// WithValidMethods already refused every other algorithm; this keeps the key tied to it.
+		if t.Method != a.alg {
+			return nil, errors.New("unexpected signing method")
+		}
+		return a.verifyBy, nil
+	})
+	if err != nil {
+		return Caller{}, a.tokenFailure(err, &claims)
+	}
+	sub := claims.Subject
+	switch {
+	case sub == "":
+		return Caller{}, &failure{reason: "missing_claim", bearer: true, detail: "The bearer token has no subject (sub): it must name the caller."}
+	case len(sub) > MaxSubjectBytes || !printable(sub):
+		return Caller{}, &failure{reason: "invalid_subject", bearer: true, detail: fmt.Sprintf("The bearer token's subject (sub) must be printable text of at most %d bytes.", MaxSubjectBytes)}
+	}
+	return Caller{Name: "jwt:" + sub, Scopes: knownScopes(claims.Scope, claims.Scp), Method: MethodJWT}, nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters.
+func printable(s string) bool {
+	for _, r := range s {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenFailure says why golang-jwt refused a token, without quoting it. The claims are read only
+// for a missing claim, which golang-jwt reports after it has verified the signature.
+func (a *Authenticator) tokenFailure(err error, claims *tokenClaims) *failure {
+	f := func(reason, detail string) *failure { return &failure{reason: reason, detail: detail, bearer: true} }
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return f("malformed_token", "The bearer token is not a well-formed JWT.")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return f("bad_signature", "The bearer token's algorithm or signature is not accepted.")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		var missing []string
+		if claims.ExpiresAt == nil {
+			missing = append(missing, "exp")
+		}
+		if a.issuer != "" && claims.Issuer == "" {
+			missing = append(missing, "iss")
+		}
+		if a.audience != "" && len(claims.Audience) == 0 {
+			missing = append(missing, "aud")
+		}
+		return f("missing_claim", "The bearer token lacks a required claim ("+strings.Join(missing, ", ")+").")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return f("expired", "The bearer token has expired.")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return f("not_yet_valid", "The bearer token is not valid yet (nbf).")
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return f("issued_in_future", "The bearer token was issued in the future (iat).")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return f("wrong_issuer", "The bearer token was not issued by the expected issuer (iss).")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return f("wrong_audience", "The bearer token is not meant for this gateway (aud).")
+	}
+	return f("invalid_token", "The bearer token is not valid.")
+}

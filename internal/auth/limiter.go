@@ -1,0 +1,174 @@
+package auth
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/quota"
+)
+
+// DefaultCallerKeyPrefix prefixes the Redis keys of the per-caller limits.
+const DefaultCallerKeyPrefix = "inboxhub-gateway:caller-rate:"
+
+// LimiterOption configures a CallerLimiter.
+type LimiterOption func(*CallerLimiter)
+
+// WithLimiterLogger sets where Redis failures are reported (default: nowhere).
+func WithLimiterLogger(log *slog.Logger) LimiterOption {
+	return func(l *CallerLimiter) { l.log = log }
+}
+
+// WithLimiterMetrics registers caller_rate_limited_total{caller} and
+// caller_rate_limit_errors_total on reg.
+func WithLimiterMetrics(reg prometheus.Registerer) LimiterOption {
+	return func(l *CallerLimiter) { l.reg = reg }
+}
+
+// WithLimiterKeyPrefix sets the prefix of the limiter's Redis keys (default DefaultCallerKeyPrefix).
+func WithLimiterKeyPrefix(p string) LimiterOption {
+	return func(l *CallerLimiter) { l.prefix = p }
+}
+
+// CallerLimiter limits each authenticated caller to a rate "N/duration (burst up to N)", shared by
+// every replica through Redis (quota.Keyed: GCRA on the Redis clock). When Redis fails it lets
+// requests through (fail open), logging the failure and counting it, rather than refusing every
+// caller: the limit protects the gateway from a runaway client, and the upstream quota is enforced
+// separately.
+type CallerLimiter struct {
+	keyed   *quota.Keyed
+	invalid error
+	rate    config.Rate
+	policy  string
+
+	prefix   string
+	reg      prometheus.Registerer
+	log      *slog.Logger
+	limited  *prometheus.CounterVec
+	errors   prometheus.Counter
+	degraded atomic.Bool
+}
+
+// NewCallerLimiter returns a limiter of rate per caller over rdb. A rate with N == 0 limits
+// nothing and never asks Redis. An invalid rate (which configuration loading never produces) makes
+// the middleware answer 500 to every request rather than run unlimited.
+func NewCallerLimiter(rdb redis.UniversalClient, rate config.Rate, opts ...LimiterOption) *CallerLimiter {
+	l := &CallerLimiter{rate: rate, prefix: DefaultCallerKeyPrefix}
+	for _, o := range opts {
+		if o != nil {
+			o(l)
+		}
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	l.keyed, l.invalid = quota.NewKeyed(rdb, rate, l.prefix)
+	if l.invalid != nil {
+		l.log.Error("per-caller rate limit is invalid: every request will be refused", "rate", rate.String(), "error", l.invalid)
+	} else if !rate.Unlimited() {
+		burst := rate.Burst
+		if burst == 0 {
+			burst = rate.N
+		}
+		l.policy = fmt.Sprintf("%d;w=%d;burst=%d", rate.N, int64(rate.Per.Round(time.Second)/time.Second), burst)
+	}
+	if l.reg != nil {
+		var err error
+		if l.limited, err = register(l.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "caller_rate_limited_total",
+			Help: "Requests refused with 429 by the per-caller rate limit, by caller name.",
+		}, []string{"caller"})); err != nil {
+			l.log.Error("caller limiter metrics not registered", "error", err)
+			l.limited = nil
+		}
+		if l.errors, err = register(l.reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "caller_rate_limit_errors_total",
+			Help: "Per-caller rate-limit decisions that failed because Redis did not answer; such requests are let through.",
+		})); err != nil {
+			l.log.Error("caller limiter metrics not registered", "error", err)
+			l.errors = nil
+		}
+	}
+	return l
+}
+
+// Middleware counts the request against its caller's budget (by caller name; it must run after
+// the authentication middleware) and answers 429 RATE_LIMITED with Retry-After when the budget is
+// spent. Answers carry RateLimit-Limit (the burst), RateLimit-Remaining, RateLimit-Reset (seconds
+// until the full burst is back) and RateLimit-Policy ("N;w=seconds;burst=b").
+func (l *CallerLimiter) Middleware() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if l.invalid != nil {
+			middleware.Fail(c, &problem.Error{Status: http.StatusInternalServerError, Code: problem.CodeInternal,
+				Detail: "An internal error occurred. Quote the requestId when reporting it.", Cause: l.invalid})
+			return
+		}
+		if l.rate.Unlimited() {
+			c.Next()
+			return
+		}
+		caller, ok := CallerOf(c)
+		if !ok {
+			middleware.Fail(c, &problem.Error{Status: http.StatusInternalServerError, Code: problem.CodeInternal,
+				Detail: "An internal error occurred. Quote the requestId when reporting it.", Cause: errNoAuthentication})
+			return
+		}
+		// Method and name together: an API key named like a JWT subject never shares its budget.
+		d, err := l.keyed.Allow(c.Request.Context(), caller.Method+"/"+caller.Name)
+		if err != nil {
+			if c.Request.Context().Err() != nil {
+				c.Abort() // the caller went away; nobody reads the answer
+				return
+			}
+			l.failedOpen(c, err)
+			c.Next()
+			return
+		}
+		if l.degraded.CompareAndSwap(true, false) {
+			l.log.Info("per-caller rate limits: Redis is back; limiting again")
+		}
+		h := c.Writer.Header()
+		h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+		h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(d.Reset)))
+		h.Set("RateLimit-Policy", l.policy)
+		if !d.Allowed {
+			if l.limited != nil {
+				l.limited.WithLabelValues(caller.Name).Inc()
+			}
+			p := problem.New(http.StatusTooManyRequests, problem.CodeRateLimited,
+				fmt.Sprintf("Caller %q has used its request budget (%s). Retry after the time given.", caller.Name, l.rate))
+			p.RetryAfter = max(d.RetryAfter, time.Second)
+			middleware.Fail(c, p)
+			return
+		}
+		c.Next()
+	}
+}
+
+// failedOpen records a Redis failure; the request goes on unlimited. The first failure after a
+// success is logged at warning level, the rest are counted only, so an outage does not flood the log.
+func (l *CallerLimiter) failedOpen(c *gin.Context, err error) {
+	if l.errors != nil {
+		l.errors.Inc()
+	}
+	if l.degraded.CompareAndSwap(false, true) {
+		l.log.Warn("per-caller rate limits: Redis failed; letting requests through unlimited until it is back",
+			"requestId", middleware.RequestIDOf(c), "error", err)
+	}
+}
+
+// ceilSeconds rounds d up to whole seconds.
+func ceilSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}

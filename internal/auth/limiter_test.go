@@ -1,0 +1,196 @@
+package auth
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+)
+
+// limitedRouter is a router whose /v1 routes authenticate with f's keys and tokens, then count
+// against l.
+func limitedRouter(t *testing.T, f *fixture, l *CallerLimiter) *gin.Engine {
+	t.Helper()
+	a, err := New(f.hsOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return router(&syncBuffer{}, nil, a.Middleware(), l.Middleware())
+}
+
+func TestCallerLimiterBudget(t *testing.T) {
+	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	l := NewCallerLimiter(redistest.New(t), config.Rate{N: 3, Per: time.Hour}, WithLimiterMetrics(reg))
+	r := limitedRouter(t, f, l)
+	crm := hdr("X-API-Key", f.readKey)
+	for i := range 3 {
+		a := do(r, http.MethodGet, "/v1/whoami", crm)
+		if a.status != http.StatusOK {
+			t.Fatalf("request %d: status %d, want 200; %s", i+1, a.status, a.body)
+		}
+		if got, want := a.header.Get("RateLimit-Remaining"), strconv.Itoa(2-i); got != want || a.header.Get("RateLimit-Limit") != "3" {
+			t.Errorf("request %d: RateLimit-Remaining %q of %q, want %s of 3", i+1, got, a.header.Get("RateLimit-Limit"), want)
+		}
+		if got := a.header.Get("RateLimit-Policy"); got != "3;w=3600;burst=3" {
+			t.Errorf("RateLimit-Policy %q", got)
+		}
+	}
+	a := do(r, http.MethodGet, "/v1/whoami", crm)
+	d := problemOf(t, a, http.StatusTooManyRequests, problem.CodeRateLimited)
+	retry, err := strconv.Atoi(a.header.Get("Retry-After"))
+	if err != nil || retry < 1190 || retry > 1200 {
+		t.Errorf("Retry-After %q, want about 1200 (one request's worth of 3/1h)", a.header.Get("Retry-After"))
+	}
+	if d.RetryAfter != retry || !strings.Contains(d.Detail, `"crm"`) {
+		t.Errorf("problem %+v, want retryAfter %d and the caller's name", d, retry)
+	}
+	if a.header.Get("RateLimit-Remaining") != "0" {
+		t.Errorf("RateLimit-Remaining %q on a 429, want 0", a.header.Get("RateLimit-Remaining"))
+	}
+	if reset, _ := strconv.Atoi(a.header.Get("RateLimit-Reset")); reset < 3590 || reset > 3600 {
+		t.Errorf("RateLimit-Reset %q, want about 3600", a.header.Get("RateLimit-Reset"))
+	}
+	if got := metricValue(t, reg, "caller_rate_limited_total", map[string]string{"caller": "crm"}); got != 1 {
+		t.Errorf("caller_rate_limited_total{caller=crm} = %v, want 1", got)
+	}
+
+	// Other callers have budgets of their own, including an API key named like a JWT caller.
+	for name, h := range map[string]map[string][]string{
+		"ops":                      hdr("X-API-Key", f.adminKey),
+		"jwt:alice (token)":        hdr("Authorization", "Bearer "+f.hs(t, claims())),
+		"jwt:alice (a key's name)": hdr("X-API-Key", f.jwtLikeKey),
+	} {
+		for i := range 3 {
+			if a := do(r, http.MethodGet, "/v1/whoami", h); a.status != http.StatusOK {
+				t.Errorf("%s, request %d: status %d, want 200", name, i+1, a.status)
+			}
+		}
+		if a := do(r, http.MethodGet, "/v1/whoami", h); a.status != http.StatusTooManyRequests {
+			t.Errorf("%s, request 4: status %d, want 429", name, a.status)
+		}
+	}
+}
+
+func TestCallerLimiterSharedByReplicas(t *testing.T) {
+	f := newFixture(t)
+	rdb := redistest.New(t)
+	rdb2 := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { _ = rdb2.Close() })
+	rate := config.Rate{N: 4, Per: time.Hour}
+	replicas := []*gin.Engine{limitedRouter(t, f, NewCallerLimiter(rdb, rate)), limitedRouter(t, f, NewCallerLimiter(rdb2, rate))}
+	crm := hdr("X-API-Key", f.readKey)
+	for i := range 4 {
+		if a := do(replicas[i%2], http.MethodGet, "/v1/whoami", crm); a.status != http.StatusOK {
+			t.Fatalf("request %d: status %d, want 200", i+1, a.status)
+		}
+	}
+	for i, r := range replicas {
+		if a := do(r, http.MethodGet, "/v1/whoami", crm); a.status != http.StatusTooManyRequests {
+			t.Errorf("replica %d after the shared budget: status %d, want 429", i+1, a.status)
+		}
+	}
+}
+
+func deadRedis() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
+		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+}
+
+func TestCallerLimiterFailsOpen(t *testing.T) {
+	f := newFixture(t)
+	rdb := deadRedis()
+	defer rdb.Close()
+	reg := prometheus.NewRegistry()
+	logs := &syncBuffer{}
+	l := NewCallerLimiter(rdb, config.Rate{N: 1, Per: time.Hour}, WithLimiterMetrics(reg), WithLimiterLogger(newLogger(logs)))
+	r := limitedRouter(t, f, l)
+	for i := range 3 {
+		a := do(r, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey))
+		if a.status != http.StatusOK {
+			t.Fatalf("request %d with Redis down: status %d, want 200 (fail open)", i+1, a.status)
+		}
+		if a.header.Get("RateLimit-Limit") != "" {
+			t.Errorf("RateLimit-Limit %q without a decision", a.header.Get("RateLimit-Limit"))
+		}
+	}
+	if got := metricValue(t, reg, "caller_rate_limit_errors_total", nil); got != 3 {
+		t.Errorf("caller_rate_limit_errors_total = %v, want 3", got)
+	}
+	if n := strings.Count(logs.String(), "Redis failed"); n != 1 {
+		t.Errorf("%d warnings about Redis, want 1:\n%s", n, logs.String())
+	}
+}
+
+func TestCallerLimiterUnlimitedAndMisplaced(t *testing.T) {
+	f := newFixture(t)
+	rdb := deadRedis()
+	defer rdb.Close()
+	reg := prometheus.NewRegistry()
+	r := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{}, WithLimiterMetrics(reg)))
+	for i := range 5 {
+		a := do(r, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey))
+		if a.status != http.StatusOK || a.header.Get("RateLimit-Limit") != "" {
+			t.Fatalf("request %d, rate 0: status %d, RateLimit-Limit %q; want 200 and none", i+1, a.status, a.header.Get("RateLimit-Limit"))
+		}
+	}
+	if got := metricValue(t, reg, "caller_rate_limit_errors_total", nil); got != 0 {
+		t.Errorf("rate 0 asked Redis (%v errors)", got)
+	}
+
+	// Before authentication (a wiring mistake) and with an invalid rate, the limiter refuses.
+	bare := router(&syncBuffer{}, nil, NewCallerLimiter(redistest.New(t), config.Rate{N: 5, Per: time.Minute}).Middleware())
+	problemOf(t, do(bare, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey)), http.StatusInternalServerError, problem.CodeInternal)
+	invalid := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{N: 5}))
+	problemOf(t, do(invalid, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey)), http.StatusInternalServerError, problem.CodeInternal)
+}
+
+func TestCallerLimiterRedisOutageAndReturn(t *testing.T) {
+	f := newFixture(t)
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: 1, DialTimeout: 200 * time.Millisecond,
+		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
+	defer rdb.Close()
+	logs := &syncBuffer{}
+	r := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{N: 2, Per: time.Hour}, WithLimiterLogger(newLogger(logs))))
+	crm := hdr("X-API-Key", f.readKey)
+	statuses := func(n int) []int {
+		var out []int
+		for range n {
+			out = append(out, do(r, http.MethodGet, "/v1/whoami", crm).status)
+		}
+		return out
+	}
+	limited := []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests}
+	if got := statuses(3); !slices.Equal(got, limited) {
+		t.Fatalf("with Redis up: %v, want %v", got, limited)
+	}
+	srv.Stop()
+	if got := statuses(4); !slices.Equal(got, []int{200, 200, 200, 200}) {
+		t.Fatalf("with Redis down: %v, want every request through", got)
+	}
+	srv.Restart(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for do(r, http.MethodGet, "/v1/whoami", crm).header.Get("RateLimit-Limit") == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("no limiting 5s after Redis came back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := statuses(2); !slices.Equal(got, []int{http.StatusOK, http.StatusTooManyRequests}) {
+		t.Errorf("after Redis came back (one request counted): %v, want [200 429]", got)
+	}
+	if !strings.Contains(logs.String(), "Redis is back") {
+		t.Errorf("no log line about Redis coming back:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,210 @@
+package handlers
+
+import (
+	"context"
+	"iter"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
+)
+
+// SessionSource is what the session routes need from the upstream.
+type SessionSource interface {
+	AllSessions(ctx context.Context, limit int) iter.Seq2[upstream.Session, error]
+	SessionStatus(ctx context.Context, sessionID string) (upstream.SessionStatus, error)
+}
+
+// Session statuses as the gateway answers them (SPEC.md section 3), always lower case.
+const (
+	SessionConnected    = "connected"
+	SessionConnecting   = "connecting"
+	SessionQRPending    = "qr_pending"
+	SessionDisconnected = "disconnected"
+	SessionError        = "error"
+	SessionRateLimited  = "rate_limited"
+)
+
+// Session is a WhatsApp session as the gateway shows it: the string sessionId only, a normalised
+// lower-case status, and whether a QR code can be scanned now.
+type Session struct {
+	SessionID      string     `json:"sessionId" example:"demo_session"`
+	Name           string     `json:"name" example:"Ventas"`
+	PhoneNumber    string     `json:"phoneNumber,omitempty" example:"34657032985"`
+	JID            string     `json:"jid,omitempty" example:"34657032985:71@s.whatsapp.net"`
+	Status         string     `json:"status" enums:"connected,connecting,qr_pending,disconnected,error,rate_limited" example:"connected"`
+	QR             SessionQR  `json:"qr"`
+	LastActivityAt *time.Time `json:"lastActivityAt" example:"2026-11-28T10:00:00Z"`
+	UpdatedAt      *time.Time `json:"updatedAt" example:"2026-11-28T10:00:00Z"`
+}
+
+// SessionQR says whether a QR code is waiting to be scanned, and until when.
+type SessionQR struct {
+	Available bool       `json:"available" example:"false"`
+	ExpiresAt *time.Time `json:"expiresAt" example:"2026-11-28T10:01:00Z"`
+}
+
+// ListMeta describes a list answer.
+type ListMeta struct {
+	Total int `json:"total" example:"3"`
+}
+
+// SessionList is the answer of GET /v1/sessions.
+type SessionList struct {
+	Data []Session `json:"data"`
+	Meta ListMeta  `json:"meta"`
+}
+
+// SessionAnswer is the answer of the one-session routes.
+type SessionAnswer struct {
+	Data Session        `json:"data"`
+	Meta map[string]any `json:"meta"`
+}
+
+// sessionIDPattern is the string session id the routes accept (SPEC.md section 3).
+var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{3,100}$`)
+
+// sessionIDParam returns the validated sessionId path parameter, or answers 400.
+func sessionIDParam(c *gin.Context) (string, bool) {
+	id := c.Param("sessionId")
+	if !sessionIDPattern.MatchString(id) {
+		middleware.Fail(c, problem.Invalid("The sessionId is not valid.",
+			problem.Field("sessionId", "must be 3 to 100 characters of A-Z, a-z, 0-9, _ and -")))
+		return "", false
+	}
+	return id, true
+}
+
+// NormalizeSessionStatus maps an upstream status (any case) to the gateway's statuses.
+func NormalizeSessionStatus(s string) string {
+	switch upstream.NormalizeStatus(s) {
+	case upstream.StatusConnected:
+		return SessionConnected
+	case upstream.StatusConnecting, upstream.StatusPending:
+		return SessionConnecting
+	case upstream.StatusQRCode:
+		return SessionQRPending
+	case upstream.StatusDisconnected:
+		return SessionDisconnected
+	case upstream.StatusRateLimited:
+		return SessionRateLimited
+	default:
+		return SessionError
+	}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// phoneFromJID returns the phone number of a JID such as 34657032985:71@s.whatsapp.net; @lid
+// and group JIDs hide it, so they give "".
+func phoneFromJID(jid string) string {
+	user, server, ok := strings.Cut(jid, "@")
+	if !ok || (server != "s.whatsapp.net" && server != "c.us") {
+		return ""
+	}
+	user, _, _ = strings.Cut(user, ":")
+	return user
+}
+
+func sessionFrom(s upstream.Session) Session {
+	out := Session{
+		SessionID:      s.SessionID,
+		Name:           s.SessionName,
+		PhoneNumber:    s.PhoneNumber,
+		JID:            s.PhoneNumberID,
+		Status:         NormalizeSessionStatus(s.Status),
+		LastActivityAt: timePtr(s.LastActivity),
+		UpdatedAt:      timePtr(s.UpdatedAt),
+	}
+	if out.PhoneNumber == "" {
+		out.PhoneNumber = phoneFromJID(s.PhoneNumberID)
+	}
+	if s.HasQR && s.QRCode != "" && (s.QRCodeExpiresAt.IsZero() || s.QRCodeExpiresAt.After(time.Now())) {
+		out.QR = SessionQR{Available: true, ExpiresAt: timePtr(s.QRCodeExpiresAt)}
+	}
+	return out
+}
+
+type sessionHandlers struct{ src SessionSource }
+
+// list godoc
+//
+//	@Summary		List sessions
+//	@Description	Every WhatsApp session, normalised: the string sessionId, a lower-case status, and whether a QR code is waiting.
+//	@Tags			sessions
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Success		200	{object}	SessionList
+//	@Failure		401	{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403	{object}	problem.Details	"FORBIDDEN: needs sessions:read"
+//	@Failure		429	{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502	{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503	{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504	{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Router			/v1/sessions [get]
+func (h sessionHandlers) list(c *gin.Context) {
+	out := []Session{}
+	for s, err := range h.src.AllSessions(c.Request.Context(), upstream.MaxLimit) {
+		if err != nil {
+			middleware.Fail(c, err)
+			return
+		}
+		out = append(out, sessionFrom(s))
+	}
+	c.JSON(http.StatusOK, SessionList{Data: out, Meta: ListMeta{Total: len(out)}})
+}
+
+// get godoc
+//
+//	@Summary		Get a session
+//	@Description	One session's live state, read from the upstream's status route.
+//	@Tags			sessions
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
+//	@Success		200			{object}	SessionAnswer
+//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST"
+//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs sessions:read"
+//	@Failure		404			{object}	problem.Details	"SESSION_NOT_FOUND"
+//	@Failure		429			{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502			{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503			{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504			{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Router			/v1/sessions/{sessionId} [get]
+func (h sessionHandlers) get(c *gin.Context) {
+	id, ok := sessionIDParam(c)
+	if !ok {
+		return
+	}
+	st, err := h.src.SessionStatus(c.Request.Context(), id)
+	if err != nil {
+		middleware.Fail(c, err)
+		return
+	}
+	s := Session{
+		SessionID:      st.SessionID,
+		PhoneNumber:    st.PhoneNumber,
+		Status:         NormalizeSessionStatus(st.Status),
+		LastActivityAt: timePtr(st.LastActivity),
+		QR:             SessionQR{Available: st.HasQR},
+	}
+	if s.SessionID == "" {
+		s.SessionID = id
+	}
+	c.JSON(http.StatusOK, SessionAnswer{Data: s, Meta: map[string]any{"source": "live"}})
+}

@@ -1,0 +1,102 @@
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultKeyedPrefix is the prefix of Keyed's Redis keys unless NewKeyed is given another.
+const DefaultKeyedPrefix = "inboxhub-gateway:keyed:"
+
+// Keyed is one Rate applied separately to every key a caller names (for example each client of
+// the gateway), fleet-wide: it runs the same GCRA script as Limiter, so every replica over the same
+// Redis shares each key's budget, on the Redis clock.
+//
+// Unlike Limiter, which must keep every window of the upstream's length within N, Keyed uses the
+// classic GCRA parameters of a rate "N/Per (burst up to b)": T = Per/N and tau = (b-1)*T, with b
+// the Rate's Burst or, when that is zero, N. A fresh key thus admits b requests at once and then N
+// per Per sustained; a window of length Per holds at most N+b-1. That is what a limit on clients
+// wants (no client gets more than its sustained rate over time, and a page load's burst passes),
+// whereas the upstream's window-safe parameters would cut a full burst's sustained rate to 1/Per.
+type Keyed struct {
+	rdb    redis.UniversalClient
+	script *redis.Script
+	prefix string
+	rate   Rate
+	burst  int
+	T, tau int64 // µs
+}
+
+// KeyedDecision is the answer to one request of a key, with what rate-limit headers report.
+type KeyedDecision struct {
+	// Allowed says the request may proceed; it has then been counted.
+	Allowed bool
+	// RetryAfter is how long until a refused request would be admitted.
+	RetryAfter time.Duration
+	// Limit is the burst, the most requests a key may make at once.
+	Limit int
+	// Remaining is how many more requests the key may make right now.
+	Remaining int
+	// Reset is how long until the key's full burst is available again.
+	Reset time.Duration
+}
+
+// NewKeyed returns a per-key limiter of rate r over rdb, its keys being prefix+key (prefix ""
+// means DefaultKeyedPrefix). An unlimited rate (N == 0) admits everything without asking Redis;
+// an invalid one is an error.
+func NewKeyed(rdb redis.UniversalClient, r Rate, prefix string) (*Keyed, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if prefix == "" {
+		prefix = DefaultKeyedPrefix
+	}
+	k := &Keyed{rdb: rdb, script: redis.NewScript(gcraSource), prefix: prefix, rate: r}
+	if r.Unlimited() {
+		return k, nil
+	}
+	k.burst = r.Burst
+	if k.burst == 0 {
+		k.burst = r.N
+	}
+	per := r.Per.Microseconds()
+	k.T = max((per+int64(r.N)-1)/int64(r.N), 1)
+	k.tau = int64(k.burst-1) * k.T
+	return k, nil
+}
+
+// Rate returns the limiter's rate.
+func (k *Keyed) Rate() Rate { return k.rate }
+
+// Allow asks once whether key may make a request now, and if so counts it. A Redis failure is an
+// error wrapping the Redis error ("quota: redis: ..."); whether to fail open is the caller's choice.
+func (k *Keyed) Allow(ctx context.Context, key string) (KeyedDecision, error) {
+	if k.rate.Unlimited() {
+		return KeyedDecision{Allowed: true}, nil
+	}
+	res, err := k.script.Run(ctx, k.rdb, []string{k.prefix + key}, k.T, k.tau).Int64Slice()
+	if err == nil && len(res) != 4 {
+		err = errors.New("unexpected script answer")
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return KeyedDecision{}, fmt.Errorf("quota: %w", ctx.Err())
+		}
+		return KeyedDecision{}, fmt.Errorf("quota: redis: %w", err)
+	}
+	now, tat := res[2], res[3]
+	d := KeyedDecision{Allowed: res[0] == 1, Limit: k.burst, Reset: time.Duration(max(tat-now, 0)) * time.Microsecond}
+	if !d.Allowed {
+		d.RetryAfter = time.Duration(res[1]) * time.Microsecond
+		return d, nil
+	}
+	// The next request is admitted at tat-tau, each later one T after it.
+	if slack := now + k.tau - tat; slack >= 0 {
+		d.Remaining = min(int(slack/k.T)+1, k.burst)
+	}
+	return d, nil
+}
