@@ -40,7 +40,7 @@ func randHex(n int) string {
 
 // startSim runs the simulator over real HTTP. Rates left zero in o get "no limit" here, since
 // most tests are about tokens, not quotas.
-func startSim(t *testing.T, creds fakeCreds, o sim.Options) (*sim.Server, string) {
+func startSim(t testing.TB, creds fakeCreds, o sim.Options) (*sim.Server, string) {
 	t.Helper()
 	o.Identifier, o.Password, o.APIKey = creds.identifier, creds.password, creds.apiKey
 	for _, r := range []*sim.Rate{&o.RateAuth, &o.RateRead, &o.RateSend, &o.RateGlobal} {
@@ -71,7 +71,7 @@ type gateway struct {
 // callerKey is the gateway API key of the tests' caller (generated per run).
 var callerKey = "test-caller-" + randHex(12)
 
-func keysFile(t *testing.T) string {
+func keysFile(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "keys.json")
 	body := fmt.Sprintf(`[{"name": "test-crm", "key": %q, "scopes": [%s]}]`, callerKey,
@@ -84,7 +84,7 @@ func keysFile(t *testing.T) string {
 
 // startGateway builds a replica from an environment (through config.Load, as production does)
 // pointed at the simulator and the given Redis.
-func startGateway(t *testing.T, simURL string, creds fakeCreds, redisURL string, extra map[string]string, opts ...app.Option) *gateway {
+func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string, extra map[string]string, opts ...app.Option) *gateway {
 	t.Helper()
 	env := map[string]string{
 		"INBOXHUB_BASE_URL":     simURL,
@@ -123,7 +123,7 @@ func startGateway(t *testing.T, simURL string, creds fakeCreds, redisURL string,
 }
 
 // assertNoSecrets fails when a log holds an upstream credential.
-func assertNoSecrets(t *testing.T, logs string, creds fakeCreds) {
+func assertNoSecrets(t testing.TB, logs string, creds fakeCreds) {
 	t.Helper()
 	for _, s := range []string{creds.password, creds.apiKey, callerKey} {
 		if strings.Contains(logs, s) {
