@@ -18,8 +18,8 @@ import (
 )
 
 // startDemo runs the Inbox Hub simulator in-process on a loopback port with freshly generated
-// credentials, points cfg at it with the embedded store, and adds a generated demo API key holding
-// every scope. It prints the Swagger URL and the key. Nothing here is a real credential.
+// credentials, points cfg at it with the embedded store and a generated token encryption key, and
+// adds a generated demo API key holding every scope. It prints the Swagger URL and the key. Nothing here is a real credential.
 func startDemo(ctx context.Context, cfg *config.Config, logger *slog.Logger, stdout io.Writer) (stop func(), err error) {
 	ident, pass, upKey, callerKey := "demo-"+randomHex(4)+"@example.invalid", randomHex(16), "demo_upstream_"+randomHex(12), "demo_"+randomHex(16)
 
@@ -47,6 +47,9 @@ func startDemo(ctx context.Context, cfg *config.Config, logger *slog.Logger, std
 	cfg.Upstream.Password = config.NewSecret(pass)
 	cfg.Upstream.APIKey = config.NewSecret(upKey)
 	cfg.RedisURL = config.Secret{}
+	demoKey := make([]byte, 32)
+	_, _ = rand.Read(demoKey)
+	cfg.TokenEncryption = config.TokenEncryption{CurrentID: "demo", Keys: map[string][]byte{"demo": demoKey}}
 	cfg.APIKeys = append(cfg.APIKeys, config.APIKey{
 		Name: "demo", SHA256: sha256.Sum256([]byte(callerKey)), Scopes: config.Scopes, Plain: true,
 	})
