@@ -15,6 +15,404 @@ const docTemplate = `{
     "host": "{{.Host}}",
     "basePath": "{{.BasePath}}",
     "paths": {
+        "/api/{path}": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "passthrough"
+                ],
+                "summary": "Inbox Hub API, relayed",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Upstream path after /api/, for example sessions/demo_session/status",
+                        "name": "path",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The upstream's answer, as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: unclean path, bad id or query, body not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: /api/auth/*, or a missing scope",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "NOT_FOUND: not available through the gateway",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "415": {
+                        "description": "UNSUPPORTED_MEDIA_TYPE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            },
+            "put": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "passthrough"
+                ],
+                "summary": "Inbox Hub API, relayed",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Upstream path after /api/, for example sessions/demo_session/status",
+                        "name": "path",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The upstream's answer, as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: unclean path, bad id or query, body not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: /api/auth/*, or a missing scope",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "NOT_FOUND: not available through the gateway",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "415": {
+                        "description": "UNSUPPORTED_MEDIA_TYPE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            },
+            "post": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "passthrough"
+                ],
+                "summary": "Inbox Hub API, relayed",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Upstream path after /api/, for example sessions/demo_session/status",
+                        "name": "path",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The upstream's answer, as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: unclean path, bad id or query, body not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: /api/auth/*, or a missing scope",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "NOT_FOUND: not available through the gateway",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "415": {
+                        "description": "UNSUPPORTED_MEDIA_TYPE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "passthrough"
+                ],
+                "summary": "Inbox Hub API, relayed",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Upstream path after /api/, for example sessions/demo_session/status",
+                        "name": "path",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The upstream's answer, as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: unclean path, bad id or query, body not JSON",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: /api/auth/*, or a missing scope",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "NOT_FOUND: not available through the gateway",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "415": {
+                        "description": "UNSUPPORTED_MEDIA_TYPE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
         "/healthz": {
             "get": {
                 "description": "Answers 200 while the process serves HTTP. It checks nothing else, so an orchestrator does not restart the gateway because Redis or Inbox Hub is down.",
@@ -209,9 +607,751 @@ const docTemplate = `{
                     }
                 }
             }
+        },
+        "/v1/sessions/{sessionId}/chats": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "One page of the session's chats, the most recent first, each with its last message. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "chats"
+                ],
+                "summary": "List chats",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "maximum": 100000,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 1,
+                        "description": "Page, from 1",
+                        "name": "page",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 20,
+                        "description": "Chats per page",
+                        "name": "limit",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.ChatList"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: bad sessionId, pagination or unknown query parameters",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs messages:read",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "SESSION_NOT_CONNECTED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sessions/{sessionId}/chats/{chatId}/messages": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "One page of a chat's messages, the newest first. chatId is the chat's JID as the chats route gives it (…@s.whatsapp.net, …@g.us, …@lid; also …@c.us, …@broadcast, …@newsletter); a chat the session does not have gives an empty page. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "chats"
+                ],
+                "summary": "List the messages of a chat",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Chat JID (^[0-9A-Za-z._:-]{1,64}@(s.whatsapp.net|g.us|lid|c.us|broadcast|newsletter)$)",
+                        "name": "chatId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "maximum": 100000,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 1,
+                        "description": "Page, from 1",
+                        "name": "page",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 50,
+                        "description": "Messages per page",
+                        "name": "limit",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.MessageList"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: bad sessionId, chatId, pagination or unknown query parameters",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs messages:read",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "SESSION_NOT_CONNECTED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sessions/{sessionId}/connect": {
+            "post": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Starts (re)connecting a WhatsApp session. The upstream then prepares a QR code, which the phone must scan within about 60 s: poll the URL in the Location header (GET /v1/sessions/{sessionId}/qr) until it answers 200. A session that is already connected is refused with 409 SESSION_ALREADY_CONNECTED. Takes no body and no query parameters.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sessions"
+                ],
+                "summary": "Connect a session",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Connecting; status is connecting or qr_pending",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SessionAnswer"
+                        },
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "The QR route of the session"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: bad sessionId or unknown query parameters",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sessions:write",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "SESSION_ALREADY_CONNECTED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE (also the upstream's CONNECTION_ERROR)",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sessions/{sessionId}/contacts": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "One page of the session's WhatsApp contacts, normalised: the JID as id, the phone number read from it (empty for @lid ids and groups), the best known name. The session must be connected (else 409 SESSION_NOT_CONNECTED, whose detail says how to reconnect). Unknown query parameters are refused.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "contacts"
+                ],
+                "summary": "List contacts",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "maximum": 100000,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 1,
+                        "description": "Page, from 1",
+                        "name": "page",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 50,
+                        "description": "Contacts per page",
+                        "name": "limit",
+                        "in": "query"
+                    },
+                    {
+                        "maxLength": 100,
+                        "type": "string",
+                        "description": "Part of the name or id (at most 100 characters, no control characters)",
+                        "name": "search",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.ContactList"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: bad sessionId, pagination, search or unknown query parameters",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs messages:read",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "SESSION_NOT_CONNECTED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sessions/{sessionId}/messages": {
+            "post": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Sends a WhatsApp text message from the session. \"to\" is a phone number with its country code in any common format (spaces, dashes, dots, parentheses, a leading + or 00 are accepted; 8 to 15 digits) or a JID (@s.whatsapp.net, @g.us, @lid; @c.us is rewritten to @s.whatsapp.net); the answer's \"to\" is the JID it was sent to. The body must be JSON (Content-Type: application/json) with no other fields.\nWith an Idempotency-Key header (1 to 128 printable ASCII characters, a UUID for example) the send is safe to retry: a repeat with the same key and body, within 24 h, gets the first answer again with Idempotent-Replayed: true and sends nothing; a repeat that arrives while the first is still being sent waits for it; the same key with another body is 409 CONFLICT. A send that failed is not remembered, so a retry with its key sends.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "messages"
+                ],
+                "summary": "Send a text message",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Makes the send safe to retry (1 to 128 printable ASCII characters)",
+                        "name": "Idempotency-Key",
+                        "in": "header"
+                    },
+                    {
+                        "description": "Recipient and text",
+                        "name": "message",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SendMessageRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.MessageAnswer"
+                        },
+                        "headers": {
+                            "Idempotent-Replayed": {
+                                "type": "string",
+                                "description": "true when the answer is replayed from an earlier request with the same Idempotency-Key"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: bad sessionId, body, recipient, text, Idempotency-Key or unknown query parameters",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs messages:send",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "SESSION_NOT_CONNECTED, or CONFLICT: Idempotency-Key reused with another body, or its first request still in progress (with Retry-After)",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "type": "integer",
+                                "description": "Seconds to wait when the key's first request is still in progress"
+                            }
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "415": {
+                        "description": "UNSUPPORTED_MEDIA_TYPE: the body is not application/json",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sessions/{sessionId}/qr": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "The QR code to scan with WhatsApp on the phone (Settings, Linked devices) to connect the session, as JSON with a PNG data URL or, with Accept: image/png, as the PNG itself. Answers are never cached (Cache-Control: no-store): a QR code links the WhatsApp account. While the upstream is still preparing it (after POST /v1/sessions/{sessionId}/connect) the answer is 404 QR_NOT_READY with Retry-After: 2; poll until 200. A session that is already connected is 409 SESSION_ALREADY_CONNECTED.",
+                "produces": [
+                    "application/json",
+                    "image/png"
+                ],
+                "tags": [
+                    "sessions"
+                ],
+                "summary": "Get the QR code of a session",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "application/json (default) or image/png",
+                        "name": "Accept",
+                        "in": "header"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "JSON, or the PNG bytes with Accept: image/png",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.QRAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: bad sessionId or unknown query parameters",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sessions:read",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND, or QR_NOT_READY with Retry-After",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        },
+                        "headers": {
+                            "Retry-After": {
+                                "type": "integer",
+                                "description": "Seconds to wait before asking again (QR_NOT_READY)"
+                            }
+                        }
+                    },
+                    "409": {
+                        "description": "SESSION_ALREADY_CONNECTED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED, or UPSTREAM_ERROR (also a QR that is not a PNG data URL)",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE (also the upstream's QR_GENERATION_ERROR)",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
         }
     },
     "definitions": {
+        "handlers.CacheMeta": {
+            "type": "object",
+            "properties": {
+                "ageSeconds": {
+                    "type": "integer",
+                    "example": 2
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "hit",
+                        "miss",
+                        "stale"
+                    ],
+                    "example": "hit"
+                }
+            }
+        },
+        "handlers.Chat": {
+            "type": "object",
+            "properties": {
+                "id": {
+                    "description": "ID is the JID of the other party or the group; use it in the chat messages route.",
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "isGroup": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "lastMessage": {
+                    "$ref": "#/definitions/handlers.LastMessage"
+                },
+                "messageCount": {
+                    "type": "integer",
+                    "example": 25
+                },
+                "name": {
+                    "type": "string",
+                    "example": "Lucía Martín"
+                },
+                "unreadCount": {
+                    "type": "integer",
+                    "example": 2
+                }
+            }
+        },
+        "handlers.ChatList": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/handlers.Chat"
+                    }
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.PageMeta"
+                }
+            }
+        },
         "handlers.CheckResult": {
             "type": "object",
             "properties": {
@@ -224,6 +1364,60 @@ const docTemplate = `{
                 },
                 "ok": {
                     "type": "boolean"
+                }
+            }
+        },
+        "handlers.Contact": {
+            "type": "object",
+            "properties": {
+                "avatarUrl": {
+                    "description": "AvatarURL is the profile picture, when the upstream has one (it expires).",
+                    "type": "string",
+                    "example": "https://pps.whatsapp.net/v/t61.24694-24/123_n.jpg"
+                },
+                "id": {
+                    "description": "ID is the contact's JID, its stable id: \u003cphone\u003e@s.whatsapp.net, \u003cgroup\u003e@g.us or an @lid id.",
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "isBusiness": {
+                    "description": "IsBusiness says WhatsApp shows a verified business name for the contact.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "isGroup": {
+                    "description": "IsGroup says the id is a group.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "isWhatsAppUser": {
+                    "description": "IsWhatsAppUser says the number is on WhatsApp (the upstream's isWAContact).",
+                    "type": "boolean",
+                    "example": true
+                },
+                "name": {
+                    "description": "Name is the best name known: the address-book name, else the verified business name, else\nthe name the contact set for themselves (notify); empty when there is none.",
+                    "type": "string",
+                    "example": "Lucía Martín"
+                },
+                "phoneNumber": {
+                    "description": "PhoneNumber is read from the JID; empty for @lid ids (which hide the number) and groups.",
+                    "type": "string",
+                    "example": "34657032985"
+                }
+            }
+        },
+        "handlers.ContactList": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/handlers.Contact"
+                    }
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.PageMeta"
                 }
             }
         },
@@ -240,12 +1434,155 @@ const docTemplate = `{
                 }
             }
         },
+        "handlers.LastMessage": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string",
+                    "example": "2026-11-28T09:58:00Z"
+                },
+                "fromMe": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "text": {
+                    "type": "string",
+                    "example": "¿Tenéis cita el jueves?"
+                }
+            }
+        },
         "handlers.ListMeta": {
             "type": "object",
             "properties": {
+                "cache": {
+                    "$ref": "#/definitions/handlers.CacheMeta"
+                },
                 "total": {
                     "type": "integer",
                     "example": 3
+                }
+            }
+        },
+        "handlers.Message": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "type": "string",
+                    "example": "2026-11-28T09:58:00Z"
+                },
+                "chatId": {
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "from": {
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "fromMe": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "id": {
+                    "description": "ID is the WhatsApp message id when the upstream gives one (stable across sessions and\nwebhooks), else the upstream's own id.",
+                    "type": "string",
+                    "example": "3EB0C767D26A1D8B4E5F"
+                },
+                "status": {
+                    "description": "Status is the delivery status as the upstream says, lower case (pending, sent, delivered, read, ...).",
+                    "type": "string",
+                    "example": "delivered"
+                },
+                "text": {
+                    "description": "Text is the body, or the caption of a media message.",
+                    "type": "string",
+                    "example": "Hola, ¿tenéis cita el jueves?"
+                },
+                "to": {
+                    "type": "string",
+                    "example": "34600111222@s.whatsapp.net"
+                },
+                "type": {
+                    "description": "Type is text, image, video, audio, document, ... as the upstream says, lower case.",
+                    "type": "string",
+                    "example": "text"
+                }
+            }
+        },
+        "handlers.MessageAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/handlers.Message"
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.ObjectMeta"
+                }
+            }
+        },
+        "handlers.MessageList": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/handlers.Message"
+                    }
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.PageMeta"
+                }
+            }
+        },
+        "handlers.ObjectMeta": {
+            "type": "object"
+        },
+        "handlers.PageMeta": {
+            "type": "object",
+            "properties": {
+                "cache": {
+                    "$ref": "#/definitions/handlers.CacheMeta"
+                },
+                "limit": {
+                    "type": "integer",
+                    "example": 50
+                },
+                "page": {
+                    "type": "integer",
+                    "example": 1
+                },
+                "pages": {
+                    "type": "integer",
+                    "example": 3
+                },
+                "total": {
+                    "type": "integer",
+                    "example": 120
+                }
+            }
+        },
+        "handlers.QRAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/handlers.QRCode"
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.ObjectMeta"
+                }
+            }
+        },
+        "handlers.QRCode": {
+            "type": "object",
+            "properties": {
+                "code": {
+                    "description": "Code is the QR as a PNG data URL, ready for an \u003cimg src\u003e.",
+                    "type": "string",
+                    "example": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAQAAAAEAAQMAAABmvDolAAAABlBMVEX///8AAABVwtN+AAAA..."
+                },
+                "expiresAt": {
+                    "description": "ExpiresAt is when the upstream replaces it (about 60 s after it was made); null if unknown.",
+                    "type": "string",
+                    "example": "2026-11-28T10:01:00Z"
                 }
             }
         },
@@ -261,6 +1598,21 @@ const docTemplate = `{
                 "status": {
                     "type": "string",
                     "example": "ready"
+                }
+            }
+        },
+        "handlers.SendMessageRequest": {
+            "type": "object",
+            "properties": {
+                "text": {
+                    "description": "Text is the message, 1 to 4096 characters, not blank.",
+                    "type": "string",
+                    "example": "Hola, su cita está confirmada para el jueves a las 10:00."
+                },
+                "to": {
+                    "description": "To is a phone number with its country code in any common format (+34 657 03 29 85,\n0034657032985, (+34) 657-03-29-85) or a JID (…@s.whatsapp.net, …@c.us, …@g.us, …@lid).",
+                    "type": "string",
+                    "example": "+34 657 03 29 85"
                 }
             }
         },

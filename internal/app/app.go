@@ -19,7 +19,9 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/cache"
 	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/handlers"
+	"github.com/inboxhub-gateway/gateway/internal/idempotency"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/passthrough"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -33,6 +35,9 @@ type App struct {
 	Upstream  *upstream.Client
 	Tokens    *tokens.Source
 	Quota     *quota.Limiter
+	// Cache is the cached view of the upstream the API reads through; webhooks and the status
+	// poller invalidate a session's entries through it.
+	Cache *cache.CachedUpstream
 
 	handler http.Handler
 	closers []func()
@@ -87,6 +92,18 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		return nil, err
 	}
 
+	readCache, err := cache.NewReadThrough(a.Store.Client, cache.WithMetrics(a.Registry),
+		cache.WithLogger(logger.With("component", "cache")))
+	if err != nil {
+		return nil, fmt.Errorf("read cache: %w", err)
+	}
+	a.closers = append(a.closers, readCache.Close)
+	a.Cache = cache.NewCachedUpstream(a.Upstream, readCache, cache.DefaultPolicies(), logger.With("component", "cache"))
+	relay := passthrough.New(a.Upstream,
+		passthrough.WithCache(readCache, passthrough.DefaultPolicy()),
+		passthrough.WithMaxBodyBytes(cfg.MaxBodyBytes),
+		passthrough.WithLogger(logger.With("component", "passthrough")))
+
 	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.Registry})
 	if err != nil {
 		return nil, fmt.Errorf("caller authentication: %w", err)
@@ -105,7 +122,15 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		CORS:           auth.CORS(cfg.CORSOrigins),
 		Authenticate:   []gin.HandlerFunc{authn.Middleware(), callerLimit.Middleware()},
 		Require:        auth.Require,
-		Sessions:       a.Upstream,
+		Sessions:       a.Cache,
+		Connector:      liveStatus{a.Cache, a.Upstream},
+		QRCodes:        liveStatus{a.Cache, a.Upstream},
+		Contacts:       a.Cache,
+		Chats:          a.Cache,
+		Messages:       a.Cache,
+		Sender:         a.Cache, // sends invalidate the session's cached lists
+		Passthrough:    relay.Handle,
+		Idempotency:    idempotency.New(a.Store.Client, idempotency.WithLogger(logger.With("component", "idempotency"))),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
@@ -234,6 +259,18 @@ func tokenCheck(st tokens.Status) handlers.CheckResult {
 		}
 	}
 	return r
+}
+
+// liveStatus reads session statuses live from the upstream while everything else goes through the
+// cache (and a connect invalidates it): connect and the QR route decide on the session's state now,
+// not as it was a few seconds ago.
+type liveStatus struct {
+	*cache.CachedUpstream
+	live *upstream.Client
+}
+
+func (l liveStatus) SessionStatus(ctx context.Context, sessionID string) (upstream.SessionStatus, error) {
+	return l.live.SessionStatus(ctx, sessionID)
 }
 
 // tokenRef lets the upstream client use the token source that is built after it.

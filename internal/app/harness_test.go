@@ -68,14 +68,19 @@ type gateway struct {
 	logs *syncBuffer
 }
 
-// callerKey is the gateway API key of the tests' caller (generated per run).
+// callerKey is the gateway API key of the tests' caller (generated per run), holding every scope.
 var callerKey = "test-caller-" + randHex(12)
+
+// readerKey is a second caller's key (named test-reader) holding only sessions:read and
+// messages:read, for the 403 answers.
+var readerKey = "test-reader-" + randHex(12)
 
 func keysFile(t testing.TB) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "keys.json")
-	body := fmt.Sprintf(`[{"name": "test-crm", "key": %q, "scopes": [%s]}]`, callerKey,
-		`"`+strings.Join(config.Scopes, `","`)+`"`)
+	body := fmt.Sprintf(`[{"name": "test-crm", "key": %q, "scopes": [%s]},
+		{"name": "test-reader", "key": %q, "scopes": ["sessions:read", "messages:read"]}]`, callerKey,
+		`"`+strings.Join(config.Scopes, `","`)+`"`, readerKey)
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +130,7 @@ func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string,
 // assertNoSecrets fails when a log holds an upstream credential.
 func assertNoSecrets(t testing.TB, logs string, creds fakeCreds) {
 	t.Helper()
-	for _, s := range []string{creds.password, creds.apiKey, callerKey} {
+	for _, s := range []string{creds.password, creds.apiKey, callerKey, readerKey} {
 		if strings.Contains(logs, s) {
 			t.Errorf("a secret appears in the gateway's logs")
 		}
@@ -164,6 +169,18 @@ func (g *gateway) get(t testing.TB, path string) answer {
 
 // burst sends n concurrent GETs spread over the replicas and returns their answers.
 func burst(t *testing.T, gws []*gateway, n int, path string) []answer {
+	return burstPaths(t, gws, n, func(int) string { return path })
+}
+
+// uncachedPath is a different page of the contacts of the connected seeded session for each i, so
+// that every request is a cache miss and reaches the upstream (tests of the token lifecycle need
+// the upstream calls, not the cache's coalescing).
+func uncachedPath(i int) string {
+	return fmt.Sprintf("/v1/sessions/demo_session/contacts?limit=1&page=%d", i%100000+1)
+}
+
+// burstPaths sends n concurrent GETs, request i to path(i), spread over the replicas.
+func burstPaths(t *testing.T, gws []*gateway, n int, path func(int) string) []answer {
 	t.Helper()
 	out := make([]answer, n)
 	var wg sync.WaitGroup
@@ -171,7 +188,7 @@ func burst(t *testing.T, gws []*gateway, n int, path string) []answer {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			out[i] = gws[i%len(gws)].get(t, path)
+			out[i] = gws[i%len(gws)].get(t, path(i))
 		})
 	}
 	close(start)
@@ -216,4 +233,40 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// request sends one request to the replica. X-API-Key is the full caller's key unless headers
+// set it; a header given as "" is not sent (so {"X-API-Key": ""} sends no credential).
+func (g *gateway) request(t testing.TB, method, path string, body io.Reader, headers map[string]string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, g.url+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", g.key)
+	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return answer{status: -1, body: err.Error(), took: time.Since(start)}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header, took: time.Since(start)}
+}
+
+// post sends a JSON body (Content-Type: application/json unless headers say otherwise).
+func (g *gateway) post(t testing.TB, path, body string, headers map[string]string) answer {
+	t.Helper()
+	h := map[string]string{"Content-Type": "application/json"}
+	for k, v := range headers {
+		h[k] = v
+	}
+	return g.request(t, http.MethodPost, path, strings.NewReader(body), h)
 }

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -12,8 +13,9 @@ import (
 )
 
 // BenchmarkUpstreamCallPath measures what the gateway adds to an upstream call: the same upstream
-// route (the live session status) called directly on the simulator, and through the gateway's
-// full path (caller auth, per-caller limit, token, quota, breaker, upstream client). Both run in
+// route (a page of contacts, a different page each time so the gateway's cache never answers)
+// called directly on the simulator, and through the gateway's full path (caller auth, per-caller
+// limit, cache miss, token, quota, breaker, upstream client, normalisation). Both run in
 // one process against the same simulator, so the machine's noise hits both alike; p50 and p99 are
 // reported per sub-benchmark. Run: go test -run '^$' -bench UpstreamCallPath -benchtime 3000x ./internal/app/
 func BenchmarkUpstreamCallPath(b *testing.B) {
@@ -26,14 +28,17 @@ func BenchmarkUpstreamCallPath(b *testing.B) {
 		"GATEWAY_CALLER_RATE": "1000000/1m", "UPSTREAM_RATE_READ": "1000000/1m",
 	})
 
+	var seq int
 	direct := func() *http.Request {
-		req, _ := http.NewRequest(http.MethodGet, simURL+"/api/sessions/91/status", nil)
+		seq++
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/contacts/demo_session?limit=1&page=%d", simURL, seq%100000+1), nil)
 		req.Header.Set("X-API-Key", creds.apiKey)
 		return req
 	}
 	via := func(g *gateway) func() *http.Request {
 		return func() *http.Request {
-			req, _ := http.NewRequest(http.MethodGet, g.url+sessionPath, nil)
+			seq++
+			req, _ := http.NewRequest(http.MethodGet, g.url+uncachedPath(seq), nil)
 			req.Header.Set("X-API-Key", g.key)
 			return req
 		}

@@ -23,13 +23,18 @@ import (
 
 const sessionPath = "/v1/sessions/demo_session"
 
+// requestSeq numbers requests so that each one asks for a page no other asked for.
+var requestSeq atomic.Int64
+
+func nextUncached() string { return uncachedPath(int(requestSeq.Add(1))) }
+
 // TestColdStartOneLogin: 500 concurrent requests on a cold start cause exactly one login.
 func TestColdStartOneLogin(t *testing.T) {
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	g := startGateway(t, simURL, creds, redistest.URL(t), nil)
 
-	answers := burst(t, []*gateway{g}, 500, sessionPath)
+	answers := burstPaths(t, []*gateway{g}, 500, uncachedPath)
 	if got := statuses(answers); got[http.StatusOK] != 500 {
 		t.Fatalf("answers by status = %v, want 500 x 200; first: %+v", got, firstNot(answers, 200))
 	}
@@ -49,7 +54,7 @@ func TestFleetOneLogin(t *testing.T) {
 	for range 3 {
 		fleet = append(fleet, startGateway(t, simURL, creds, redisURL, nil))
 	}
-	answers := burst(t, fleet, 300, sessionPath)
+	answers := burstPaths(t, fleet, 300, uncachedPath)
 	if got := statuses(answers); got[http.StatusOK] != 300 {
 		t.Fatalf("answers by status = %v; first: %+v", got, firstNot(answers, 200))
 	}
@@ -86,7 +91,7 @@ func TestShortLivedTokens(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				a := fleet[w%2].get(t, sessionPath)
+				a := fleet[w%2].get(t, nextUncached())
 				total.Add(1)
 				if a.status != http.StatusOK {
 					failures.Add(1)
@@ -126,7 +131,7 @@ func TestRevokedTokensOneReauth(t *testing.T) {
 	before := s.Counters()
 	s.RevokeAllTokens()
 
-	answers := burst(t, fleet, 100, sessionPath)
+	answers := burstPaths(t, fleet, 100, func(int) string { return nextUncached() })
 	if got := statuses(answers); got[http.StatusOK] != 100 {
 		t.Fatalf("after revocation: answers by status = %v; first: %+v", got, firstNot(answers, 200))
 	}
@@ -149,7 +154,7 @@ func TestWrongPasswordFailsFast(t *testing.T) {
 
 	var took []time.Duration
 	for round := range 3 {
-		answers := burst(t, []*gateway{g}, 50, sessionPath)
+		answers := burstPaths(t, []*gateway{g}, 50, func(int) string { return nextUncached() })
 		for _, a := range answers {
 			if a.status != http.StatusBadGateway || !strings.Contains(a.body, `"code":"UPSTREAM_AUTH_FAILED"`) {
 				t.Fatalf("round %d: answer %d %s, want 502 UPSTREAM_AUTH_FAILED", round, a.status, a.body)
@@ -184,7 +189,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	rs.Stop()
-	answers := burst(t, []*gateway{g}, 100, sessionPath)
+	answers := burstPaths(t, []*gateway{g}, 100, func(int) string { return nextUncached() })
 	if got := statuses(answers); got[http.StatusOK] != 100 {
 		t.Errorf("during the outage: answers by status = %v; first: %+v", got, firstNot(answers, 200))
 	}
@@ -202,7 +207,7 @@ func TestRedisOutage(t *testing.T) {
 	eventually(t, 15*time.Second, "/readyz back to 200 after Redis returns", func() bool {
 		return g.get(t, "/readyz").status == http.StatusOK
 	})
-	if a := g.get(t, sessionPath); a.status != http.StatusOK {
+	if a := g.get(t, nextUncached()); a.status != http.StatusOK {
 		t.Errorf("after recovery = %d %s", a.status, a.body)
 	}
 	if st := g.app.Tokens.Status(); st.State == tokens.StateAuthFailed {
@@ -286,7 +291,7 @@ func TestBreakerBoundsUpstreamCalls(t *testing.T) {
 	// Sequential callers until the breaker opens: 5 failed calls of 2 attempts at most.
 	opened := 0
 	for i := range 20 {
-		a := g.get(t, sessionPath)
+		a := g.get(t, nextUncached())
 		if a.status != http.StatusServiceUnavailable {
 			t.Fatalf("answer %d = %d %s, want 503", i, a.status, a.body)
 		}
@@ -302,7 +307,7 @@ func TestBreakerBoundsUpstreamCalls(t *testing.T) {
 	}
 
 	// Then 200 concurrent callers: all answered 503 with Retry-After, none reaches the upstream.
-	answers := burst(t, []*gateway{g}, 200, sessionPath)
+	answers := burstPaths(t, []*gateway{g}, 200, func(int) string { return nextUncached() })
 	if got := statuses(answers); got[http.StatusServiceUnavailable] != len(answers) {
 		t.Errorf("answers by status = %v, want all 503", got)
 	}

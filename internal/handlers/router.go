@@ -33,6 +33,20 @@ type Deps struct {
 	Authenticate []gin.HandlerFunc
 	Require      func(scope string) gin.HandlerFunc
 	Sessions     SessionSource
+	// The WhatsApp routes of /v1, each behind the small interface it uses (a cache may stand in
+	// front of the upstream client for the reads).
+	Connector SessionConnector
+	QRCodes   QRSource
+	Contacts  ContactSource
+	Chats     ChatSource
+	Messages  MessageSource
+	Sender    MessageSender
+	// Idempotency keeps the answers of sends made with an Idempotency-Key; nil ignores the header
+	// (after validating it).
+	Idempotency IdempotencyStore
+	// Passthrough serves ANY /api/*path, the drop-in relay of the upstream API (it checks scopes
+	// per route itself); nil: not mounted.
+	Passthrough gin.HandlerFunc
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
@@ -68,6 +82,19 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	sessions := sessionHandlers{src: d.Sessions}
 	v1.GET("/sessions", d.Require("sessions:read"), sessions.list)
 	v1.GET("/sessions/:sessionId", d.Require("sessions:read"), sessions.get)
+	lifecycle := sessionLifecycle{connector: d.Connector, qr: d.QRCodes}
+	v1.POST("/sessions/:sessionId/connect", d.Require("sessions:write"), lifecycle.connect)
+	v1.GET("/sessions/:sessionId/qr", d.Require("sessions:read"), lifecycle.getQR)
+	lists := listHandlers{contacts: d.Contacts, chats: d.Chats, messages: d.Messages}
+	v1.GET("/sessions/:sessionId/contacts", d.Require("messages:read"), lists.listContacts)
+	v1.GET("/sessions/:sessionId/chats", d.Require("messages:read"), lists.listChats)
+	v1.GET("/sessions/:sessionId/chats/:chatId/messages", d.Require("messages:read"), lists.listChatMessages)
+	send := sendHandlers{sender: d.Sender, idem: d.Idempotency}
+	v1.POST("/sessions/:sessionId/messages", d.Require("messages:send"), send.send)
+
+	if d.Passthrough != nil {
+		r.Any("/api/*path", append(append([]gin.HandlerFunc{}, d.Authenticate...), d.Passthrough)...)
+	}
 
 	docs.SwaggerInfo.BasePath = "/"
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/inboxhub-gateway/gateway/internal/cache"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -52,7 +53,29 @@ type SessionQR struct {
 
 // ListMeta describes a list answer.
 type ListMeta struct {
-	Total int `json:"total" example:"3"`
+	Total int        `json:"total" example:"3"`
+	Cache *CacheMeta `json:"cache,omitempty"`
+}
+
+// CacheMeta says how a cached read was answered: hit (fresh from the cache), miss (read from
+// Inbox Hub now) or stale (an older copy, because Inbox Hub is failing or it is being refreshed),
+// and the age of what was answered.
+type CacheMeta struct {
+	Status     string `json:"status" enums:"hit,miss,stale" example:"hit"`
+	AgeSeconds int64  `json:"ageSeconds" example:"2"`
+}
+
+// cacheFacts starts recording what the cache does for this request's reads; the returned func
+// gives the facts (nil when no cached read happened).
+func cacheFacts(c *gin.Context) (context.Context, func() *CacheMeta) {
+	ctx, rec := cache.Track(c.Request.Context())
+	return ctx, func() *CacheMeta {
+		info, ok := rec.Info()
+		if !ok {
+			return nil
+		}
+		return &CacheMeta{Status: string(info.Status), AgeSeconds: int64(info.Age / time.Second)}
+	}
 }
 
 // SessionList is the answer of GET /v1/sessions.
@@ -156,15 +179,16 @@ type sessionHandlers struct{ src SessionSource }
 //	@Failure		504	{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions [get]
 func (h sessionHandlers) list(c *gin.Context) {
+	ctx, facts := cacheFacts(c)
 	out := []Session{}
-	for s, err := range h.src.AllSessions(c.Request.Context(), upstream.MaxLimit) {
+	for s, err := range h.src.AllSessions(ctx, upstream.MaxLimit) {
 		if err != nil {
 			middleware.Fail(c, err)
 			return
 		}
 		out = append(out, sessionFrom(s))
 	}
-	c.JSON(http.StatusOK, SessionList{Data: out, Meta: ListMeta{Total: len(out)}})
+	c.JSON(http.StatusOK, SessionList{Data: out, Meta: ListMeta{Total: len(out), Cache: facts()}})
 }
 
 // get godoc
@@ -191,7 +215,8 @@ func (h sessionHandlers) get(c *gin.Context) {
 	if !ok {
 		return
 	}
-	st, err := h.src.SessionStatus(c.Request.Context(), id)
+	ctx, facts := cacheFacts(c)
+	st, err := h.src.SessionStatus(ctx, id)
 	if err != nil {
 		middleware.Fail(c, err)
 		return
@@ -206,5 +231,9 @@ func (h sessionHandlers) get(c *gin.Context) {
 	if s.SessionID == "" {
 		s.SessionID = id
 	}
-	c.JSON(http.StatusOK, SessionAnswer{Data: s, Meta: map[string]any{"source": "live"}})
+	meta := map[string]any{"source": "status"}
+	if f := facts(); f != nil {
+		meta["cache"] = f
+	}
+	c.JSON(http.StatusOK, SessionAnswer{Data: s, Meta: meta})
 }

@@ -1,0 +1,153 @@
+package cache
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// local is the in-process layer in front of Redis: a small LRU of the hottest fresh values, each
+// kept for at most maxAge (and never past its freshness), so that a cached read does not always pay
+// a Redis round trip. Other replicas' writes and invalidations reach it through Redis pub/sub
+// (ReadThrough.listen); while that subscription is down the layer is not used at all, since it
+// could miss an invalidation.
+//
+// gen counts every change that may make a value read from Redis outdated (an invalidation, another
+// replica's write, a lost subscription): a value read from Redis is put here only if gen did not
+// move while it was being read, so an invalidation that overtakes a read cannot be undone by it.
+type local struct {
+	max    int
+	maxAge time.Duration
+	budget int // bytes of values kept at most
+
+	bytes int
+
+	mu    sync.Mutex
+	ll    *list.List // front: most recently used
+	items map[string]*list.Element
+	gen   uint64
+}
+
+// localEntry is one value of the in-process layer.
+type localEntry struct {
+	key     string // the Redis key
+	scope   string
+	value   []byte
+	stored  time.Time // when the upstream answered
+	expires time.Time // min(put + maxAge, fresh until)
+}
+
+// Bounds of the layer's memory: a value larger than maxLocalValue is left to Redis, and the
+// values kept never add up to more than localBudget bytes.
+const (
+	maxLocalValue = 256 << 10
+	localBudget   = 32 << 20
+)
+
+func newLocal(size int, maxAge time.Duration) *local {
+	return &local{max: size, maxAge: maxAge, budget: localBudget, ll: list.New(), items: map[string]*list.Element{}}
+}
+
+func (l *local) enabled() bool { return l.max > 0 && l.maxAge > 0 }
+
+// get returns the entry for key when it has not expired at now.
+func (l *local) get(key string, now time.Time) (*localEntry, bool) {
+	if !l.enabled() {
+		return nil, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el, ok := l.items[key]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*localEntry)
+	if !now.Before(e.expires) {
+		l.remove(el)
+		return nil, false
+	}
+	l.ll.MoveToFront(el)
+	return e, true
+}
+
+// generation is the counter to pass to put.
+func (l *local) generation() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen
+}
+
+// put keeps a value fresh until freshUntil, unless something was invalidated since gen was read.
+func (l *local) put(gen uint64, key, scope string, value []byte, stored, freshUntil, now time.Time) {
+	if !l.enabled() || len(value) > maxLocalValue {
+		return
+	}
+	expires := now.Add(l.maxAge)
+	if freshUntil.Before(expires) {
+		expires = freshUntil
+	}
+	if !now.Before(expires) {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if gen != l.gen {
+		return
+	}
+	e := &localEntry{key: key, scope: scope, value: value, stored: stored, expires: expires}
+	if el, ok := l.items[key]; ok {
+		l.remove(el)
+	}
+	l.items[key] = l.ll.PushFront(e)
+	l.bytes += len(value)
+	for l.ll.Len() > l.max || l.bytes > l.budget {
+		l.remove(l.ll.Back())
+	}
+}
+
+// drop forgets one key.
+func (l *local) drop(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gen++
+	if el, ok := l.items[key]; ok {
+		l.remove(el)
+	}
+}
+
+// dropScope forgets every key of a scope (a few hundred entries at most: a scan is fine).
+func (l *local) dropScope(scope string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gen++
+	for el := l.ll.Front(); el != nil; {
+		next := el.Next()
+		if el.Value.(*localEntry).scope == scope {
+			l.remove(el)
+		}
+		el = next
+	}
+}
+
+// reset forgets everything.
+func (l *local) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gen++
+	l.ll.Init()
+	clear(l.items)
+	l.bytes = 0
+}
+
+func (l *local) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ll.Len()
+}
+
+func (l *local) remove(el *list.Element) {
+	e := el.Value.(*localEntry)
+	delete(l.items, e.key)
+	l.bytes -= len(e.value)
+	l.ll.Remove(el)
+}

@@ -1,0 +1,593 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
+)
+
+const sid = "demo_session"
+
+// statusOf reads a session status through c and returns its version and cache facts.
+func statusOf(t testing.TB, c *CachedUpstream) (string, Info, error) {
+	t.Helper()
+	ctx, rec := Track(context.Background())
+	st, err := c.SessionStatus(ctx, sid)
+	info, _ := rec.Info()
+	return st.PhoneNumber, info, err
+}
+
+func TestConcurrentMissesMakeOneUpstreamCall(t *testing.T) {
+	for _, replicas := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
+			rdb := redistest.New(t)
+			fake := newFake()
+			fake.delay = 300 * time.Millisecond
+			var caches []*CachedUpstream
+			var rts []*ReadThrough
+			for i := range replicas {
+				client := rdb
+				if i > 0 {
+					client = secondClient(t, rdb)
+				}
+				rt := newRT(t, client)
+				rts = append(rts, rt)
+				caches = append(caches, NewCachedUpstream(fake, rt, DefaultPolicies(), nil))
+			}
+
+			const n = 200
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			errs := make(chan error, n)
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					v, _, err := statusOf(t, caches[i%replicas])
+					if err == nil && v != "1" {
+						err = fmt.Errorf("version %q", v)
+					}
+					if err != nil {
+						errs <- err
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatalf("a reader failed: %v", err)
+			}
+			if got := fake.calls.Load(); got != 1 {
+				t.Fatalf("%d concurrent identical misses made %d upstream calls, want 1", n, got)
+			}
+			var coalesced float64
+			for _, rt := range rts {
+				coalesced += counterValue(rt.metrics.coalescedBy.WithLabelValues(KindStatus))
+			}
+			if coalesced < 1 {
+				t.Errorf("cache_coalesced_total = %v, want > 0", coalesced)
+			}
+		})
+	}
+}
+
+func TestFreshValueIsAHit(t *testing.T) {
+	for name, opt := range map[string]Option{"in-process layer": nil, "redis layer": WithLocal(0, 0)} {
+		t.Run(name, func(t *testing.T) {
+			rt := newRT(t, redistest.New(t), opt)
+			fake := newFake()
+			c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
+			if _, info, err := statusOf(t, c); err != nil || info.Status != StatusMiss {
+				t.Fatalf("first read: %v, %+v; want a miss", err, info)
+			}
+			fake.set(func(f *fakeUpstream) { f.version = 2 })
+			v, info, err := statusOf(t, c)
+			if err != nil || info.Status != StatusHit || v != "1" {
+				t.Fatalf("second read = %q, %+v, %v; want the cached version 1 as a hit", v, info, err)
+			}
+			if got := fake.calls.Load(); got != 1 {
+				t.Errorf("upstream calls = %d, want 1", got)
+			}
+			if got := counterValue(rt.metrics.requests.WithLabelValues(KindStatus, "hit")); got != 1 {
+				t.Errorf("cache_requests_total{result=hit} = %v, want 1", got)
+			}
+		})
+	}
+}
+
+// stalePolicies make the status fresh for 5 s and servable on upstream errors for a minute.
+func stalePolicies(revalidate time.Duration) Policies {
+	p := DefaultPolicies()
+	p.Status = Policy{Fresh: 5 * time.Second, Revalidate: revalidate, StaleIfError: time.Minute}
+	return p
+}
+
+func TestStaleServedWhenUpstreamFails(t *testing.T) {
+	failures := map[string]error{
+		"unavailable":  fmt.Errorf("dial: %w", upstream.ErrUnavailable),
+		"timeout":      fmt.Errorf("wrapped: %w", upstream.ErrTimeout),
+		"rate limited": &upstream.RateLimitError{RetryAfter: time.Second, Source: "gateway"},
+		"upstream 503": &upstream.Error{Status: 503, Method: "GET", Route: "/api/sessions/:id/status"},
+	}
+	for name, failure := range failures {
+		t.Run(name, func(t *testing.T) {
+			clock := newClock()
+			rt := newRT(t, redistest.New(t), WithClock(clock.now))
+			fake := newFake()
+			c := NewCachedUpstream(fake, rt, stalePolicies(0), nil)
+			if _, _, err := statusOf(t, c); err != nil {
+				t.Fatal(err)
+			}
+			clock.advance(10 * time.Second)
+			fake.set(func(f *fakeUpstream) { f.err, f.version = failure, 2 })
+			v, info, err := statusOf(t, c)
+			if err != nil || v != "1" || info.Status != StatusStale {
+				t.Fatalf("read while the upstream fails = %q, %+v, %v; want version 1 marked stale", v, info, err)
+			}
+			if info.Age < 10*time.Second {
+				t.Errorf("stale age = %v, want >= 10s", info.Age)
+			}
+			if fake.calls.Load() != 2 {
+				t.Errorf("upstream calls = %d, want 2 (the stale value is served after the upstream was asked)", fake.calls.Load())
+			}
+
+			clock.advance(2 * time.Minute) // past the stale window
+			if _, _, err := statusOf(t, c); !errors.Is(err, failure) {
+				t.Errorf("read past the stale window: %v, want the upstream's error", err)
+			}
+		})
+	}
+}
+
+func TestClientErrorsAreNotMasked(t *testing.T) {
+	clock := newClock()
+	rt := newRT(t, redistest.New(t), WithClock(clock.now))
+	fake := newFake()
+	c := NewCachedUpstream(fake, rt, stalePolicies(0), nil)
+	if _, _, err := statusOf(t, c); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(10 * time.Second)
+	notFound := &upstream.Error{Status: 404, Code: upstream.CodeSessionNotFound, Message: "no session", Method: "GET", Route: "/api/sessions/:id/status"}
+	fake.set(func(f *fakeUpstream) { f.err = notFound })
+	v, info, err := statusOf(t, c)
+	if !errors.Is(err, upstream.ErrSessionNotFound) {
+		t.Fatalf("read = %q, %+v, %v; want SESSION_NOT_FOUND, not the stale value", v, info, err)
+	}
+	notConnected := &upstream.Error{Status: 400, Code: upstream.CodeSessionNotConnected, Method: "GET", Route: "/api/sessions/:id/status"}
+	fake.set(func(f *fakeUpstream) { f.err = notConnected })
+	if _, _, err := statusOf(t, c); !errors.Is(err, upstream.ErrSessionNotConnected) {
+		t.Fatalf("read = %v; want SESSION_NOT_CONNECTED, not the stale value", err)
+	}
+}
+
+func TestStaleWhileRevalidateRefreshesOnce(t *testing.T) {
+	rdb := redistest.New(t)
+	clock := newClock()
+	fake := newFake()
+	var caches []*CachedUpstream
+	for i := range 2 { // two replicas
+		client := rdb
+		if i > 0 {
+			client = secondClient(t, rdb)
+		}
+		caches = append(caches, NewCachedUpstream(fake, newRT(t, client, WithClock(clock.now)), stalePolicies(time.Minute), nil))
+	}
+	if _, _, err := statusOf(t, caches[0]); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(10 * time.Second) // stale, within the revalidation window
+	fake.set(func(f *fakeUpstream) { f.version, f.delay = 2, time.Second })
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bad []string
+	for i := range 100 {
+		wg.Go(func() {
+			start := time.Now()
+			v, info, err := statusOf(t, caches[i%2])
+			if err != nil || v != "1" || info.Status != StatusStale || time.Since(start) > 700*time.Millisecond {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("%q %+v %v after %v", v, info, err, time.Since(start)))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("readers did not get the stale value at once: %v", bad[:min(len(bad), 3)])
+	}
+	eventually(t, 5*time.Second, "the refreshed value is served", func() bool {
+		v, info, err := statusOf(t, caches[1])
+		return err == nil && v == "2" && info.Status == StatusHit
+	})
+	if got := fake.calls.Load(); got != 2 {
+		t.Errorf("upstream calls = %d, want 2 (the first load and exactly one refresh)", got)
+	}
+}
+
+func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
+	rdb := redistest.New(t)
+	fake := newFake()
+	a := NewCachedUpstream(fake, newRT(t, rdb, WithLocal(100, time.Hour)), DefaultPolicies(), nil)
+	b := NewCachedUpstream(fake, newRT(t, secondClient(t, rdb)), DefaultPolicies(), nil)
+
+	if v, _, err := statusOf(t, a); err != nil || v != "1" {
+		t.Fatalf("first read: %q, %v", v, err)
+	}
+	// Remove the value from Redis behind the cache's back: only the in-process layer has it now.
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	fake.set(func(f *fakeUpstream) { f.version = 2 })
+	if v, info, _ := statusOf(t, a); v != "1" || info.Status != StatusHit {
+		t.Fatalf("read = %q, %+v; want version 1 from the in-process layer", v, info)
+	}
+
+	if err := b.Invalidate(context.Background(), sid); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "replica A drops its in-process copy after B's Invalidate", func() bool {
+		v, _, err := statusOf(t, a)
+		return err == nil && v == "2"
+	})
+}
+
+func TestInProcessLayerDroppedByOtherReplicasWrite(t *testing.T) {
+	rdb := redistest.New(t)
+	clock := newClock()
+	fake := newFake()
+	pol := DefaultPolicies()
+	a := NewCachedUpstream(fake, newRT(t, rdb, WithLocal(100, time.Hour), WithClock(clock.now)), pol, nil)
+	b := NewCachedUpstream(fake, newRT(t, secondClient(t, rdb), WithClock(clock.now)), pol, nil)
+	if v, _, _ := statusOf(t, a); v != "1" {
+		t.Fatalf("first read: %q", v)
+	}
+	// B stores a newer value (its own load after the value expired for it); A must drop its copy.
+	fake.set(func(f *fakeUpstream) { f.version = 2 })
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := statusOf(t, b); v != "2" {
+		t.Fatalf("B read %q, want 2", v)
+	}
+	eventually(t, 2*time.Second, "replica A drops its in-process copy after B's write", func() bool {
+		v, _, _ := statusOf(t, a)
+		return v == "2"
+	})
+	if got := fake.calls.Load(); got != 2 {
+		t.Errorf("upstream calls = %d, want 2", got)
+	}
+}
+
+func TestInvalidateDropsOneSessionAndTheList(t *testing.T) {
+	rt := newRT(t, redistest.New(t), WithLocal(0, 0))
+	fake := newFake()
+	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
+	ctx := context.Background()
+	read := func() {
+		t.Helper()
+		if _, err := c.SessionStatus(ctx, "one_session"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.SessionStatus(ctx, "two_session"); err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range c.AllSessions(ctx, 100) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read()
+	read()
+	if got := fake.count("SessionStatus"); got != 2 {
+		t.Fatalf("status calls after two rounds = %d, want 2", got)
+	}
+	if err := c.Invalidate(ctx, "one_session"); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	if got := fake.count("SessionStatus"); got != 3 {
+		t.Errorf("status calls = %d, want 3 (only the invalidated session reloaded)", got)
+	}
+	if got := fake.count("AllSessions"); got != 2 {
+		t.Errorf("list calls = %d, want 2 (the list is dropped with any session)", got)
+	}
+	// A write through the wrapper invalidates too.
+	if _, err := c.Connect(ctx, "two_session"); err != nil {
+		t.Fatal(err)
+	}
+	read()
+	if got := fake.count("SessionStatus"); got != 4 {
+		t.Errorf("status calls after Connect = %d, want 4", got)
+	}
+}
+
+func TestInvalidationDuringALoadStoresNothing(t *testing.T) {
+	rt := newRT(t, redistest.New(t))
+	fake := newFake()
+	fake.delay = 300 * time.Millisecond
+	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
+	done := make(chan string)
+	go func() {
+		v, _, _ := statusOf(t, c)
+		done <- v
+	}()
+	eventually(t, 2*time.Second, "the load started", func() bool { return fake.calls.Load() == 1 })
+	if err := c.Invalidate(context.Background(), sid); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-done; v != "1" {
+		t.Fatalf("the reader got %q", v)
+	}
+	fake.set(func(f *fakeUpstream) { f.version, f.delay = 2, 0 })
+	if v, info, _ := statusOf(t, c); v != "2" || info.Status != StatusMiss {
+		t.Errorf("read after the invalidation = %q, %+v; want a new load (the old one must not be stored)", v, info)
+	}
+}
+
+func TestRedisDownFallsThroughToUpstream(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	reg := prometheus.NewRegistry()
+	rt := newRT(t, rdb, WithMetrics(reg), WithLogger(slog.New(slog.DiscardHandler)))
+	fake := newFake()
+	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
+
+	srv.Stop()
+	for i := 1; i <= 2; i++ {
+		v, info, err := statusOf(t, c)
+		if err != nil || v != "1" || info.Status != StatusMiss {
+			t.Fatalf("read %d with Redis down = %q, %+v, %v; want the upstream's value", i, v, info, err)
+		}
+		if got := fake.calls.Load(); got != int64(i) {
+			t.Fatalf("upstream calls = %d, want %d", got, i)
+		}
+	}
+	if got := counterValue(rt.metrics.requests.WithLabelValues(KindStatus, "error")); got != 2 {
+		t.Errorf("cache_requests_total{result=error} = %v, want 2", got)
+	}
+	// The upstream's own errors still come through unchanged.
+	fake.set(func(f *fakeUpstream) { f.err = &upstream.Error{Status: 404, Code: upstream.CodeSessionNotFound} })
+	if _, _, err := statusOf(t, c); !errors.Is(err, upstream.ErrSessionNotFound) {
+		t.Errorf("error with Redis down = %v, want SESSION_NOT_FOUND", err)
+	}
+	fake.set(func(f *fakeUpstream) { f.err = nil })
+
+	srv.Restart(t)
+	eventually(t, 5*time.Second, "the cache works again once Redis is back", func() bool {
+		_, info, err := statusOf(t, c)
+		return err == nil && info.Status == StatusHit
+	})
+}
+
+func TestQRCachedUntilItExpires(t *testing.T) {
+	clock := newClock()
+	rt := newRT(t, redistest.New(t), WithClock(clock.now), WithLocal(0, 0))
+	fake := newFake()
+	fake.qrExpires = clock.now().Add(30 * time.Second)
+	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil) // QRMargin 5 s: fresh for 25 s
+	ctx := context.Background()
+	read := func() (upstream.QR, Info, error) {
+		ctx, rec := Track(ctx)
+		q, err := c.QR(ctx, sid)
+		info, _ := rec.Info()
+		return q, info, err
+	}
+	if _, info, err := read(); err != nil || info.Status != StatusMiss {
+		t.Fatalf("first read: %+v %v", info, err)
+	}
+	clock.advance(20 * time.Second)
+	if q, info, _ := read(); info.Status != StatusHit || !q.ExpiresAt.Equal(fake.qrExpires) {
+		t.Fatalf("read at 20 s = %+v, %+v; want the cached QR", q, info)
+	}
+	clock.advance(6 * time.Second)
+	fake.set(func(f *fakeUpstream) { f.err = fmt.Errorf("down: %w", upstream.ErrUnavailable) })
+	if _, _, err := read(); !errors.Is(err, upstream.ErrUnavailable) {
+		t.Fatalf("read of an expiring QR while the upstream is down = %v; an old QR must not be served", err)
+	}
+	if got := fake.count("QR"); got != 2 {
+		t.Errorf("QR calls = %d, want 2", got)
+	}
+}
+
+func TestSearchTermsAreHashedInKeys(t *testing.T) {
+	rdb := redistest.New(t)
+	rt := newRT(t, rdb)
+	fake := newFake()
+	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
+	ctx := context.Background()
+	const search = "María {López} secret"
+	for range 2 {
+		p, err := c.Contacts(ctx, sid, upstream.ListParams{Page: 1, Limit: 50, Search: search})
+		if err != nil || len(p.Items) != 1 || p.Items[0].Name != search+"1" {
+			t.Fatalf("contacts = %+v, %v", p, err)
+		}
+	}
+	if _, err := c.Contacts(ctx, sid, upstream.ListParams{Page: 2, Limit: 50, Search: search}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.count("Contacts"); got != 2 {
+		t.Errorf("contacts calls = %d, want 2 (page 1 cached, page 2 its own key)", got)
+	}
+	if _, err := c.ChatMessages(ctx, sid, "346000@s.whatsapp.net", upstream.ListParams{Page: 1}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.HasPrefix(k, KeyPrefix) {
+			t.Errorf("key %q is outside the %s namespace", k, KeyPrefix)
+		}
+		if strings.Contains(k, "María") || strings.Contains(k, "secret") || strings.Contains(k, "346000") {
+			t.Errorf("key %q carries free text", k)
+		}
+	}
+	if len(keys) == 0 {
+		t.Fatal("nothing stored")
+	}
+}
+
+func TestHostileSessionIDStaysInItsScope(t *testing.T) {
+	for _, id := range []string{"a}b", "{x}", strings.Repeat("z", 300), "sp ace"} {
+		scope := SessionScope(id)
+		k := Key{Scope: scope, Kind: KindStatus}
+		if strings.Count(k.redisKey(), "{") != 1 || strings.Count(k.redisKey(), "}") != 1 || len(k.redisKey()) > 100 {
+			t.Errorf("session id %q gives key %q", id, k.redisKey())
+		}
+	}
+}
+
+func TestAllSessionsIteratesTheCachedList(t *testing.T) {
+	rt := newRT(t, redistest.New(t))
+	fake := newFake()
+	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
+	ctx := context.Background()
+	for range 3 {
+		var ids []string
+		for s, err := range c.AllSessions(ctx, 100) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, s.SessionID)
+		}
+		if strings.Join(ids, ",") != "s_one,s_two,s_three" {
+			t.Fatalf("sessions = %v", ids)
+		}
+	}
+	for range c.AllSessions(ctx, 100) {
+		break // stopping early must not panic
+	}
+	if got := fake.count("AllSessions"); got != 1 {
+		t.Errorf("list walks = %d, want 1", got)
+	}
+	// Errors come out of the iterator.
+	if err := c.Invalidate(ctx, "s_one"); err != nil {
+		t.Fatal(err)
+	}
+	fake.set(func(f *fakeUpstream) { f.err = &upstream.Error{Status: 401} })
+	for _, err := range c.AllSessions(ctx, 100) {
+		if !errors.Is(err, upstream.ErrUnauthorized) {
+			t.Errorf("error = %v, want ErrUnauthorized", err)
+		}
+	}
+}
+
+func TestRecorderReportsTheWorstRead(t *testing.T) {
+	ctx, rec := Track(context.Background())
+	if _, ok := rec.Info(); ok {
+		t.Fatal("a fresh recorder reports facts")
+	}
+	record(ctx, Info{Status: StatusHit, Age: 2 * time.Second})
+	record(ctx, Info{Status: StatusStale, Age: 7 * time.Second})
+	record(ctx, Info{Status: StatusMiss})
+	info, ok := InfoFrom(ctx)
+	if !ok || info.Status != StatusStale || info.Age != 7*time.Second {
+		t.Errorf("info = %+v, %v; want stale, 7s", info, ok)
+	}
+	if _, ok := InfoFrom(context.Background()); ok {
+		t.Error("InfoFrom without Track reports facts")
+	}
+	b, _ := info.MarshalJSON()
+	if string(b) != `{"status":"stale","ageSeconds":7}` {
+		t.Errorf("JSON = %s", b)
+	}
+}
+
+// TestEmbeddedStore runs the cache on the embedded store of demo mode: its scripts must work there too.
+func TestEmbeddedStore(t *testing.T) {
+	s, err := Open(context.Background(), "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	rt := newRT(t, s.Client, WithLocal(0, 0))
+	fake := newFake()
+	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
+	statusOf(t, c)
+	if _, info, err := statusOf(t, c); err != nil || info.Status != StatusHit {
+		t.Fatalf("second read = %+v, %v; want a hit", info, err)
+	}
+	if err := c.Invalidate(context.Background(), sid); err != nil {
+		t.Fatal(err)
+	}
+	if _, info, _ := statusOf(t, c); info.Status != StatusMiss {
+		t.Fatalf("read after Invalidate = %+v; want a miss", info)
+	}
+}
+
+// BenchmarkCachedHit compares a hit answered by the in-process layer with one that pays the Redis
+// round trip.
+func BenchmarkCachedHit(b *testing.B) {
+	for name, opt := range map[string]Option{"in-process": nil, "redis": WithLocal(0, 0)} {
+		b.Run(name, func(b *testing.B) {
+			rt := newRT(b, redistest.New(b), opt)
+			c := NewCachedUpstream(newFake(), rt, DefaultPolicies(), nil)
+			ctx := context.Background()
+			if _, err := c.SessionStatus(ctx, sid); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.SessionStatus(ctx, sid); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// counterValue reads a counter.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestFailedLoadWakesTheOtherReplica: when the winner's load fails (an answer that is not
+// cached), the waiting replica hears it at once and makes its own call, rather than waiting for
+// the lock to expire; every reader gets the upstream's error.
+func TestFailedLoadWakesTheOtherReplica(t *testing.T) {
+	rdb := redistest.New(t)
+	fake := newFake()
+	fake.delay = 200 * time.Millisecond
+	fake.err = &upstream.Error{Status: 404, Code: upstream.CodeSessionNotFound}
+	caches := []*CachedUpstream{
+		NewCachedUpstream(fake, newRT(t, rdb, WithPollInterval(time.Minute)), DefaultPolicies(), nil),
+		NewCachedUpstream(fake, newRT(t, secondClient(t, rdb), WithPollInterval(time.Minute)), DefaultPolicies(), nil),
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			if _, _, err := statusOf(t, caches[i%2]); !errors.Is(err, upstream.ErrSessionNotFound) {
+				t.Errorf("reader %d: %v, want SESSION_NOT_FOUND", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("readers took %v: the waiting replica was not woken", took)
+	}
+	if got := fake.calls.Load(); got < 1 || got > 2 {
+		t.Errorf("upstream calls = %d, want 1 or 2 (at most one per replica)", got)
+	}
+}
