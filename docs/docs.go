@@ -1288,6 +1288,477 @@ const docTemplate = `{
                     }
                 }
             }
+        },
+        "/v1/sessions/{sessionId}/sync": {
+            "post": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Queues a sync of the session's contacts, chats and messages for the CRM (\"Sincronizar Ahora\"). The session must be connected (checked on the live status route). One sync per session runs at a time across every gateway replica: when one is already queued or running, it is answered with 200 instead of a new one. The job reads every page within the background share of the upstream quota, delivers only new and changed items (kept with the job, and pushed to the CRM sink when one is configured), and can be followed at the Location given.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sync"
+                ],
+                "summary": "Sync now",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "description": "What to sync; omit for everything, incrementally",
+                        "name": "body",
+                        "in": "body",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncRequest"
+                        }
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The session's job already queued or running",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncJobAnswer"
+                        },
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "/v1/sync-jobs/{jobId}"
+                            }
+                        }
+                    },
+                    "202": {
+                        "description": "A new job was queued",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncJobAnswer"
+                        },
+                        "headers": {
+                            "Location": {
+                                "type": "string",
+                                "description": "/v1/sync-jobs/{jobId}"
+                            }
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sync",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "SESSION_NOT_CONNECTED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "415": {
+                        "description": "UNSUPPORTED_MEDIA_TYPE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sessions/{sessionId}/sync-jobs": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "The session's recent sync jobs (kept for a few days), newest first.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sync"
+                ],
+                "summary": "List a session's sync jobs",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "integer",
+                        "description": "How many (1..50, default 20)",
+                        "name": "limit",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncJobList"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sync",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sync-jobs/{jobId}": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "The job's state (queued, running, succeeded, partial, failed, canceled) and, per resource, its phase and counts: pages, fetched, new, changed, unchanged, delivered, failed, and the errors met. A job ends partial when a resource failed (for example the upstream's chats route answered 500) and others completed.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sync"
+                ],
+                "summary": "Get a sync job",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Job id",
+                        "name": "jobId",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncJobGetAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sync",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "JOB_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            },
+            "delete": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "A queued job ends canceled at once (200). A running job stops between two pages (202, with cancelRequested; follow the job until its state is canceled). Items delivered before the cancel stay delivered.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sync"
+                ],
+                "summary": "Cancel a sync job",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Job id",
+                        "name": "jobId",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The job is canceled",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncJobGetAnswer"
+                        }
+                    },
+                    "202": {
+                        "description": "The job will stop after its current page",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncJobGetAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sync",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "JOB_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "CONFLICT: the job already finished",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sync-jobs/{jobId}/events": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "A text/event-stream of the job: an event \"progress\" with the job (as GET /v1/sync-jobs/{jobId} answers it) at once and on every change, comment lines as heartbeats, and a last event \"done\" with the final state, after which the stream ends. Each event's id is the job's revision.",
+                "produces": [
+                    "text/event-stream"
+                ],
+                "tags": [
+                    "sync"
+                ],
+                "summary": "Follow a sync job (Server-Sent Events)",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Job id",
+                        "name": "jobId",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "event: progress / event: done, data: the job as JSON",
+                        "schema": {
+                            "type": "string"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sync",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "JOB_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/sync-jobs/{jobId}/items/{resource}": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "The normalised contacts, chats or messages that the job found new or changed, in the order found, paged by an opaque cursor. Items carry stable ids (contacts and chats: the JID; messages: the WhatsApp message id within chatId) so that the CRM can upsert. They are kept for a configurable time (default 24 h) after the job found them.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "sync"
+                ],
+                "summary": "Items a sync job found new or changed",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Job id",
+                        "name": "jobId",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "enum": [
+                            "contacts",
+                            "chats",
+                            "messages"
+                        ],
+                        "type": "string",
+                        "description": "contacts, chats or messages",
+                        "name": "resource",
+                        "in": "path",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "nextCursor of the previous page; omit for the first",
+                        "name": "cursor",
+                        "in": "query"
+                    },
+                    {
+                        "type": "integer",
+                        "description": "Page size (1..1000, default 100)",
+                        "name": "limit",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.SyncItemsAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs sync",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "JOB_NOT_FOUND, or NOT_FOUND when the items expired",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
         }
     },
     "definitions": {
@@ -1699,6 +2170,131 @@ const docTemplate = `{
                 }
             }
         },
+        "handlers.SyncItemsAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "type": "object"
+                    }
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.SyncItemsMeta"
+                }
+            }
+        },
+        "handlers.SyncItemsMeta": {
+            "type": "object",
+            "properties": {
+                "hasMore": {
+                    "type": "boolean",
+                    "example": true
+                },
+                "limit": {
+                    "type": "integer",
+                    "example": 100
+                },
+                "nextCursor": {
+                    "type": "string",
+                    "example": "aTEuY29udGFjdHMuMTAwLjJiN2U4YTEx"
+                },
+                "resource": {
+                    "type": "string",
+                    "example": "contacts"
+                },
+                "total": {
+                    "type": "integer",
+                    "example": 25000
+                }
+            }
+        },
+        "handlers.SyncJobAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/syncjob.Job"
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.SyncJobMeta"
+                }
+            }
+        },
+        "handlers.SyncJobGetAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/syncjob.Job"
+                },
+                "meta": {
+                    "type": "object",
+                    "additionalProperties": {}
+                }
+            }
+        },
+        "handlers.SyncJobList": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/syncjob.Job"
+                    }
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.SyncListMeta"
+                }
+            }
+        },
+        "handlers.SyncJobMeta": {
+            "type": "object",
+            "properties": {
+                "created": {
+                    "type": "boolean",
+                    "example": true
+                }
+            }
+        },
+        "handlers.SyncListMeta": {
+            "type": "object",
+            "properties": {
+                "limit": {
+                    "type": "integer",
+                    "example": 20
+                },
+                "total": {
+                    "type": "integer",
+                    "example": 3
+                }
+            }
+        },
+        "handlers.SyncRequest": {
+            "type": "object",
+            "properties": {
+                "full": {
+                    "description": "Full re-reads the messages of every chat, not only of those that changed since the last sync.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "resources": {
+                    "description": "Resources to sync; omitted or empty means all three.",
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "enum": [
+                            "contacts",
+                            "chats",
+                            "messages"
+                        ]
+                    },
+                    "example": [
+                        "contacts",
+                        "chats",
+                        "messages"
+                    ]
+                }
+            }
+        },
         "problem.Details": {
             "type": "object",
             "properties": {
@@ -1748,6 +2344,164 @@ const docTemplate = `{
                 "message": {
                     "type": "string",
                     "example": "must be an integer from 1 to 100"
+                }
+            }
+        },
+        "syncjob.Job": {
+            "type": "object",
+            "properties": {
+                "attempts": {
+                    "type": "integer",
+                    "example": 1
+                },
+                "cancelRequested": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "createdAt": {
+                    "type": "string",
+                    "example": "2026-11-28T10:00:00Z"
+                },
+                "error": {
+                    "type": "string",
+                    "example": ""
+                },
+                "finishedAt": {
+                    "type": "string",
+                    "example": "2026-11-28T10:03:12Z"
+                },
+                "full": {
+                    "type": "boolean",
+                    "example": false
+                },
+                "id": {
+                    "type": "string",
+                    "example": "0193a5e4-7c1e-7a51-9d1e-3f0c2b7e8a11"
+                },
+                "itemsExpireAt": {
+                    "description": "ItemsExpireAt is when the items kept with the job for the CRM to pull expire.",
+                    "type": "string",
+                    "example": "2026-11-29T10:03:12Z"
+                },
+                "progress": {
+                    "description": "Progress has one entry per resource of the job.",
+                    "type": "object",
+                    "additionalProperties": {
+                        "$ref": "#/definitions/syncjob.Progress"
+                    }
+                },
+                "resources": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "contacts",
+                        "chats",
+                        "messages"
+                    ]
+                },
+                "revision": {
+                    "description": "Revision grows with every change of the job; the event stream sends one event per revision.",
+                    "type": "integer",
+                    "example": 42
+                },
+                "sessionId": {
+                    "type": "string",
+                    "example": "demo_session"
+                },
+                "startedAt": {
+                    "type": "string",
+                    "example": "2026-11-28T10:00:01Z"
+                },
+                "state": {
+                    "type": "string",
+                    "enum": [
+                        "queued",
+                        "running",
+                        "succeeded",
+                        "partial",
+                        "failed",
+                        "canceled"
+                    ],
+                    "example": "running"
+                },
+                "trigger": {
+                    "type": "string",
+                    "enum": [
+                        "api",
+                        "auto"
+                    ],
+                    "example": "api"
+                },
+                "updatedAt": {
+                    "type": "string",
+                    "example": "2026-11-28T10:01:00Z"
+                }
+            }
+        },
+        "syncjob.Progress": {
+            "type": "object",
+            "properties": {
+                "changed": {
+                    "type": "integer",
+                    "example": 40
+                },
+                "chats": {
+                    "description": "Chats and ChatsDone (messages only) are the chats whose messages this job reads, and how many\nof them are done.",
+                    "type": "integer",
+                    "example": 10
+                },
+                "chatsDone": {
+                    "type": "integer",
+                    "example": 4
+                },
+                "delivered": {
+                    "description": "Delivered counts the new and changed items handed over: acknowledged by the CRM sink when one\nis configured, otherwise kept with the job for the CRM to pull.",
+                    "type": "integer",
+                    "example": 1000
+                },
+                "errors": {
+                    "description": "Errors are the last errors met (at most maxErrors), without secrets.",
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    }
+                },
+                "failed": {
+                    "description": "Failed counts items that could not be delivered (the sink gave up) or not read (an item\nwithout an id).",
+                    "type": "integer",
+                    "example": 0
+                },
+                "fetched": {
+                    "description": "Fetched counts the items read; New, Changed and Unchanged classify them against the\nsession's previous syncs.",
+                    "type": "integer",
+                    "example": 1200
+                },
+                "new": {
+                    "type": "integer",
+                    "example": 1100
+                },
+                "pages": {
+                    "description": "Pages is the number of upstream pages read.",
+                    "type": "integer",
+                    "example": 12
+                },
+                "phase": {
+                    "type": "string",
+                    "enum": [
+                        "pending",
+                        "running",
+                        "done",
+                        "partial",
+                        "failed",
+                        "canceled"
+                    ],
+                    "example": "running"
+                },
+                "unchanged": {
+                    "type": "integer",
+                    "example": 60
                 }
             }
         }

@@ -23,6 +23,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/passthrough"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -38,6 +39,8 @@ type App struct {
 	// Cache is the cached view of the upstream the API reads through; webhooks and the status
 	// poller invalidate a session's entries through it.
 	Cache *cache.CachedUpstream
+	// Sync runs "sync now" jobs (on asynq over the same Redis).
+	Sync *syncjob.Engine
 
 	handler http.Handler
 	closers []func()
@@ -92,6 +95,24 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		return nil, err
 	}
 
+	a.Sync, err = syncjob.New(syncjob.Config{
+		Redis: a.Store.Client, Upstream: a.Upstream, // live upstream reads, never the cache
+		Workers: cfg.Sync.Workers, ItemTTL: cfg.Sync.ItemTTL, SinkBatch: cfg.Sync.SinkBatch,
+		SinkURL: cfg.CRMSinkURL.Reveal(), SigningSecret: cfg.CRMSigningSecret.Reveal(),
+		Logger: logger.With("component", "sync"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sync engine: %w", err)
+	}
+	// Closers run newest first: the engine stops before the Redis client closes (asynq must not
+	// see its client closed while it runs).
+	a.closers = append(a.closers, a.Sync.Shutdown)
+	if cfg.Sync.Workers > 0 {
+		if err := a.Sync.Start(); err != nil {
+			return nil, fmt.Errorf("sync workers: %w", err)
+		}
+	}
+
 	readCache, err := cache.NewReadThrough(a.Store.Client, cache.WithMetrics(a.Registry),
 		cache.WithLogger(logger.With("component", "cache")))
 	if err != nil {
@@ -130,6 +151,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Messages:       a.Cache,
 		Sender:         a.Cache, // sends invalidate the session's cached lists
 		Passthrough:    relay.Handle,
+		Sync:           a.Sync,
 		Idempotency:    idempotency.New(a.Store.Client, idempotency.WithLogger(logger.With("component", "idempotency"))),
 	})
 	if err != nil {

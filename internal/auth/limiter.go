@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +59,39 @@ type CallerLimiter struct {
 	limited  *prometheus.CounterVec
 	errors   prometheus.Counter
 	degraded atomic.Bool
+
+	// leaseSize places are taken from Redis at a time and spent locally (see lease).
+	leaseSize int
+	leases    sync.Map // caller key -> *lease
+}
+
+// A lease is a run of a caller's places taken from the fleet-wide bucket in one Redis round trip
+// and spent by this replica, so that a busy caller costs one round trip per leaseSize requests
+// instead of one per request. The places are taken, not borrowed: the fleet never admits more
+// than the limit. Places a replica leaves unspent are lost when the lease ends (after leaseTTL),
+// which can refuse a caller near its limit up to leaseSize-1 requests early per replica.
+//
+// A refusal is kept too, until its Retry-After: the bucket cannot admit the caller before then,
+// so a caller hammering past its limit costs no Redis round trips.
+type lease struct {
+	mu           sync.Mutex
+	remaining    int
+	expires      time.Time
+	last         quota.KeyedDecision
+	refusedUntil time.Time
+	refusal      quota.KeyedDecision
+}
+
+// leaseTTL bounds how long a replica holds places it has not spent.
+const leaseTTL = time.Second
+
+// leaseSizeFor is 1% of the rate, from 1 to 20 places, and never more than the burst.
+func leaseSizeFor(r config.Rate) int {
+	burst := r.Burst
+	if burst == 0 {
+		burst = r.N
+	}
+	return max(1, min(r.N/100, 20, burst))
 }
 
 // NewCallerLimiter returns a limiter of rate per caller over rdb. A rate with N == 0 limits
@@ -73,6 +108,7 @@ func NewCallerLimiter(rdb redis.UniversalClient, rate config.Rate, opts ...Limit
 		l.log = slog.New(slog.DiscardHandler)
 	}
 	l.keyed, l.invalid = quota.NewKeyed(rdb, rate, l.prefix)
+	l.leaseSize = leaseSizeFor(rate)
 	if l.invalid != nil {
 		l.log.Error("per-caller rate limit is invalid: every request will be refused", "rate", rate.String(), "error", l.invalid)
 	} else if !rate.Unlimited() {
@@ -124,7 +160,7 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 			return
 		}
 		// Method and name together: an API key named like a JWT subject never shares its budget.
-		d, err := l.keyed.Allow(c.Request.Context(), caller.Method+"/"+caller.Name)
+		d, err := l.allow(c.Request.Context(), caller.Method+"/"+caller.Name)
 		if err != nil {
 			if c.Request.Context().Err() != nil {
 				c.Abort() // the caller went away; nobody reads the answer
@@ -158,6 +194,46 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 
 // failedOpen records a Redis failure; the request goes on unlimited. The first failure after a
 // success is logged at warning level, the rest are counted only, so an outage does not flood the log.
+// allow spends a place of the caller's current lease, or takes a new lease from Redis (falling
+// back to a single place when a whole lease is not available).
+func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecision, error) {
+	v, ok := l.leases.Load(key)
+	if !ok {
+		v, _ = l.leases.LoadOrStore(key, &lease{})
+	}
+	ls := v.(*lease)
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	now := time.Now()
+	if ls.remaining > 0 && now.Before(ls.expires) {
+		ls.remaining--
+		d := ls.last
+		d.Remaining += ls.remaining
+		return d, nil
+	}
+	if now.Before(ls.refusedUntil) {
+		d := ls.refusal
+		d.RetryAfter = ls.refusedUntil.Sub(now)
+		return d, nil
+	}
+	n := l.leaseSize
+	d, err := l.keyed.AllowN(ctx, key, n)
+	if err == nil && !d.Allowed && n > 1 {
+		n = 1
+		d, err = l.keyed.AllowN(ctx, key, 1)
+	}
+	if err != nil || !d.Allowed {
+		ls.remaining = 0
+		if err == nil {
+			ls.refusedUntil, ls.refusal = now.Add(d.RetryAfter), d
+		}
+		return d, err
+	}
+	ls.remaining, ls.expires, ls.last = n-1, now.Add(leaseTTL), d
+	d.Remaining += ls.remaining
+	return d, nil
+}
+
 func (l *CallerLimiter) failedOpen(c *gin.Context, err error) {
 	if l.errors != nil {
 		l.errors.Inc()

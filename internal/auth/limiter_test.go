@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strconv"
@@ -171,9 +172,10 @@ func TestCallerLimiterRedisOutageAndReturn(t *testing.T) {
 		}
 		return out
 	}
-	limited := []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests}
-	if got := statuses(3); !slices.Equal(got, limited) {
-		t.Fatalf("with Redis up: %v, want %v", got, limited)
+	// (A caller refused before the outage stays refused until its Retry-After, Redis or not: the
+	// replica remembers the refusal. So the budget is not used up here.)
+	if got := statuses(1); !slices.Equal(got, []int{http.StatusOK}) {
+		t.Fatalf("with Redis up: %v, want [200]", got)
 	}
 	srv.Stop()
 	if got := statuses(4); !slices.Equal(got, []int{200, 200, 200, 200}) {
@@ -192,5 +194,54 @@ func TestCallerLimiterRedisOutageAndReturn(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "Redis is back") {
 		t.Errorf("no log line about Redis coming back:\n%s", logs.String())
+	}
+}
+
+// TestCallerLimiterLeasesStayWithinTheLimit: with a rate large enough for leases of several
+// places, two replicas sharing Redis together admit no more than the limit, and at most one lease
+// of unspent places per replica less; and Redis sees one decision per lease, not per request.
+func TestCallerLimiterLeasesStayWithinTheLimit(t *testing.T) {
+	f := newFixture(t)
+	rate := config.Rate{N: 1000, Per: time.Hour} // lease of 10 places, burst 1000
+	if got := leaseSizeFor(rate); got != 10 {
+		t.Fatalf("lease size = %d, want 10", got)
+	}
+	opts := redistest.New(t).Options()
+	var calls [2]int
+	var routers [2]*gin.Engine
+	for i := range routers {
+		rdb := redis.NewClient(opts)
+		t.Cleanup(func() { _ = rdb.Close() })
+		rdb.AddHook(countEvals{n: &calls[i]})
+		routers[i] = limitedRouter(t, f, NewCallerLimiter(rdb, rate))
+	}
+	crm := hdr("X-API-Key", f.readKey)
+	admitted := 0
+	for i := range 1200 {
+		if a := do(routers[i%2], http.MethodGet, "/v1/whoami", crm); a.status == http.StatusOK {
+			admitted++
+		}
+	}
+	if admitted > 1000 || admitted < 1000-2*9 {
+		t.Errorf("admitted %d of 1200, want at most 1000 and at least 982", admitted)
+	}
+	if total := calls[0] + calls[1]; total > 1200/10+40 {
+		t.Errorf("%d Redis decisions for 1200 requests, want about one per lease of 10", total)
+	}
+}
+
+// countEvals counts the scripts a Redis client runs.
+type countEvals struct{ n *int }
+
+func (h countEvals) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countEvals) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h countEvals) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			*h.n++
+		}
+		return next(ctx, cmd)
 	}
 }

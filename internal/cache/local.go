@@ -3,6 +3,7 @@ package cache
 import (
 	"container/list"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,10 @@ type localEntry struct {
 	value   []byte
 	stored  time.Time // when the upstream answered
 	expires time.Time // min(put + maxAge, fresh until)
+	// decoded memoises the value decoded by Read (always of the one type that key's kind reads
+	// into), so that a hit of this layer costs no JSON decoding; readers share it and must not
+	// modify it.
+	decoded atomic.Value
 }
 
 // Bounds of the layer's memory: a value larger than maxLocalValue is left to Redis, and the

@@ -285,7 +285,7 @@ func Read[T any](ctx context.Context, rt *ReadThrough, key Key, pol Policy, load
 func ReadUntil[T any](ctx context.Context, rt *ReadThrough, key Key, pol Policy, load func(context.Context) (T, error),
 	freshFor func(T) time.Duration) (T, error) {
 	var zero T
-	raw, err := rt.get(ctx, key, pol, func(ctx context.Context) ([]byte, time.Duration, error) {
+	raw, le, err := rt.get(ctx, key, pol, func(ctx context.Context) ([]byte, time.Duration, error) {
 		v, err := load(ctx)
 		if err != nil {
 			return nil, 0, err
@@ -303,11 +303,19 @@ func ReadUntil[T any](ctx context.Context, rt *ReadThrough, key Key, pol Policy,
 	if err != nil {
 		return zero, err
 	}
+	if le != nil {
+		if v, ok := le.decoded.Load().(T); ok {
+			return v, nil
+		}
+	}
 	var v T
 	if err := json.Unmarshal(raw, &v); err != nil {
 		// A value this release cannot read (written by another one): ask the upstream.
 		rt.redisFailed(key.Kind, fmt.Errorf("decode cached value: %w", err))
 		return load(ctx)
+	}
+	if le != nil {
+		le.decoded.CompareAndSwap(nil, v)
 	}
 	return v, nil
 }
@@ -323,8 +331,9 @@ type result struct {
 	degraded bool // Redis failed; the upstream was asked directly
 }
 
-// get is the cache's read path: the in-process layer, then one resolution per key in flight.
-func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc) ([]byte, error) {
+// get is the cache's read path: the in-process layer, then one resolution per key in flight. A
+// hit of the in-process layer also returns its entry, which memoises the decoded value.
+func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc) ([]byte, *localEntry, error) {
 	rk := k.redisKey()
 	now := rt.now()
 	if rt.subscribed.Load() {
@@ -332,7 +341,7 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 			info := Info{Status: StatusHit, Age: max(now.Sub(e.stored), 0)}
 			rt.metrics.request(k.Kind, string(StatusHit))
 			record(ctx, info)
-			return e.value, nil
+			return e.value, e, nil
 		}
 	}
 	leader := false
@@ -345,7 +354,7 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 	})
 	select {
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	case r := <-ch:
 		res, _ := r.Val.(*result)
 		if res == nil {
@@ -362,10 +371,10 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 			rt.metrics.coalesced(k.Kind)
 		}
 		if r.Err != nil {
-			return nil, r.Err
+			return nil, nil, r.Err
 		}
 		record(ctx, res.info)
-		return res.value, nil
+		return res.value, nil, nil
 	}
 }
 

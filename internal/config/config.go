@@ -50,10 +50,20 @@ type Config struct {
 
 	TokenEncryption TokenEncryption
 
+	Sync SyncConfig
+
 	WebhookSecret    Secret // INBOXHUB_WEBHOOK_SECRET
 	CRMSinkURL       Secret // CRM_SINK_URL: a URL may carry a token in its query
 	CRMEventsURL     Secret // CRM_EVENTS_URL
 	CRMSigningSecret Secret // CRM_SIGNING_SECRET
+}
+
+// SyncConfig tunes "sync now" (SPEC.md section 4).
+type SyncConfig struct {
+	Workers   int           // GATEWAY_SYNC_WORKERS: jobs this replica runs at once; 0 = API-only replica
+	ItemTTL   time.Duration // GATEWAY_SYNC_ITEM_TTL: how long a job's new and changed items are kept
+	SinkBatch int           // GATEWAY_SYNC_SINK_BATCH: items per batch pushed to CRM_SINK_URL
+	OnConnect bool          // GATEWAY_SYNC_ON_CONNECT: queue a sync when a session becomes connected
 }
 
 // Upstream is where Inbox Hub is and how the gateway may talk to it.
@@ -251,6 +261,11 @@ func Load(getenv func(string) string) (Config, error) {
 	c.TokenRefreshAt = r.fraction("TOKEN_REFRESH_AT", 0.8, 0.1, 0.95)
 	c.TokenEncryption = r.encryption()
 
+	c.Sync.Workers = r.integer("GATEWAY_SYNC_WORKERS", 2, 0, 64)
+	c.Sync.ItemTTL = r.duration("GATEWAY_SYNC_ITEM_TTL", 24*time.Hour)
+	c.Sync.SinkBatch = r.integer("GATEWAY_SYNC_SINK_BATCH", 500, 1, 5000)
+	c.Sync.OnConnect = r.boolean("GATEWAY_SYNC_ON_CONNECT", true)
+
 	c.WebhookSecret = r.secret("INBOXHUB_WEBHOOK_SECRET", false)
 	c.CRMSinkURL = r.optionalURL("CRM_SINK_URL")
 	c.CRMEventsURL = r.optionalURL("CRM_EVENTS_URL")
@@ -295,6 +310,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("caller_rate", c.CallerRate.String()),
 		slog.Float64("token_refresh_at", c.TokenRefreshAt),
 		slog.String("token_encryption_key_id", c.TokenEncryption.CurrentID),
+		slog.Int("sync_workers", c.Sync.Workers),
+		slog.String("sync_item_ttl", c.Sync.ItemTTL.String()),
+		slog.Int("sync_sink_batch", c.Sync.SinkBatch),
+		slog.Bool("sync_on_connect", c.Sync.OnConnect),
 		slog.String("webhook_secret", c.WebhookSecret.String()),
 		slog.String("crm_sink_url", redactURL(c.CRMSinkURL.Reveal())),
 		slog.String("crm_events_url", redactURL(c.CRMEventsURL.Reveal())),

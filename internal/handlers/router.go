@@ -47,6 +47,8 @@ type Deps struct {
 	// Passthrough serves ANY /api/*path, the drop-in relay of the upstream API (it checks scopes
 	// per route itself); nil: not mounted.
 	Passthrough gin.HandlerFunc
+	// Sync runs "sync now" (package syncjob); nil: the sync routes are not mounted.
+	Sync SyncJobs
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
@@ -91,6 +93,10 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	v1.GET("/sessions/:sessionId/chats/:chatId/messages", d.Require("messages:read"), lists.listChatMessages)
 	send := sendHandlers{sender: d.Sender, idem: d.Idempotency}
 	v1.POST("/sessions/:sessionId/messages", d.Require("messages:send"), send.send)
+
+	if d.Sync != nil {
+		registerSync(v1, d.Require, d.Sync)
+	}
 
 	if d.Passthrough != nil {
 		r.Any("/api/*path", append(append([]gin.HandlerFunc{}, d.Authenticate...), d.Passthrough)...)

@@ -75,10 +75,24 @@ func (k *Keyed) Rate() Rate { return k.rate }
 // Allow asks once whether key may make a request now, and if so counts it. A Redis failure is an
 // error wrapping the Redis error ("quota: redis: ..."); whether to fail open is the caller's choice.
 func (k *Keyed) Allow(ctx context.Context, key string) (KeyedDecision, error) {
+	return k.AllowN(ctx, key, 1)
+}
+
+// AllowN takes n requests' places of key at once, or none: a replica that leases n places spends
+// them locally and asks Redis again only when they are used up, so the fleet-wide limit costs one
+// round trip per n requests. n larger than the burst is never admitted.
+func (k *Keyed) AllowN(ctx context.Context, key string, n int) (KeyedDecision, error) {
 	if k.rate.Unlimited() {
 		return KeyedDecision{Allowed: true}, nil
 	}
-	res, err := k.script.Run(ctx, k.rdb, []string{k.prefix + key}, k.T, k.tau).Int64Slice()
+	n = max(n, 1)
+	if n > k.burst {
+		return KeyedDecision{Limit: k.burst, RetryAfter: time.Duration(k.T) * time.Microsecond}, nil
+	}
+	// n places at once: the TAT moves on by n*T, and the call is admitted when the last of the n
+	// would be, that is with a tolerance of tau-(n-1)*T.
+	T, tau := int64(n)*k.T, k.tau-int64(n-1)*k.T
+	res, err := k.script.Run(ctx, k.rdb, []string{k.prefix + key}, T, tau).Int64Slice()
 	if err == nil && len(res) != 4 {
 		err = errors.New("unexpected script answer")
 	}

@@ -1,0 +1,105 @@
+package app_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/inboxhub-gateway/gateway/internal/sim"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+)
+
+// BenchmarkCachedSessionsThroughput compares the throughput of a cached GET /v1/sessions through
+// the gateway's whole middleware chain (request id, recovery, access log, metrics, errors, CORS,
+// body limit, API-key auth, the fleet-wide per-caller limit, scope check, cache, envelope) with a
+// bare gin handler that writes the same bytes from memory, with the same load generator (wrk,
+// Debian's package) in the same run. It reports both rates and their ratio.
+//
+//	go test -run '^$' -bench CachedSessionsThroughput -benchtime 1x ./internal/app/
+func BenchmarkCachedSessionsThroughput(b *testing.B) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Skip("wrk is not installed (apt-get install wrk)")
+	}
+	creds := newCreds()
+	_, simURL := startSim(b, creds, sim.Options{})
+	variants := map[string]map[string]string{
+		// The default per-caller limit is 600/1m; set one that does not refuse during the run so
+		// that its cost (a Redis round trip per request) is measured, not its refusals.
+		"gateway":          {"GATEWAY_CALLER_RATE": "100000000/1m"},
+		"gateway-no-limit": {"GATEWAY_CALLER_RATE": "0"},
+	}
+	urls := map[string]string{}
+	var key string
+	var body []byte
+	for _, name := range []string{"gateway", "gateway-no-limit"} {
+		g := startGateway(b, simURL, creds, redistest.URL(b), variants[name])
+		a := g.get(b, "/v1/sessions")
+		if a.status != http.StatusOK {
+			b.Fatalf("warm-up = %d %s", a.status, a.body)
+		}
+		body, key, urls[name] = []byte(a.body), g.key, g.url+"/v1/sessions"
+	}
+	gin.SetMode(gin.ReleaseMode)
+	bare := gin.New()
+	bare.GET("/v1/sessions", func(c *gin.Context) { c.Data(http.StatusOK, "application/json; charset=utf-8", body) })
+	srv := httptest.NewServer(bare)
+	defer srv.Close()
+	urls["bare"] = srv.URL + "/v1/sessions"
+
+	// Rounds of the three, one after the other, so that the machine's changing load hits each
+	// alike; the medians are reported.
+	results := map[string][]float64{}
+	ratios := map[string][]float64{}
+	for range 5 {
+		round := map[string]float64{}
+		for _, name := range []string{"bare", "gateway", "gateway-no-limit"} {
+			round[name] = runWrk(b, wrk, urls[name], key)
+			results[name] = append(results[name], round[name])
+		}
+		ratios["ratio"] = append(ratios["ratio"], round["gateway"]/round["bare"])
+		ratios["ratio-no-limit"] = append(ratios["ratio-no-limit"], round["gateway-no-limit"]/round["bare"])
+	}
+	for name, v := range results {
+		b.ReportMetric(median(v), name+"-req/s")
+	}
+	for name, v := range ratios {
+		b.ReportMetric(median(v), name)
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// runWrk loads url for 3 s with 2 threads and 32 connections and returns the requests per second.
+func runWrk(b *testing.B, wrk, url, key string) float64 {
+	b.Helper()
+	cmd := exec.Command(wrk, "-t2", "-c32", "-d3s", "-H", "X-API-Key: "+key, url)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, io.Discard
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("wrk: %v\n%s", err, out.String())
+	}
+	if bytes.Contains(out.Bytes(), []byte("Non-2xx")) {
+		b.Fatalf("wrk saw non-2xx answers from %s:\n%s", url, out.String())
+	}
+	m := wrkRate.FindSubmatch(out.Bytes())
+	if m == nil {
+		b.Fatalf("no rate in wrk output:\n%s", out.String())
+	}
+	rps, _ := strconv.ParseFloat(string(m[1]), 64)
+	return rps
+}

@@ -1,0 +1,519 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+)
+
+// SyncJobs is what the sync routes need from the sync engine (*syncjob.Engine).
+type SyncJobs interface {
+	Sync(ctx context.Context, sessionID string, req syncjob.Request) (syncjob.Job, bool, error)
+	Job(ctx context.Context, id string) (syncjob.Job, error)
+	SessionJobs(ctx context.Context, sessionID string, limit int) ([]syncjob.Job, error)
+	Cancel(ctx context.Context, id string) (syncjob.Job, error)
+	Items(ctx context.Context, jobID, resource, cursor string, limit int) (syncjob.ItemPage, error)
+}
+
+// SyncRequest is the optional body of POST /v1/sessions/{sessionId}/sync.
+type SyncRequest struct {
+	// Resources to sync; omitted or empty means all three.
+	Resources []string `json:"resources" enums:"contacts,chats,messages" example:"contacts,chats,messages"`
+	// Full re-reads the messages of every chat, not only of those that changed since the last sync.
+	Full bool `json:"full" example:"false"`
+}
+
+// SyncJobMeta says whether the answer's job was created by the request.
+type SyncJobMeta struct {
+	Created bool `json:"created" example:"true"`
+}
+
+// SyncJobAnswer is the answer of the one-job routes.
+type SyncJobAnswer struct {
+	Data syncjob.Job `json:"data"`
+	Meta SyncJobMeta `json:"meta"`
+}
+
+// SyncJobGetAnswer is the answer of GET and DELETE /v1/sync-jobs/{jobId}.
+type SyncJobGetAnswer struct {
+	Data syncjob.Job    `json:"data"`
+	Meta map[string]any `json:"meta"`
+}
+
+// SyncJobList is the answer of GET /v1/sessions/{sessionId}/sync-jobs, newest first.
+type SyncJobList struct {
+	Data []syncjob.Job `json:"data"`
+	Meta SyncListMeta  `json:"meta"`
+}
+
+// SyncListMeta describes a list of jobs.
+type SyncListMeta struct {
+	Limit int `json:"limit" example:"20"`
+	Total int `json:"total" example:"3"`
+}
+
+// SyncItemsAnswer is a page of the items a job found new or changed: Contact, Chat or Message
+// objects of package syncjob, by resource.
+type SyncItemsAnswer struct {
+	Data []json.RawMessage `json:"data" swaggertype:"array,object"`
+	Meta SyncItemsMeta     `json:"meta"`
+}
+
+// SyncItemsMeta pages the items: pass nextCursor as cursor for the next page; it stays valid while
+// the job runs and finds more.
+type SyncItemsMeta struct {
+	Resource   string `json:"resource" example:"contacts"`
+	Limit      int    `json:"limit" example:"100"`
+	Total      int    `json:"total" example:"25000"`
+	NextCursor string `json:"nextCursor" example:"aTEuY29udGFjdHMuMTAwLjJiN2U4YTEx"`
+	HasMore    bool   `json:"hasMore" example:"true"`
+}
+
+// Defaults of the event stream.
+const (
+	sseDefaultPoll      = 500 * time.Millisecond
+	sseDefaultHeartbeat = 15 * time.Second
+	sseWriteWindow      = 30 * time.Second
+)
+
+type syncHandlers struct {
+	jobs SyncJobs
+	// poll is how often the event stream reads the job; heartbeat how often it sends a comment when
+	// nothing changed (so that proxies keep the connection).
+	poll, heartbeat time.Duration
+}
+
+// registerSync adds the sync routes to the /v1 group: POST and DELETE and the reads all need the
+// sync scope.
+func registerSync(v1 *gin.RouterGroup, require func(scope string) gin.HandlerFunc, jobs SyncJobs) {
+	syncHandlers{jobs: jobs, poll: sseDefaultPoll, heartbeat: sseDefaultHeartbeat}.register(v1, require)
+}
+
+func (h syncHandlers) register(v1 *gin.RouterGroup, require func(scope string) gin.HandlerFunc) {
+	v1.POST("/sessions/:sessionId/sync", require("sync"), h.start)
+	v1.GET("/sessions/:sessionId/sync-jobs", require("sync"), h.list)
+	v1.GET("/sync-jobs/:jobId", require("sync"), h.get)
+	v1.DELETE("/sync-jobs/:jobId", require("sync"), h.cancel)
+	v1.GET("/sync-jobs/:jobId/events", require("sync"), h.events)
+	v1.GET("/sync-jobs/:jobId/items/:resource", require("sync"), h.items)
+}
+
+// jobIDPattern is the job id the routes accept (the engine makes UUIDs).
+var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+func jobIDParam(c *gin.Context) (string, bool) {
+	id := c.Param("jobId")
+	if !jobIDPattern.MatchString(id) {
+		middleware.Fail(c, problem.Invalid("The jobId is not valid.",
+			problem.Field("jobId", "must be 1 to 64 characters of A-Z, a-z, 0-9 and -")))
+		return "", false
+	}
+	return id, true
+}
+
+// syncProblem maps the engine's errors to answers; others go to the common mapping.
+func syncProblem(err error) error {
+	switch {
+	case errors.Is(err, syncjob.ErrJobNotFound):
+		return &problem.Error{Status: http.StatusNotFound, Code: problem.CodeJobNotFound,
+			Detail: "No sync job has that id (jobs are kept for a few days).", Cause: err}
+	case errors.Is(err, syncjob.ErrJobFinished):
+		return &problem.Error{Status: http.StatusConflict, Code: problem.CodeConflict,
+			Detail: "The sync job has already finished; there is nothing to cancel.", Cause: err}
+	case errors.Is(err, syncjob.ErrItemsExpired):
+		return &problem.Error{Status: http.StatusNotFound, Code: problem.CodeNotFound,
+			Detail: "The items of this sync job have expired. Run a new sync with full: true to get them again.", Cause: err}
+	case errors.Is(err, syncjob.ErrInvalidCursor):
+		return problem.Invalid("The cursor was not made for this job's items.",
+			problem.Field("cursor", "must be a nextCursor of this job and resource"))
+	case errors.Is(err, syncjob.ErrInvalidRequest):
+		return problem.Invalid("The sync request is not valid.",
+			problem.Field("resources", "each must be one of contacts, chats, messages"))
+	}
+	return err
+}
+
+// readSyncRequest decodes the optional body: unknown fields, unknown resources and trailing data
+// are refused.
+func readSyncRequest(c *gin.Context) (syncjob.Request, bool) {
+	var body SyncRequest
+	raw, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		middleware.Fail(c, err) // *http.MaxBytesError: 413
+		return syncjob.Request{}, false
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if ct := c.ContentType(); ct != "" && ct != "application/json" {
+			middleware.Fail(c, problem.New(http.StatusUnsupportedMediaType, problem.CodeUnsupportedMediaType,
+				"The body must be JSON (Content-Type: application/json)."))
+			return syncjob.Request{}, false
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil {
+			middleware.Fail(c, problem.Invalid("The body is not a valid sync request.", syncBodyField(err)))
+			return syncjob.Request{}, false
+		}
+		if dec.More() {
+			middleware.Fail(c, problem.Invalid("The body holds more than one JSON value.",
+				problem.Field("body", "must be one JSON object")))
+			return syncjob.Request{}, false
+		}
+	}
+	if len(body.Resources) > len(syncjob.AllResources) {
+		middleware.Fail(c, problem.Invalid("Too many resources.", problem.Field("resources", "at most contacts, chats and messages")))
+		return syncjob.Request{}, false
+	}
+	for i, r := range body.Resources {
+		if !slices.Contains(syncjob.AllResources, r) {
+			middleware.Fail(c, problem.Invalid("The sync request names an unknown resource.",
+				problem.Field(fmt.Sprintf("resources[%d]", i), "must be one of contacts, chats, messages")))
+			return syncjob.Request{}, false
+		}
+	}
+	return syncjob.Request{Resources: body.Resources, Full: body.Full, Trigger: syncjob.TriggerAPI}, true
+}
+
+// syncBodyField names what is wrong with a JSON body without echoing it.
+func syncBodyField(err error) problem.FieldError {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		name := te.Field
+		if name == "" {
+			name = "body"
+		}
+		return problem.Field(name, "has the wrong type (want "+te.Type.String()+")")
+	case errors.As(err, &se):
+		return problem.Field("body", "is not valid JSON (at byte "+strconv.FormatInt(se.Offset, 10)+")")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if len(name) > 64 {
+			name = name[:64]
+		}
+		return problem.Field(name, "is not a field of the sync request (resources, full)")
+	}
+	return problem.Field("body", "must be a JSON object such as {\"resources\": [\"contacts\"], \"full\": false}")
+}
+
+// start godoc
+//
+//	@Summary		Sync now
+//	@Description	Queues a sync of the session's contacts, chats and messages for the CRM ("Sincronizar Ahora"). The session must be connected (checked on the live status route). One sync per session runs at a time across every gateway replica: when one is already queued or running, it is answered with 200 instead of a new one. The job reads every page within the background share of the upstream quota, delivers only new and changed items (kept with the job, and pushed to the CRM sink when one is configured), and can be followed at the Location given.
+//	@Tags			sync
+//	@Accept			json
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Param			sessionId	path		string			true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
+//	@Param			body		body		SyncRequest		false	"What to sync; omit for everything, incrementally"
+//	@Success		202			{object}	SyncJobAnswer	"A new job was queued"
+//	@Success		200			{object}	SyncJobAnswer	"The session's job already queued or running"
+//	@Header			202			{string}	Location		"/v1/sync-jobs/{jobId}"
+//	@Header			200			{string}	Location		"/v1/sync-jobs/{jobId}"
+//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST"
+//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs sync"
+//	@Failure		404			{object}	problem.Details	"SESSION_NOT_FOUND"
+//	@Failure		409			{object}	problem.Details	"SESSION_NOT_CONNECTED"
+//	@Failure		413			{object}	problem.Details	"PAYLOAD_TOO_LARGE"
+//	@Failure		415			{object}	problem.Details	"UNSUPPORTED_MEDIA_TYPE"
+//	@Failure		429			{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502			{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503			{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504			{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Router			/v1/sessions/{sessionId}/sync [post]
+func (h syncHandlers) start(c *gin.Context) {
+	sid, ok := sessionIDParam(c)
+	if !ok {
+		return
+	}
+	req, ok := readSyncRequest(c)
+	if !ok {
+		return
+	}
+	job, created, err := h.jobs.Sync(c.Request.Context(), sid, req)
+	if err != nil {
+		middleware.Fail(c, syncProblem(err))
+		return
+	}
+	c.Header("Location", "/v1/sync-jobs/"+job.ID)
+	c.Header("Cache-Control", "no-store")
+	status := http.StatusOK
+	if created {
+		status = http.StatusAccepted
+	}
+	c.JSON(status, SyncJobAnswer{Data: job, Meta: SyncJobMeta{Created: created}})
+}
+
+// list godoc
+//
+//	@Summary		List a session's sync jobs
+//	@Description	The session's recent sync jobs (kept for a few days), newest first.
+//	@Tags			sync
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
+//	@Param			limit		query		int		false	"How many (1..50, default 20)"
+//	@Success		200			{object}	SyncJobList
+//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST"
+//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs sync"
+//	@Router			/v1/sessions/{sessionId}/sync-jobs [get]
+func (h syncHandlers) list(c *gin.Context) {
+	sid, ok := sessionIDParam(c)
+	if !ok {
+		return
+	}
+	limit, ok := syncIntQuery(c, "limit", 20, 1, syncjob.DefaultJobsKept)
+	if !ok {
+		return
+	}
+	jobs, err := h.jobs.SessionJobs(c.Request.Context(), sid, limit)
+	if err != nil {
+		middleware.Fail(c, syncProblem(err))
+		return
+	}
+	if jobs == nil {
+		jobs = []syncjob.Job{}
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, SyncJobList{Data: jobs, Meta: SyncListMeta{Limit: limit, Total: len(jobs)}})
+}
+
+// syncIntQuery reads an optional integer query parameter within [lo, hi], or answers 400.
+func syncIntQuery(c *gin.Context, name string, def, lo, hi int) (int, bool) {
+	v, present := c.GetQuery(name)
+	if !present {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		middleware.Fail(c, problem.Invalid("The "+name+" is not valid.",
+			problem.Field(name, fmt.Sprintf("must be an integer from %d to %d", lo, hi))))
+		return 0, false
+	}
+	return n, true
+}
+
+// get godoc
+//
+//	@Summary		Get a sync job
+//	@Description	The job's state (queued, running, succeeded, partial, failed, canceled) and, per resource, its phase and counts: pages, fetched, new, changed, unchanged, delivered, failed, and the errors met. A job ends partial when a resource failed (for example the upstream's chats route answered 500) and others completed.
+//	@Tags			sync
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Param			jobId	path		string	true	"Job id"
+//	@Success		200		{object}	SyncJobGetAnswer
+//	@Failure		400		{object}	problem.Details	"INVALID_REQUEST"
+//	@Failure		401		{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403		{object}	problem.Details	"FORBIDDEN: needs sync"
+//	@Failure		404		{object}	problem.Details	"JOB_NOT_FOUND"
+//	@Router			/v1/sync-jobs/{jobId} [get]
+func (h syncHandlers) get(c *gin.Context) {
+	id, ok := jobIDParam(c)
+	if !ok {
+		return
+	}
+	job, err := h.jobs.Job(c.Request.Context(), id)
+	if err != nil {
+		middleware.Fail(c, syncProblem(err))
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, SyncJobGetAnswer{Data: job, Meta: map[string]any{}})
+}
+
+// cancel godoc
+//
+//	@Summary		Cancel a sync job
+//	@Description	A queued job ends canceled at once (200). A running job stops between two pages (202, with cancelRequested; follow the job until its state is canceled). Items delivered before the cancel stay delivered.
+//	@Tags			sync
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Param			jobId	path		string				true	"Job id"
+//	@Success		200		{object}	SyncJobGetAnswer	"The job is canceled"
+//	@Success		202		{object}	SyncJobGetAnswer	"The job will stop after its current page"
+//	@Failure		400		{object}	problem.Details		"INVALID_REQUEST"
+//	@Failure		401		{object}	problem.Details		"UNAUTHENTICATED"
+//	@Failure		403		{object}	problem.Details		"FORBIDDEN: needs sync"
+//	@Failure		404		{object}	problem.Details		"JOB_NOT_FOUND"
+//	@Failure		409		{object}	problem.Details		"CONFLICT: the job already finished"
+//	@Router			/v1/sync-jobs/{jobId} [delete]
+func (h syncHandlers) cancel(c *gin.Context) {
+	id, ok := jobIDParam(c)
+	if !ok {
+		return
+	}
+	job, err := h.jobs.Cancel(c.Request.Context(), id)
+	if err != nil {
+		middleware.Fail(c, syncProblem(err))
+		return
+	}
+	status := http.StatusOK
+	if !syncjob.Final(job.State) {
+		status = http.StatusAccepted
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(status, SyncJobGetAnswer{Data: job, Meta: map[string]any{}})
+}
+
+// items godoc
+//
+//	@Summary		Items a sync job found new or changed
+//	@Description	The normalised contacts, chats or messages that the job found new or changed, in the order found, paged by an opaque cursor. Items carry stable ids (contacts and chats: the JID; messages: the WhatsApp message id within chatId) so that the CRM can upsert. They are kept for a configurable time (default 24 h) after the job found them.
+//	@Tags			sync
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Param			jobId		path		string	true	"Job id"
+//	@Param			resource	path		string	true	"contacts, chats or messages"	Enums(contacts, chats, messages)
+//	@Param			cursor		query		string	false	"nextCursor of the previous page; omit for the first"
+//	@Param			limit		query		int		false	"Page size (1..1000, default 100)"
+//	@Success		200			{object}	SyncItemsAnswer
+//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST"
+//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs sync"
+//	@Failure		404			{object}	problem.Details	"JOB_NOT_FOUND, or NOT_FOUND when the items expired"
+//	@Router			/v1/sync-jobs/{jobId}/items/{resource} [get]
+func (h syncHandlers) items(c *gin.Context) {
+	id, ok := jobIDParam(c)
+	if !ok {
+		return
+	}
+	res := c.Param("resource")
+	if !slices.Contains(syncjob.AllResources, res) {
+		middleware.Fail(c, problem.Invalid("The resource is not valid.",
+			problem.Field("resource", "must be one of contacts, chats, messages")))
+		return
+	}
+	limit, ok := syncIntQuery(c, "limit", 100, 1, syncjob.MaxItemsLimit)
+	if !ok {
+		return
+	}
+	cursor := c.Query("cursor")
+	if len(cursor) > 200 {
+		middleware.Fail(c, problem.Invalid("The cursor is not valid.", problem.Field("cursor", "is too long")))
+		return
+	}
+	page, err := h.jobs.Items(c.Request.Context(), id, res, cursor, limit)
+	if err != nil {
+		middleware.Fail(c, syncProblem(err))
+		return
+	}
+	if page.Items == nil {
+		page.Items = []json.RawMessage{}
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, SyncItemsAnswer{Data: page.Items, Meta: SyncItemsMeta{Resource: res, Limit: limit,
+		Total: page.Total, NextCursor: page.NextCursor, HasMore: page.HasMore}})
+}
+
+// events godoc
+//
+//	@Summary		Follow a sync job (Server-Sent Events)
+//	@Description	A text/event-stream of the job: an event "progress" with the job (as GET /v1/sync-jobs/{jobId} answers it) at once and on every change, comment lines as heartbeats, and a last event "done" with the final state, after which the stream ends. Each event's id is the job's revision.
+//	@Tags			sync
+//	@Produce		text/event-stream
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Param			jobId	path		string			true	"Job id"
+//	@Success		200		{string}	string			"event: progress / event: done, data: the job as JSON"
+//	@Failure		400		{object}	problem.Details	"INVALID_REQUEST"
+//	@Failure		401		{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403		{object}	problem.Details	"FORBIDDEN: needs sync"
+//	@Failure		404		{object}	problem.Details	"JOB_NOT_FOUND"
+//	@Router			/v1/sync-jobs/{jobId}/events [get]
+func (h syncHandlers) events(c *gin.Context) {
+	id, ok := jobIDParam(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	job, err := h.jobs.Job(ctx, id)
+	if err != nil {
+		middleware.Fail(c, syncProblem(err))
+		return
+	}
+	w := c.Writer
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Connection", "keep-alive")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	// The server's WriteTimeout would cut a long stream: every write pushes the deadline on.
+	// Writers without deadlines (tests' recorders) answer ErrNotSupported, which is fine.
+	send := func(chunk string) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteWindow))
+		if _, err := io.WriteString(w, chunk); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	event := func(name string, j syncjob.Job) bool {
+		raw, _ := json.Marshal(j)
+		return send("id: " + strconv.FormatInt(j.Revision, 10) + "\nevent: " + name + "\ndata: " + string(raw) + "\n\n")
+	}
+	if !event("progress", job) {
+		return
+	}
+	last := job.Revision
+	if syncjob.Final(job.State) {
+		event("done", job)
+		return
+	}
+	poll := time.NewTicker(h.poll)
+	defer poll.Stop()
+	beat := time.NewTicker(h.heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			if !send(": keep-alive\n\n") {
+				return
+			}
+		case <-poll.C:
+			j, err := h.jobs.Job(ctx, id)
+			if err != nil {
+				if ctx.Err() == nil {
+					send("event: error\ndata: {\"detail\":\"the job can no longer be read\"}\n\n")
+				}
+				return
+			}
+			if j.Revision == last && !syncjob.Final(j.State) {
+				continue
+			}
+			last = j.Revision
+			if syncjob.Final(j.State) {
+				event("done", j)
+				return
+			}
+			if !event("progress", j) {
+				return
+			}
+		}
+	}
+}

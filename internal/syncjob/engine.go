@@ -1,0 +1,610 @@
+// Package syncjob is the gateway's "sync now" (SPEC.md section 4): a fleet-wide, resumable,
+// incremental import of a session's contacts, chats and messages for the CRM.
+//
+// A job is a hibiken/asynq task (Redis-based: leases renewed by heartbeats, retries, recovery of a
+// dead worker's task); the workers run inside the gateway. One job per session at a time, fleet-wide:
+// the session's "active job" key is taken with an atomic script (SET-if-no-live-job) and the asynq
+// task id is the job id, so a repeated request returns the job already queued or running. A job
+// that ended in any way, or that asynq gave up on (asynq issue #629: locks of failed tasks can
+// linger), frees its session.
+//
+// A run pages through every contact and chat at the largest page size (upstream.MaxLimit), then
+// through the messages of every chat whose message count or last message time changed since the
+// chat was last synced (every chat when the job is full), with a background-priority context so
+// that it only uses the non-reserved share of the upstream quota. Each item is normalised (see
+// Contact, Chat and Message) and hashed (SHA-256 of its canonical JSON); against the session's
+// hashes in Redis it is new, changed or unchanged. New and changed items are appended to the job's
+// item lists in Redis (kept ItemTTL, served by Items) and, with a sink configured, pushed to it in
+// signed batches; the session's hashes move forward only for delivered items. Only one page is
+// held in memory at a time.
+//
+// Every page ends with one fenced write (a script that runs only while the runner still owns the
+// job): the page's items, progress, hashes (without a sink) and the checkpoint (resource, page,
+// chat). A runner that stops (shutdown, crash, lost lease) leaves the job to asynq, whose retry or
+// recovery resumes from the checkpoint; at most the sink batch in flight is delivered twice, and
+// items carry stable ids so that the CRM can upsert.
+//
+// Redis layout (prefix DefaultKeyPrefix, one Cluster slot):
+//
+//	job:{id}                 hash: meta, state, attempts, error, times, cancel, rev, checkpoint,
+//	                         progress:{resource}, sink:{resource}, itemsExpireAt
+//	job:{id}:items:{res}     list of "digest\x1fkey\x1fitem JSON" records: the job's new and changed items
+//	job:{id}:chats           list of "chatId\x1fstate": chats whose messages the job reads
+//	job:{id}:marks           list of "end\x1fchatId\x1fstate": chats read but not yet delivered
+//	job:{id}:owner           string with a lease: the runner that owns the job
+//	session:{sid}:active     string: the session's queued or running job
+//	session:{sid}:jobs       sorted set of job ids by creation time (the newest kept)
+//	session:{sid}:hashes:{res} hash: item key -> SHA-256 of the item last delivered
+//	session:{sid}:chatstate  hash: chat id -> "messageCount|lastMessageUnixNano" last synced
+package syncjob
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
+)
+
+// Upstream is what a sync reads from Inbox Hub.
+type Upstream interface {
+	SessionStatus(ctx context.Context, sessionID string) (upstream.SessionStatus, error)
+	Contacts(ctx context.Context, sessionID string, p upstream.ListParams) (upstream.Page[upstream.Contact], error)
+	Chats(ctx context.Context, sessionID string, p upstream.ListParams) (upstream.Page[upstream.Chat], error)
+	ChatMessages(ctx context.Context, sessionID, chatID string, p upstream.ListParams) (upstream.Page[upstream.Message], error)
+}
+
+// Defaults of Config.
+const (
+	DefaultQueue         = "gateway-sync"
+	DefaultWorkers       = 2
+	DefaultItemTTL       = 24 * time.Hour
+	DefaultJobTTL        = 7 * 24 * time.Hour
+	DefaultJobTimeout    = 12 * time.Hour
+	DefaultMaxRetry      = 10
+	DefaultSinkBatch     = 500
+	DefaultSinkAttempts  = 8
+	DefaultSinkBackoff   = time.Second
+	DefaultSinkMaxWait   = 30 * time.Second
+	DefaultSinkTimeout   = 30 * time.Second
+	DefaultOwnerLease    = 30 * time.Second
+	DefaultPageRetries   = 2
+	DefaultPageBackoff   = 2 * time.Second
+	DefaultJobsKept      = 50
+	DefaultStaleAfter    = 30 * time.Second
+	DefaultShutdownGrace = 8 * time.Second
+	taskType             = "gateway:sync"
+)
+
+// Config configures an Engine. Redis and Upstream are required.
+type Config struct {
+	// Redis holds the jobs, the session hashes and asynq's queue.
+	Redis redis.UniversalClient
+	// Upstream is read with a background-priority context.
+	Upstream Upstream
+	// Workers is how many jobs this replica runs at once (default 2); Start is not called on an
+	// API-only replica.
+	Workers int
+	// Queue is the asynq queue of sync jobs (default DefaultQueue).
+	Queue string
+	// ItemTTL is how long a job's new and changed items are kept for the CRM to pull (default 24h).
+	ItemTTL time.Duration
+	// JobTTL is how long a job's record is kept after it was created or ended (default 7 days).
+	JobTTL time.Duration
+	// JobTimeout bounds one attempt of a job (default 12h; the upstream's 30 reads per minute make a
+	// big first sync long).
+	JobTimeout time.Duration
+	// MaxRetry is how many times asynq retries a job whose run failed on an error of the gateway's
+	// own (Redis), not counting takeovers after a shutdown (default 10).
+	MaxRetry int
+	// PageLimit is the page size asked of the upstream (default and maximum upstream.MaxLimit).
+	PageLimit int
+	// PageRetries and PageBackoff: a page that failed with a transient upstream error (5xx,
+	// timeout, unreachable) is asked again up to PageRetries times, after PageBackoff, 2*PageBackoff,
+	// ... (defaults 2, 2s). Rate limits are waited out separately.
+	PageRetries int
+	PageBackoff time.Duration
+
+	// SinkURL, when set, receives the new and changed items in batches of SinkBatch (default 500),
+	// signed with SigningSecret (see Sink).
+	SinkURL       string
+	SigningSecret string
+	SinkBatch     int
+	// SinkAttempts, SinkBackoff and SinkMaxWait bound the retries of one batch: exponential backoff
+	// with full jitter from SinkBackoff, each wait at most SinkMaxWait (defaults 8, 1s, 30s).
+	SinkAttempts int
+	SinkBackoff  time.Duration
+	SinkMaxWait  time.Duration
+	// SinkClient sends the batches (default: an http.Client with a DefaultSinkTimeout timeout).
+	SinkClient *http.Client
+
+	// OwnerLease is the lease of a runner on its job, renewed at a third of it (default 30s).
+	OwnerLease time.Duration
+	// StaleAfter: a job not ended, without a live runner, older than this and whose asynq task is
+	// gone or archived is declared failed, freeing its session (default 30s).
+	StaleAfter time.Duration
+	// JobsKept is how many jobs per session GET .../sync-jobs can list (default 50).
+	JobsKept int
+	// KeyPrefix is the prefix of the engine's Redis keys (default DefaultKeyPrefix).
+	KeyPrefix string
+
+	// PollInterval is how often asynq looks for new jobs and for retries that are due
+	// (TaskCheckInterval; DelayedTaskCheckInterval is 5 times it); default 1s.
+	PollInterval time.Duration
+	// ShutdownGrace is how long Shutdown waits for running jobs to checkpoint (default 8s).
+	ShutdownGrace time.Duration
+
+	Logger *slog.Logger
+	// Clock is the time source (default time.Now).
+	Clock func() time.Time
+}
+
+func (c *Config) defaults() error {
+	var errs []error
+	if c.Redis == nil {
+		errs = append(errs, errors.New("syncjob: Config.Redis is required"))
+	}
+	if c.Upstream == nil {
+		errs = append(errs, errors.New("syncjob: Config.Upstream is required"))
+	}
+	if c.SinkURL != "" && c.SigningSecret == "" {
+		errs = append(errs, errors.New("syncjob: a sink URL needs a signing secret (CRM_SIGNING_SECRET)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	defInt(&c.Workers, DefaultWorkers)
+	if c.Queue == "" {
+		c.Queue = DefaultQueue
+	}
+	def(&c.ItemTTL, DefaultItemTTL)
+	def(&c.JobTTL, DefaultJobTTL)
+	c.JobTTL = max(c.JobTTL, c.ItemTTL)
+	def(&c.JobTimeout, DefaultJobTimeout)
+	defInt(&c.MaxRetry, DefaultMaxRetry)
+	if c.PageLimit <= 0 || c.PageLimit > upstream.MaxLimit {
+		c.PageLimit = upstream.MaxLimit
+	}
+	if c.PageRetries < 0 {
+		c.PageRetries = 0
+	} else if c.PageRetries == 0 {
+		c.PageRetries = DefaultPageRetries
+	}
+	def(&c.PageBackoff, DefaultPageBackoff)
+	defInt(&c.SinkBatch, DefaultSinkBatch)
+	defInt(&c.SinkAttempts, DefaultSinkAttempts)
+	def(&c.SinkBackoff, DefaultSinkBackoff)
+	def(&c.SinkMaxWait, DefaultSinkMaxWait)
+	if c.SinkClient == nil {
+		c.SinkClient = &http.Client{Timeout: DefaultSinkTimeout}
+	}
+	def(&c.OwnerLease, DefaultOwnerLease)
+	def(&c.StaleAfter, DefaultStaleAfter)
+	defInt(&c.JobsKept, DefaultJobsKept)
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	def(&c.PollInterval, time.Second)
+	def(&c.ShutdownGrace, DefaultShutdownGrace)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// Engine queues, runs and reports sync jobs. Every replica builds one over the shared Redis; Start
+// runs its workers. It is safe for concurrent use.
+type Engine struct {
+	cfg       Config
+	st        *store
+	log       *slog.Logger
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	sink      *Sink
+
+	mu     sync.Mutex
+	server *asynq.Server
+	stop   context.CancelFunc
+	// running counts the handlers still running: asynq's Shutdown returns as soon as their context
+	// is canceled, without waiting for them to checkpoint and release their jobs.
+	running sync.WaitGroup
+}
+
+// New builds an engine; it does not start workers (see Start).
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:       cfg,
+		st:        &store{rdb: cfg.Redis, k: keys{prefix: cfg.KeyPrefix}, jobTTL: cfg.JobTTL},
+		log:       cfg.Logger,
+		client:    asynq.NewClientFromRedisClient(cfg.Redis),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+	}
+	if cfg.SinkURL != "" {
+		s, err := NewSink(SinkConfig{URL: cfg.SinkURL, Secret: cfg.SigningSecret, Client: cfg.SinkClient,
+			Attempts: cfg.SinkAttempts, Backoff: cfg.SinkBackoff, MaxWait: cfg.SinkMaxWait, Clock: cfg.Clock})
+		if err != nil {
+			return nil, err
+		}
+		e.sink = s
+	}
+	return e, nil
+}
+
+// Start runs this replica's workers (Config.Workers jobs at once) until Shutdown.
+func (e *Engine) Start() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.server != nil {
+		return errors.New("syncjob: workers already started")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := asynq.NewServerFromRedisClient(e.cfg.Redis, asynq.Config{
+		Concurrency:              e.cfg.Workers,
+		BaseContext:              func() context.Context { return ctx },
+		Queues:                   map[string]int{e.cfg.Queue: 1},
+		RetryDelayFunc:           e.retryDelay,
+		IsFailure:                isFailure,
+		ErrorHandler:             asynq.ErrorHandlerFunc(e.handleError),
+		Logger:                   asynqLogger{e.log.With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
+		ShutdownTimeout:          e.cfg.ShutdownGrace,
+		TaskCheckInterval:        e.cfg.PollInterval,
+		DelayedTaskCheckInterval: 5 * e.cfg.PollInterval,
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(taskType, e.processTask)
+	if err := srv.Start(mux); err != nil {
+		cancel()
+		return fmt.Errorf("syncjob: start workers: %w", err)
+	}
+	e.server, e.stop = srv, cancel
+	return nil
+}
+
+// Shutdown stops the workers: running jobs stop at their next page (their last checkpoint stands)
+// and asynq hands them to another replica (or to this one after a restart) about a second later.
+// It waits for them up to ShutdownGrace, then closes the engine's asynq client. The Redis client
+// stays open (it belongs to the caller) and must stay open until Shutdown returns: asynq v0.26.0
+// dereferences nil when its client is closed under a running server.
+func (e *Engine) Shutdown() {
+	e.mu.Lock()
+	srv, stop := e.server, e.stop
+	e.server, e.stop = nil, nil
+	e.mu.Unlock()
+	if srv != nil {
+		stop()
+		srv.Shutdown()
+		done := make(chan struct{})
+		go func() { e.running.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(e.cfg.ShutdownGrace):
+			e.log.Warn("sync workers still running after the shutdown grace period")
+		}
+	}
+	_ = e.client.Close()
+	_ = e.inspector.Close()
+}
+
+// Sync is "sync now": it checks on the live status route that the session is connected (else an
+// error matching upstream.ErrSessionNotConnected), then queues a job as Enqueue does. created is
+// false when the session's queued or running job is returned instead.
+func (e *Engine) Sync(ctx context.Context, sessionID string, req Request) (job Job, created bool, err error) {
+	if req, err = req.normalize(); err != nil {
+		return Job{}, false, err
+	}
+	st, err := e.cfg.Upstream.SessionStatus(ctx, sessionID)
+	if err != nil {
+		return Job{}, false, err
+	}
+	if !connected(st) {
+		return Job{}, false, fmt.Errorf("syncjob: session is %s: %w", upstream.NormalizeStatus(st.Status), upstream.ErrSessionNotConnected)
+	}
+	return e.Enqueue(ctx, sessionID, req)
+}
+
+func connected(st upstream.SessionStatus) bool {
+	if strings.TrimSpace(st.Status) == "" {
+		return st.IsConnected
+	}
+	return upstream.NormalizeStatus(st.Status) == upstream.StatusConnected
+}
+
+// Enqueue queues a sync of a session without checking its status (for callers that just saw it
+// connect, such as the webhook handler and the status poller: use Request{Trigger: TriggerAuto}).
+// It goes through the same fleet-wide dedupe as Sync: when the session already has a queued or
+// running job, that job is returned with created false.
+func (e *Engine) Enqueue(ctx context.Context, sessionID string, req Request) (job Job, created bool, err error) {
+	if req, err = req.normalize(); err != nil {
+		return Job{}, false, err
+	}
+	if sessionID == "" {
+		return Job{}, false, fmt.Errorf("%w: empty session id", ErrInvalidRequest)
+	}
+	for range 3 {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return Job{}, false, fmt.Errorf("syncjob: job id: %w", err)
+		}
+		m := jobMeta{ID: id.String(), SessionID: sessionID, Resources: req.Resources, Full: req.Full,
+			Trigger: req.Trigger, CreatedAt: e.cfg.Clock().UTC()}
+		cur, created, err := e.st.create(ctx, m, e.cfg.JobTimeout+time.Hour, e.cfg.JobsKept)
+		if err != nil {
+			return Job{}, false, err
+		}
+		if !created {
+			j, err := e.Job(ctx, cur)
+			if errors.Is(err, ErrJobNotFound) {
+				continue
+			}
+			if err != nil {
+				return Job{}, false, err
+			}
+			if !Final(j.State) {
+				return j, false, nil
+			}
+			continue // it ended meanwhile, or was found stale: try again
+		}
+		payload, _ := json.Marshal(taskPayload{JobID: m.ID, SessionID: sessionID})
+		_, err = e.client.EnqueueContext(ctx, asynq.NewTask(taskType, payload), asynq.TaskID(m.ID),
+			asynq.Queue(e.cfg.Queue), asynq.MaxRetry(e.cfg.MaxRetry), asynq.Timeout(e.cfg.JobTimeout))
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			_, _ = e.st.finish(context.WithoutCancel(ctx), m, "", StateFailed, e.cfg.Clock(),
+				fError, "the job could not be queued")
+			return Job{}, false, fmt.Errorf("syncjob: queue job: %w", err)
+		}
+		e.log.Info("sync job queued", "jobId", m.ID, "sessionId", sessionID, "resources", req.Resources,
+			"full", req.Full, "trigger", req.Trigger)
+		j, err := e.Job(ctx, m.ID)
+		return j, true, err
+	}
+	return Job{}, false, errors.New("syncjob: the session's active job kept changing")
+}
+
+// Job returns a job by id (ErrJobNotFound when there is none). A job that asynq gave up on without
+// it ending is marked failed first, so that it never shows running forever.
+func (e *Engine) Job(ctx context.Context, id string) (Job, error) {
+	j, _, err := e.st.load(ctx, id)
+	if err != nil {
+		return Job{}, err
+	}
+	return e.reconcile(ctx, j)
+}
+
+// reconcile ends a job that is not final, has no live runner and whose asynq task is gone or
+// archived (retries exhausted, or recovered after its lease expired with none left).
+func (e *Engine) reconcile(ctx context.Context, j Job) (Job, error) {
+	now := e.cfg.Clock()
+	if Final(j.State) || now.Sub(j.UpdatedAt) < e.cfg.StaleAfter || now.Sub(j.CreatedAt) < e.cfg.StaleAfter {
+		return j, nil
+	}
+	if alive, err := e.st.ownerAlive(ctx, j.ID); err != nil || alive {
+		return j, nil
+	}
+	info, err := e.inspector.GetTaskInfo(e.cfg.Queue, j.ID)
+	var reason string
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		reason = "the job's task is gone from the job queue"
+	case err != nil:
+		return j, nil
+	case info.State == asynq.TaskStateArchived:
+		reason = "the job engine gave up on the job after its retries"
+		if info.LastErr != "" {
+			reason += ": " + truncate(info.LastErr, 200)
+		}
+	case info.State == asynq.TaskStateCompleted:
+		reason = "the job's task completed without ending the job"
+	default:
+		return j, nil
+	}
+	m := jobMeta{ID: j.ID, SessionID: j.SessionID}
+	if _, err := e.st.finish(ctx, m, "", StateFailed, now, fError, reason); err != nil && !errors.Is(err, errLostOwnership) {
+		return j, nil
+	}
+	e.log.Warn("sync job declared failed", "jobId", j.ID, "sessionId", j.SessionID, "reason", reason)
+	nj, _, err := e.st.load(ctx, j.ID)
+	if err != nil {
+		return j, nil
+	}
+	return nj, nil
+}
+
+// SessionJobs returns the newest jobs of a session, newest first, at most limit (1..JobsKept).
+func (e *Engine) SessionJobs(ctx context.Context, sessionID string, limit int) ([]Job, error) {
+	limit = min(max(limit, 1), e.cfg.JobsKept)
+	return e.st.list(ctx, sessionID, limit)
+}
+
+// Cancel asks a job to stop. A queued job ends canceled at once; a running one stops between two
+// pages (its state is then canceled). ErrJobFinished when it had already ended otherwise.
+func (e *Engine) Cancel(ctx context.Context, id string) (Job, error) {
+	j, err := e.Job(ctx, id)
+	if err != nil {
+		return Job{}, err
+	}
+	if j.State == StateCanceled {
+		return j, nil
+	}
+	if Final(j.State) {
+		return j, ErrJobFinished
+	}
+	st, err := e.st.cancel(ctx, j, e.cfg.Clock())
+	if err != nil {
+		return Job{}, err
+	}
+	if st == StateCanceled {
+		// The task will find the job ended; deleting it spares a worker the trip.
+		_ = e.inspector.DeleteTask(e.cfg.Queue, id)
+	} else if Final(st) {
+		j, _ = e.Job(ctx, id)
+		return j, ErrJobFinished
+	}
+	e.log.Info("sync job cancel requested", "jobId", id, "sessionId", j.SessionID, "state", st)
+	return e.Job(ctx, id)
+}
+
+// ItemPage is one page of a job's items.
+type ItemPage struct {
+	// Items are normalised items (Contact, Chat or Message), in the order the job found them.
+	Items []json.RawMessage
+	// Total is how many items of the resource the job kept so far.
+	Total int
+	// NextCursor continues after this page; it stays valid while the job runs and finds more.
+	NextCursor string
+	// HasMore says items exist past this page now.
+	HasMore bool
+}
+
+// MaxItemsLimit is the largest page of items.
+const MaxItemsLimit = 1000
+
+// Items returns a page of the items a job found new or changed for a resource, from cursor ("" =
+// the start), at most limit (1..MaxItemsLimit).
+func (e *Engine) Items(ctx context.Context, jobID, resource, cursor string, limit int) (ItemPage, error) {
+	if !slices.Contains(AllResources, resource) {
+		return ItemPage{}, fmt.Errorf("%w: unknown resource %q", ErrInvalidRequest, resource)
+	}
+	limit = min(max(limit, 1), MaxItemsLimit)
+	start, err := decodeCursor(jobID, resource, cursor)
+	if err != nil {
+		return ItemPage{}, err
+	}
+	j, _, err := e.st.load(ctx, jobID)
+	if err != nil {
+		return ItemPage{}, err
+	}
+	if j.ItemsExpireAt != nil && e.cfg.Clock().After(*j.ItemsExpireAt) {
+		return ItemPage{}, ErrItemsExpired
+	}
+	key := e.st.k.items(jobID, resource)
+	pipe := e.cfg.Redis.Pipeline()
+	rng := pipe.LRange(ctx, key, int64(start), int64(start+limit-1))
+	n := pipe.LLen(ctx, key)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return ItemPage{}, fmt.Errorf("syncjob: read items: %w", err)
+	}
+	out := ItemPage{Items: make([]json.RawMessage, 0, len(rng.Val())), Total: int(n.Val())}
+	for _, raw := range rng.Val() {
+		rec, err := parseRecord(raw)
+		if err != nil {
+			return ItemPage{}, err
+		}
+		out.Items = append(out.Items, rec.Item)
+	}
+	next := start + len(out.Items)
+	out.NextCursor = encodeCursor(jobID, resource, next)
+	out.HasMore = next < out.Total
+	return out, nil
+}
+
+// A cursor is base64url("i1.<resource>.<index>.<tail of the job id>"): opaque to callers, it names
+// the list it belongs to so that a cursor of another job or resource is refused.
+func encodeCursor(jobID, resource string, index int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("i1." + resource + "." + strconv.Itoa(index) + "." + cursorTag(jobID)))
+}
+
+func decodeCursor(jobID, resource, cursor string) (int, error) {
+	if cursor == "" {
+		return 0, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(raw) > 200 {
+		return 0, ErrInvalidCursor
+	}
+	parts := strings.Split(string(raw), ".")
+	if len(parts) != 4 || parts[0] != "i1" || parts[1] != resource || parts[3] != cursorTag(jobID) {
+		return 0, ErrInvalidCursor
+	}
+	n, err := strconv.Atoi(parts[2])
+	if err != nil || n < 0 {
+		return 0, ErrInvalidCursor
+	}
+	return n, nil
+}
+
+func cursorTag(jobID string) string {
+	id := strings.ReplaceAll(jobID, "-", "")
+	return id[max(0, len(id)-8):]
+}
+
+// record is one item kept with a job: its key in the session's hashes, its digest, and the item.
+// It is stored as digest, key and item JSON separated by \x1f, which neither a digest, a key (see
+// normalizeItem) nor JSON output contains.
+type record struct {
+	Key    string
+	Digest string
+	Item   json.RawMessage
+}
+
+func (r record) encode() string { return r.Digest + sep + r.Key + sep + string(r.Item) }
+
+func parseRecord(raw string) (record, error) {
+	digest, rest, ok1 := strings.Cut(raw, sep)
+	key, item, ok2 := strings.Cut(rest, sep)
+	if !ok1 || !ok2 {
+		return record{}, errors.New("syncjob: a kept item is unreadable")
+	}
+	return record{Key: key, Digest: digest, Item: json.RawMessage(item)}, nil
+}
+
+// taskPayload is the asynq task's payload; the job's options live in Redis with the job.
+type taskPayload struct {
+	JobID     string `json:"jobId"`
+	SessionID string `json:"sessionId"`
+}
+
+func randomToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// asynqLogger sends asynq's logs to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+
+// Fatal logs at error level; asynq calls it only when a server cannot start, which Start reports.
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }

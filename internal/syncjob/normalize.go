@@ -1,0 +1,254 @@
+package syncjob
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
+)
+
+// Kinds of WhatsApp ids (IDKind of the normalised items).
+const (
+	// IDKindPhone is a phone JID (<msisdn>@s.whatsapp.net, or the older @c.us): the phone is known.
+	IDKindPhone = "phone"
+	// IDKindLID is a linked id (<n>@lid) that hides the phone number: it is kept as the id only.
+	IDKindLID = "lid"
+	// IDKindGroup is a group JID (@g.us): no phone.
+	IDKindGroup = "group"
+	// IDKindOther is anything else (broadcast lists, newsletters, unknown servers).
+	IDKindOther = "other"
+)
+
+// Contact is the normalised schema of a synced contact.
+//
+// ID is the contact's JID with the device part removed and @c.us rewritten as @s.whatsapp.net, so
+// it stays the same across upstream versions; the CRM upserts on it. Phone is the number derived
+// from a phone JID (digits, country code first, no "+"); @lid and group ids have none.
+type Contact struct {
+	ID           string `json:"id" example:"34657032985@s.whatsapp.net"`
+	IDKind       string `json:"idKind" enums:"phone,lid,group,other" example:"phone"`
+	Type         string `json:"type" enums:"person,group" example:"person"`
+	Phone        string `json:"phone,omitempty" example:"34657032985"`
+	Name         string `json:"name" example:"María Peña"`
+	PushName     string `json:"pushName" example:"María"`
+	VerifiedName string `json:"verifiedName" example:""`
+	ImageURL     string `json:"imageUrl" example:""`
+	IsWhatsApp   bool   `json:"isWhatsApp" example:"true"`
+}
+
+// Chat is the normalised schema of a synced chat. LastMessageAt is RFC 3339 UTC, absent when the
+// chat has no message.
+type Chat struct {
+	ID            string       `json:"id" example:"34657032985@s.whatsapp.net"`
+	IDKind        string       `json:"idKind" enums:"phone,lid,group,other" example:"phone"`
+	Type          string       `json:"type" enums:"individual,group" example:"individual"`
+	Phone         string       `json:"phone,omitempty" example:"34657032985"`
+	Name          string       `json:"name" example:"María Peña"`
+	UnreadCount   int          `json:"unreadCount" example:"2"`
+	MessageCount  int          `json:"messageCount" example:"31"`
+	LastMessageAt *time.Time   `json:"lastMessageAt,omitempty" example:"2025-11-07T11:58:00Z"`
+	LastMessage   *ChatSnippet `json:"lastMessage,omitempty"`
+}
+
+// ChatSnippet is the summary of a chat's latest message.
+type ChatSnippet struct {
+	Text   string    `json:"text" example:"Recibido 👍"`
+	At     time.Time `json:"at" example:"2025-11-07T11:58:00Z"`
+	FromMe bool      `json:"fromMe" example:"false"`
+}
+
+// Message is the normalised schema of a synced message.
+//
+// ID is WhatsApp's message id (whatsappMessageId), which the phone, the webhooks and the upstream
+// agree on; when the upstream sent none it is "upstream:<database id>". A message is unique by
+// (ChatID, ID). Type is the lower-case kind (text, image, audio, video, document, sticker, ...);
+// Text is the body or the caption; Media describes an attachment (the upstream lists no URL).
+type Message struct {
+	ID         string     `json:"id" example:"3EB0C431D5A3F2B1"`
+	UpstreamID string     `json:"upstreamId,omitempty" example:"48213"`
+	ChatID     string     `json:"chatId" example:"34657032985@s.whatsapp.net"`
+	ChatType   string     `json:"chatType" enums:"individual,group" example:"individual"`
+	From       string     `json:"from" example:"34657032985@s.whatsapp.net"`
+	FromPhone  string     `json:"fromPhone,omitempty" example:"34657032985"`
+	To         string     `json:"to" example:"34600000000@s.whatsapp.net"`
+	FromMe     bool       `json:"fromMe" example:"false"`
+	Type       string     `json:"type" example:"text"`
+	Text       string     `json:"text" example:"Hola, ¿qué tal?"`
+	Media      *Media     `json:"media,omitempty"`
+	Timestamp  *time.Time `json:"timestamp,omitempty" example:"2025-11-07T11:58:00Z"`
+	Status     string     `json:"status" example:"read"`
+	IsRead     bool       `json:"isRead" example:"true"`
+}
+
+// Media describes a message's attachment: its kind and, for documents, the file name.
+type Media struct {
+	Kind     string `json:"kind" example:"document"`
+	FileName string `json:"fileName,omitempty" example:"factura_2025_001.pdf"`
+}
+
+// NormalizeJID returns the stable form of a WhatsApp id, its kind and the phone number it carries
+// (phone JIDs only): surrounding spaces and the device part (":71") removed, the server lower-cased,
+//
+//	@c.us	rewritten as @s.whatsapp.net.
+func NormalizeJID(jid string) (id, kind, phone string) {
+	jid = strings.TrimSpace(jid)
+	user, server, ok := strings.Cut(jid, "@")
+	if !ok {
+		return jid, IDKindOther, ""
+	}
+	server = strings.ToLower(server)
+	switch server {
+	case "s.whatsapp.net", "c.us":
+		user, _, _ = strings.Cut(user, ":")
+		if isDigits(user) {
+			return user + "@s.whatsapp.net", IDKindPhone, user
+		}
+		return user + "@s.whatsapp.net", IDKindOther, ""
+	case "lid":
+		user, _, _ = strings.Cut(user, ":")
+		return user + "@lid", IDKindLID, ""
+	case "g.us":
+		return user + "@g.us", IDKindGroup, ""
+	}
+	return user + "@" + server, IDKindOther, ""
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// NormalizeContact maps an upstream contact to the Contact schema.
+func NormalizeContact(c upstream.Contact) Contact {
+	id, kind, phone := NormalizeJID(c.ID)
+	out := Contact{ID: id, IDKind: kind, Type: "person", Phone: phone, Name: strings.TrimSpace(c.Name),
+		PushName: strings.TrimSpace(c.Notify), VerifiedName: strings.TrimSpace(c.VerifiedName),
+		ImageURL: strings.TrimSpace(c.ImgURL), IsWhatsApp: c.IsWAContact}
+	if c.IsGroup || kind == IDKindGroup {
+		out.Type = "group"
+	}
+	return out
+}
+
+// NormalizeChat maps an upstream chat to the Chat schema.
+func NormalizeChat(c upstream.Chat) Chat {
+	id, kind, phone := NormalizeJID(c.ChatID)
+	out := Chat{ID: id, IDKind: kind, Type: "individual", Phone: phone, Name: strings.TrimSpace(c.Name),
+		UnreadCount: c.UnreadCount, MessageCount: c.MessageCount}
+	if c.IsGroup || kind == IDKindGroup {
+		out.Type = "group"
+	}
+	if c.LastMessage != nil {
+		snip := &ChatSnippet{Text: c.LastMessage.Body, FromMe: c.LastMessage.FromMe}
+		if !c.LastMessage.Timestamp.IsZero() {
+			snip.At = c.LastMessage.Timestamp.UTC()
+			at := snip.At
+			out.LastMessageAt = &at
+		}
+		out.LastMessage = snip
+	}
+	return out
+}
+
+// NormalizeMessage maps an upstream message of chat chatID to the Message schema; the message's
+// own chatId wins when it has one.
+func NormalizeMessage(chatID string, m upstream.Message) Message {
+	if m.ChatID != "" {
+		chatID = m.ChatID
+	}
+	cid, ckind, _ := NormalizeJID(chatID)
+	from, _, fromPhone := NormalizeJID(m.From)
+	to, _, _ := NormalizeJID(m.To)
+	out := Message{ID: strings.TrimSpace(m.WhatsappMessageID), UpstreamID: strings.TrimSpace(m.ID), ChatID: cid,
+		ChatType: "individual", From: from, FromPhone: fromPhone, To: to, FromMe: m.FromMe,
+		Type: strings.ToLower(strings.TrimSpace(m.Type)), Text: m.Body,
+		Status: strings.ToLower(strings.TrimSpace(m.Status)), IsRead: m.IsRead}
+	if out.ID == "" && out.UpstreamID != "" {
+		out.ID = "upstream:" + out.UpstreamID
+	}
+	if ckind == IDKindGroup {
+		out.ChatType = "group"
+	}
+	if out.Type == "" {
+		out.Type = "text"
+	}
+	switch out.Type {
+	case "text", "chat", "conversation", "extendedtext":
+		out.Type = "text"
+	default:
+		out.Media = &Media{Kind: out.Type}
+		if out.Type == "document" {
+			out.Media.FileName = m.Body
+		}
+	}
+	if !m.Timestamp.IsZero() {
+		ts := m.Timestamp.UTC()
+		out.Timestamp = &ts
+	}
+	return out
+}
+
+// canonicalJSON is the item's JSON as delivered: fields in schema order, no HTML escaping, no
+// trailing newline. The same item always gives the same bytes.
+func canonicalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// Digest is the hex SHA-256 of an item's canonical JSON: two syncs that see the same item compute
+// the same digest, and any change of a normalised field changes it.
+func Digest(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:])
+}
+
+// normalized is one item ready to be classified: its key in the session's hash store, its digest
+// and its canonical JSON.
+type normalized struct {
+	key    string
+	digest string
+	json   []byte
+}
+
+// messageKey is a message's key in the session's message hashes: unique per chat.
+func messageKey(m Message) string { return m.ChatID + " " + m.ID }
+
+// chatState is what decides whether a chat's messages must be read again: its message count and
+// the time of its last message, as the chat list showed them.
+func chatState(c upstream.Chat) string {
+	var last int64
+	if c.LastMessage != nil && !c.LastMessage.Timestamp.IsZero() {
+		last = c.LastMessage.Timestamp.UnixNano()
+	}
+	return strconv.Itoa(c.MessageCount) + "|" + strconv.FormatInt(last, 10)
+}
+
+// lastAtOfState returns the last message time recorded in a chat state ("" gives zero).
+func lastAtOfState(state string) time.Time {
+	_, ns, ok := strings.Cut(state, "|")
+	if !ok {
+		return time.Time{}
+	}
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

@@ -1,0 +1,360 @@
+package syncjob
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultKeyPrefix is the prefix of every Redis key of the sync engine. Its hash tag keeps all of
+// them in one Redis Cluster slot, so that the scripts below may touch a session's and a job's keys
+// together.
+const DefaultKeyPrefix = "{inboxhub-gateway:sync}:"
+
+// keys names the Redis keys of the engine (see the package documentation for the layout).
+type keys struct{ prefix string }
+
+func (k keys) job(id string) string             { return k.prefix + "job:" + id }
+func (k keys) items(id, resource string) string { return k.prefix + "job:" + id + ":items:" + resource }
+func (k keys) pendingChats(id string) string    { return k.prefix + "job:" + id + ":chats" }
+func (k keys) marks(id string) string           { return k.prefix + "job:" + id + ":marks" }
+func (k keys) owner(id string) string           { return k.prefix + "job:" + id + ":owner" }
+func (k keys) active(sessionID string) string   { return k.prefix + "session:" + sessionID + ":active" }
+func (k keys) sessionJobs(sessionID string) string {
+	return k.prefix + "session:" + sessionID + ":jobs"
+}
+func (k keys) hashes(sessionID, resource string) string {
+	return k.prefix + "session:" + sessionID + ":hashes:" + resource
+}
+func (k keys) chatState(sessionID string) string {
+	return k.prefix + "session:" + sessionID + ":chatstate"
+}
+
+// Fields of a job's hash.
+const (
+	fMeta          = "meta"
+	fState         = "state"
+	fAttempts      = "attempts"
+	fError         = "error"
+	fStartedAt     = "startedAt"
+	fFinishedAt    = "finishedAt"
+	fUpdatedAt     = "updatedAt"
+	fCancel        = "cancel"
+	fRev           = "rev"
+	fCheckpoint    = "checkpoint"
+	fItemsExpireAt = "itemsExpireAt"
+	fProgress      = "progress:" // + resource
+	fSinkCursor    = "sink:"     // + resource: how many of the resource's items the sink acknowledged
+)
+
+// jobMeta is what does not change during a job's life.
+type jobMeta struct {
+	ID        string    `json:"id"`
+	SessionID string    `json:"sessionId"`
+	Resources []string  `json:"resources"`
+	Full      bool      `json:"full"`
+	Trigger   string    `json:"trigger"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// acquireScript makes a job the session's active job unless another one, not yet ended, is.
+// KEYS: active, new job, session jobs. ARGV: prefix, id, created ms, job TTL s, active TTL s,
+// jobs kept per session, then field/value pairs of the new job.
+// Answers {1, id} when created, {0, id of the running job} otherwise.
+var acquireScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local st = redis.call('HGET', ARGV[1] .. 'job:' .. cur, 'state')
+  if st == 'queued' or st == 'running' then
+    return {0, cur}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[5]))
+local fields = {}
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[6]) + 1))
+redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+return {1, ARGV[2]}
+`)
+
+// finishScript ends a job: it sets the final state and fields, frees the session for a next job
+// and drops the job's work lists.
+// KEYS: job, active, owner, pending chats, marks. ARGV: id, owner token ("" = the job must have no
+// live owner), state, updated ms, job TTL s, then field/value pairs.
+// Answers 1 when done, 0 when the job had already ended, -1 when another runner owns it, -2 when it
+// does not exist.
+var finishScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return -2 end
+local owner = redis.call('GET', KEYS[3])
+if ARGV[2] == '' then
+  if owner then return -1 end
+elseif owner ~= ARGV[2] then
+  return -1
+end
+if st ~= 'queued' and st ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'updatedAt', ARGV[4], 'finishedAt', ARGV[4])
+if #ARGV > 5 then
+  local fields = {}
+  for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[5]))
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if ARGV[2] ~= '' then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[4], KEYS[5])
+return 1
+`)
+
+// cancelScript asks a job to stop; a queued job ends at once.
+// KEYS: job, active. ARGV: id, now ms.
+// Answers the state after the call, or false when the job does not exist.
+var cancelScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return false end
+if st ~= 'queued' and st ~= 'running' then return st end
+redis.call('HSET', KEYS[1], 'cancel', '1', 'updatedAt', ARGV[2])
+if st == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'canceled', 'finishedAt', ARGV[2])
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+  st = 'canceled'
+end
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
+return st
+`)
+
+// fencedScript runs a batch of commands only while the caller still owns the job, so that a
+// runner that lost its job (its lease expired and another replica took over) cannot write.
+// KEYS: owner, job. ARGV: token, then for each command its argument count and its arguments.
+// Answers -1 when the caller is not the owner, -2 when the job has ended (canceled while queued),
+// else 1 when the job was asked to cancel, 0 if not.
+var fencedScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local st = redis.call('HGET', KEYS[2], 'state')
+if st ~= 'queued' and st ~= 'running' then return -2 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local args = {}
+  for j = 1, n do args[j] = ARGV[i + j] end
+  redis.call(unpack(args))
+  i = i + n + 1
+end
+if redis.call('HGET', KEYS[2], 'cancel') == '1' then return 1 end
+return 0
+`)
+
+// refreshOwnerScript extends the owner lease if the caller still holds it. KEYS: owner.
+// ARGV: token, ttl ms. Answers 1 when extended.
+var refreshOwnerScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+`)
+
+// releaseOwnerScript deletes the owner key if the caller still holds it. KEYS: owner. ARGV: token.
+var releaseOwnerScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+// errLostOwnership: another runner owns the job now; this one must stop without writing.
+var errLostOwnership = errors.New("syncjob: the job is owned by another runner")
+
+// errJobEnded: the job ended under the runner (it was canceled while still queued).
+var errJobEnded = errors.New("syncjob: the job has ended")
+
+// batch collects commands for fencedScript.
+type batch struct{ args []any }
+
+func (b *batch) add(cmd ...any) {
+	b.args = append(b.args, len(cmd))
+	b.args = append(b.args, cmd...)
+}
+
+// store is the engine's Redis state.
+type store struct {
+	rdb    redis.UniversalClient
+	k      keys
+	jobTTL time.Duration
+}
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+func fromMS(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}
+
+func secs(d time.Duration) int64 { return max(1, int64(d/time.Second)) }
+
+// create makes a job the active job of its session, or returns the job already queued or running.
+func (s *store) create(ctx context.Context, m jobMeta, activeTTL time.Duration, keep int) (id string, created bool, err error) {
+	meta, _ := json.Marshal(m)
+	args := []any{s.k.prefix, m.ID, m.CreatedAt.UnixMilli(), secs(s.jobTTL), secs(activeTTL), keep,
+		fMeta, string(meta), fState, StateQueued, fAttempts, 0, fUpdatedAt, ms(m.CreatedAt), fRev, 1}
+	for _, res := range m.Resources {
+		p, _ := json.Marshal(Progress{Phase: PhasePending})
+		args = append(args, fProgress+res, string(p))
+	}
+	res, err := acquireScript.Run(ctx, s.rdb,
+		[]string{s.k.active(m.SessionID), s.k.job(m.ID), s.k.sessionJobs(m.SessionID)}, args...).Slice()
+	if err != nil {
+		return "", false, fmt.Errorf("syncjob: create job: %w", err)
+	}
+	if len(res) != 2 {
+		return "", false, errors.New("syncjob: create job: unexpected answer")
+	}
+	n, _ := res[0].(int64)
+	cur, _ := res[1].(string)
+	return cur, n == 1, nil
+}
+
+// load reads a job.
+func (s *store) load(ctx context.Context, id string) (Job, checkpoint, error) {
+	h, err := s.rdb.HGetAll(ctx, s.k.job(id)).Result()
+	if err != nil {
+		return Job{}, checkpoint{}, fmt.Errorf("syncjob: load job: %w", err)
+	}
+	if len(h) == 0 || h[fMeta] == "" {
+		return Job{}, checkpoint{}, ErrJobNotFound
+	}
+	var m jobMeta
+	if err := json.Unmarshal([]byte(h[fMeta]), &m); err != nil {
+		return Job{}, checkpoint{}, fmt.Errorf("syncjob: job %s: %w", id, err)
+	}
+	j := Job{ID: m.ID, SessionID: m.SessionID, State: h[fState], Resources: m.Resources, Full: m.Full,
+		Trigger: m.Trigger, CancelRequested: h[fCancel] == "1", Error: h[fError], CreatedAt: m.CreatedAt.UTC(),
+		StartedAt: timeRef(fromMS(h[fStartedAt])), FinishedAt: timeRef(fromMS(h[fFinishedAt])),
+		UpdatedAt: fromMS(h[fUpdatedAt]), ItemsExpireAt: timeRef(fromMS(h[fItemsExpireAt])),
+		Progress: map[string]*Progress{}}
+	j.Attempts, _ = strconv.Atoi(h[fAttempts])
+	j.Revision, _ = strconv.ParseInt(h[fRev], 10, 64)
+	for _, res := range m.Resources {
+		p := &Progress{Phase: PhasePending}
+		if raw := h[fProgress+res]; raw != "" {
+			_ = json.Unmarshal([]byte(raw), p)
+		}
+		j.Progress[res] = p
+	}
+	var cp checkpoint
+	if raw := h[fCheckpoint]; raw != "" {
+		_ = json.Unmarshal([]byte(raw), &cp)
+	}
+	cp.sinkCursor = map[string]int{}
+	for _, res := range AllResources {
+		if v := h[fSinkCursor+res]; v != "" {
+			cp.sinkCursor[res], _ = strconv.Atoi(v)
+		}
+	}
+	return j, cp, nil
+}
+
+// list returns the newest jobs of a session, newest first, dropping the ids of expired jobs.
+func (s *store) list(ctx context.Context, sessionID string, limit int) ([]Job, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.k.sessionJobs(sessionID), 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("syncjob: list jobs: %w", err)
+	}
+	out := make([]Job, 0, len(ids))
+	for _, id := range ids {
+		j, _, err := s.load(ctx, id)
+		if errors.Is(err, ErrJobNotFound) {
+			s.rdb.ZRem(ctx, s.k.sessionJobs(sessionID), id)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// fenced runs b while token owns the job; canceled reports that the job was asked to stop.
+func (s *store) fenced(ctx context.Context, jobID, token string, b *batch) (canceled bool, err error) {
+	n, err := fencedScript.Run(ctx, s.rdb, []string{s.k.owner(jobID), s.k.job(jobID)},
+		append([]any{token}, b.args...)...).Int64()
+	if err != nil {
+		return false, fmt.Errorf("syncjob: write progress: %w", err)
+	}
+	switch n {
+	case -1:
+		return false, errLostOwnership
+	case -2:
+		return false, errJobEnded
+	}
+	return n == 1, nil
+}
+
+// finish ends a job in state with extra fields; token "" finishes a job that no runner owns.
+// ended is false when the job had already ended.
+func (s *store) finish(ctx context.Context, j jobMeta, token, state string, now time.Time, fields ...any) (ended bool, err error) {
+	args := append([]any{j.ID, token, state, ms(now), secs(s.jobTTL)}, fields...)
+	n, err := finishScript.Run(ctx, s.rdb, []string{s.k.job(j.ID), s.k.active(j.SessionID), s.k.owner(j.ID),
+		s.k.pendingChats(j.ID), s.k.marks(j.ID)}, args...).Int64()
+	if err != nil {
+		return false, fmt.Errorf("syncjob: finish job: %w", err)
+	}
+	switch n {
+	case -2:
+		return false, ErrJobNotFound
+	case -1:
+		return false, errLostOwnership
+	}
+	return n == 1, nil
+}
+
+// cancel asks a job to stop and returns its state after the call.
+func (s *store) cancel(ctx context.Context, j Job, now time.Time) (string, error) {
+	st, err := cancelScript.Run(ctx, s.rdb, []string{s.k.job(j.ID), s.k.active(j.SessionID)}, j.ID, ms(now)).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrJobNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("syncjob: cancel job: %w", err)
+	}
+	return st, nil
+}
+
+// acquireOwner makes token the job's owner for ttl if no live runner owns it.
+func (s *store) acquireOwner(ctx context.Context, jobID, token string, ttl time.Duration) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.k.owner(jobID), token, ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("syncjob: take job: %w", err)
+	}
+	return ok, nil
+}
+
+// refreshOwner extends the owner lease; false means it was lost.
+func (s *store) refreshOwner(ctx context.Context, jobID, token string, ttl time.Duration) (bool, error) {
+	n, err := refreshOwnerScript.Run(ctx, s.rdb, []string{s.k.owner(jobID)}, token, ttl.Milliseconds()).Int64()
+	if err != nil {
+		return false, err
+	}
+	return n == 1, nil
+}
+
+// releaseOwner gives the job up without ending it (the runner stops; another attempt resumes).
+func (s *store) releaseOwner(ctx context.Context, jobID, token string) {
+	_, _ = releaseOwnerScript.Run(ctx, s.rdb, []string{s.k.owner(jobID)}, token).Result()
+}
+
+// ownerAlive reports whether a runner holds the job.
+func (s *store) ownerAlive(ctx context.Context, jobID string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.k.owner(jobID)).Result()
+	return n == 1, err
+}

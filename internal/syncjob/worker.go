@@ -1,0 +1,169 @@
+package syncjob
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+var (
+	// errBusy: another runner holds the job (asynq delivered its task twice); try again later.
+	errBusy = errors.New("syncjob: another runner holds the job")
+	// errStopping: the worker is stopping (shutdown, lost lease); the job resumes from its
+	// checkpoint on the next attempt, which does not count as a failure.
+	errStopping = errors.New("syncjob: worker stopping; the job resumes from its checkpoint")
+)
+
+// isFailure tells asynq which errors count against the job's retries: not a stop (this replica
+// shutting down cancels the handlers' context, which asynq itself reports as context.Canceled),
+// nor a task delivered while another runner holds the job.
+func isFailure(err error) bool {
+	return !errors.Is(err, errBusy) && !errors.Is(err, errStopping) && !errors.Is(err, context.Canceled)
+}
+
+// retryDelay is when asynq tries a job again: soon after a stop or a takeover, later while another
+// runner holds it, with exponential backoff and jitter after a failure of the gateway's own.
+func (e *Engine) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	switch {
+	case errors.Is(err, errStopping), errors.Is(err, context.Canceled), errors.Is(err, asynq.ErrLeaseExpired):
+		return time.Second
+	case errors.Is(err, errBusy):
+		return max(e.cfg.OwnerLease/6, time.Second)
+	}
+	d := min(time.Second<<min(n, 6), time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
+
+// processTask is the asynq handler of sync tasks.
+func (e *Engine) processTask(ctx context.Context, t *asynq.Task) error {
+	e.running.Add(1)
+	defer e.running.Done()
+	var p taskPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.JobID == "" {
+		return fmt.Errorf("syncjob: unreadable task payload: %w", asynq.SkipRetry)
+	}
+	return e.runJob(ctx, p.JobID)
+}
+
+// handleError ends the job as failed when asynq will not try it again.
+func (e *Engine) handleError(ctx context.Context, t *asynq.Task, err error) {
+	if !isFailure(err) {
+		return
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	var p taskPayload
+	_ = json.Unmarshal(t.Payload(), &p)
+	e.log.Warn("sync job attempt failed", "jobId", p.JobID, "sessionId", p.SessionID, "retried", retried,
+		"maxRetry", maxRetry, "error", err.Error())
+	if retried < maxRetry && !errors.Is(err, asynq.SkipRetry) {
+		return
+	}
+	if p.JobID == "" {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = e.st.finish(wctx, jobMeta{ID: p.JobID, SessionID: p.SessionID}, "", StateFailed, e.cfg.Clock(),
+		fError, truncate(fmt.Sprintf("the job failed after %d attempts: %v", retried+1, err), 300))
+}
+
+// runJob runs one attempt of a job: it takes the job (a lease renewed in the background), resumes
+// from its checkpoint, and ends it unless the worker stops first.
+func (e *Engine) runJob(ctx context.Context, jobID string) error {
+	j, cp, err := e.st.load(ctx, jobID)
+	if errors.Is(err, ErrJobNotFound) {
+		e.log.Warn("sync task of an unknown or expired job dropped", "jobId", jobID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if Final(j.State) {
+		return nil
+	}
+	token := randomToken()
+	ok, err := e.st.acquireOwner(ctx, jobID, token, e.cfg.OwnerLease)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errBusy
+	}
+	runCtx, cancel := context.WithCancelCause(ctx)
+	hbDone := make(chan struct{})
+	go e.heartbeat(runCtx, cancel, jobID, token, hbDone)
+	defer func() {
+		cancel(nil)
+		<-hbDone
+		// A no-op when the job ended (the owner key is gone) or was taken over.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		e.st.releaseOwner(rctx, jobID, token)
+		rcancel()
+	}()
+
+	r := newRunner(e, j, cp, token)
+	if err := r.start(runCtx); err != nil {
+		if errors.Is(err, errJobEnded) {
+			return nil
+		}
+		return e.stopReason(runCtx, err)
+	}
+	if j.CancelRequested {
+		r.canceled = true
+	} else if err := r.run(runCtx); err != nil {
+		if errors.Is(err, errJobEnded) {
+			return nil
+		}
+		if errors.Is(context.Cause(runCtx), context.DeadlineExceeded) && !errors.Is(err, errLostOwnership) {
+			r.jobErr = fmt.Sprintf("the job ran longer than its timeout (%s)", e.cfg.JobTimeout)
+			r.timedOut = true
+		} else {
+			return e.stopReason(runCtx, err)
+		}
+	}
+	state := r.finalState()
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer fcancel()
+	if _, err := e.st.finish(fctx, r.meta, token, state, e.cfg.Clock(), r.finalFields()...); err != nil {
+		if errors.Is(err, errLostOwnership) {
+			return errStopping
+		}
+		return err
+	}
+	e.log.Info("sync job ended", "jobId", jobID, "sessionId", j.SessionID, "state", state)
+	return nil
+}
+
+// stopReason maps why a run stopped early to what asynq should do with the task.
+func (e *Engine) stopReason(runCtx context.Context, err error) error {
+	if errors.Is(err, errLostOwnership) || runCtx.Err() != nil {
+		return fmt.Errorf("%w (%v)", errStopping, err)
+	}
+	return err
+}
+
+// heartbeat renews the runner's lease on its job until ctx ends; losing it stops the run.
+func (e *Engine) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, jobID, token string, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(e.cfg.OwnerLease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			ok, err := e.st.refreshOwner(ctx, jobID, token, e.cfg.OwnerLease)
+			if err == nil && !ok {
+				e.log.Warn("sync job lease lost; stopping this runner", "jobId", jobID)
+				cancel(errLostOwnership)
+				return
+			}
+		}
+	}
+}
