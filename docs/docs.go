@@ -433,6 +433,26 @@ const docTemplate = `{
                 }
             }
         },
+        "/metrics": {
+            "get": {
+                "description": "The gateway's metrics in the Prometheus text format: requests by route, status and caller; upstream requests, retries and breaker state; token logins, refreshes and seconds left; quota waits and rejections; cache hits; sync and webhook counters; Go runtime and process metrics.",
+                "produces": [
+                    "text/plain"
+                ],
+                "tags": [
+                    "operations"
+                ],
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "schema": {
+                            "type": "string"
+                        }
+                    }
+                }
+            }
+        },
         "/readyz": {
             "get": {
                 "description": "Runs every readiness check (Redis, and as they are added the upstream token state and time left, the last refresh error and the circuit breaker state) and answers 200 when all pass, 503 with the failing checks' reasons otherwise.",
@@ -618,7 +638,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "One page of the session's chats, the most recent first, each with its last message. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.",
+                "description": "One page of the session's chats, the most recent first, each with its last message (lastMessage and lastMessageAt are absent when the chat has none), in the same schema as the sync items: id is the JID without its device part, @c.us rewritten as @s.whatsapp.net, with its idKind and, for a phone JID, the phone. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.",
                 "produces": [
                     "application/json"
                 ],
@@ -727,7 +747,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "One page of a chat's messages, the newest first. chatId is the chat's JID as the chats route gives it (…@s.whatsapp.net, …@g.us, …@lid; also …@c.us, …@broadcast, …@newsletter); a chat the session does not have gives an empty page. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.",
+                "description": "One page of a chat's messages, the newest first. chatId is the chat's JID as the chats route gives it (…@s.whatsapp.net, …@g.us, …@lid; also …@c.us, …@broadcast, …@newsletter); a chat the session does not have gives an empty page. Messages are in the same schema as the sync items and the webhook events: id is the WhatsApp message id (\"upstream:\u003cid\u003e\" when the upstream has none), unique within chatId; chatId, from and to are normalised like the chat ids; timestamp is RFC 3339 UTC. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.",
                 "produces": [
                     "application/json"
                 ],
@@ -946,7 +966,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "One page of the session's WhatsApp contacts, normalised: the JID as id, the phone number read from it (empty for @lid ids and groups), the best known name. The session must be connected (else 409 SESSION_NOT_CONNECTED, whose detail says how to reconnect). Unknown query parameters are refused.",
+                "description": "One page of the session's WhatsApp contacts, in the same schema as the sync items and the webhook events: id is the JID without its device part, @c.us rewritten as @s.whatsapp.net (the CRM upserts on it); idKind says what it is (phone, lid, group, other); phone is read from a phone JID (digits, country code first; absent for @lid ids and groups); name, pushName and verifiedName are the address-book name, the name the contact set and the verified business name. The session must be connected (else 409 SESSION_NOT_CONNECTED, whose detail says how to reconnect). Unknown query parameters are refused.",
                 "produces": [
                     "application/json"
                 ],
@@ -1062,7 +1082,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Sends a WhatsApp text message from the session. \"to\" is a phone number with its country code in any common format (spaces, dashes, dots, parentheses, a leading + or 00 are accepted; 8 to 15 digits) or a JID (@s.whatsapp.net, @g.us, @lid; @c.us is rewritten to @s.whatsapp.net); the answer's \"to\" is the JID it was sent to. The body must be JSON (Content-Type: application/json) with no other fields.\nWith an Idempotency-Key header (1 to 128 printable ASCII characters, a UUID for example) the send is safe to retry: a repeat with the same key and body, within 24 h, gets the first answer again with Idempotent-Replayed: true and sends nothing; a repeat that arrives while the first is still being sent waits for it; the same key with another body is 409 CONFLICT. A send that failed is not remembered, so a retry with its key sends.",
+                "description": "Sends a WhatsApp text message from the session. \"to\" is a phone number with its country code in any common format (spaces, dashes, dots, parentheses, a leading + or 00 are accepted; 8 to 15 digits) or a JID (@s.whatsapp.net, @g.us, @lid; @c.us is rewritten to @s.whatsapp.net); the answer is the message in the schema of the chat messages route, its \"to\" the JID it was sent to. The body must be JSON (Content-Type: application/json) with no other fields.\nWith an Idempotency-Key header (1 to 128 printable ASCII characters, a UUID for example) the send is safe to retry: a repeat with the same key and body, within 24 h, gets the first answer again with Idempotent-Replayed: true and sends nothing; a repeat that arrives while the first is still being sent waits for it; the same key with another body is 409 CONFLICT. A send that failed is not remembered, so a retry with its key sends.",
                 "consumes": [
                     "application/json"
                 ],
@@ -1780,42 +1800,13 @@ const docTemplate = `{
                 }
             }
         },
-        "handlers.Chat": {
-            "type": "object",
-            "properties": {
-                "id": {
-                    "description": "ID is the JID of the other party or the group; use it in the chat messages route.",
-                    "type": "string",
-                    "example": "34657032985@s.whatsapp.net"
-                },
-                "isGroup": {
-                    "type": "boolean",
-                    "example": false
-                },
-                "lastMessage": {
-                    "$ref": "#/definitions/handlers.LastMessage"
-                },
-                "messageCount": {
-                    "type": "integer",
-                    "example": 25
-                },
-                "name": {
-                    "type": "string",
-                    "example": "Lucía Martín"
-                },
-                "unreadCount": {
-                    "type": "integer",
-                    "example": 2
-                }
-            }
-        },
         "handlers.ChatList": {
             "type": "object",
             "properties": {
                 "data": {
                     "type": "array",
                     "items": {
-                        "$ref": "#/definitions/handlers.Chat"
+                        "$ref": "#/definitions/syncjob.Chat"
                     }
                 },
                 "meta": {
@@ -1838,53 +1829,13 @@ const docTemplate = `{
                 }
             }
         },
-        "handlers.Contact": {
-            "type": "object",
-            "properties": {
-                "avatarUrl": {
-                    "description": "AvatarURL is the profile picture, when the upstream has one (it expires).",
-                    "type": "string",
-                    "example": "https://pps.whatsapp.net/v/t61.24694-24/123_n.jpg"
-                },
-                "id": {
-                    "description": "ID is the contact's JID, its stable id: \u003cphone\u003e@s.whatsapp.net, \u003cgroup\u003e@g.us or an @lid id.",
-                    "type": "string",
-                    "example": "34657032985@s.whatsapp.net"
-                },
-                "isBusiness": {
-                    "description": "IsBusiness says WhatsApp shows a verified business name for the contact.",
-                    "type": "boolean",
-                    "example": false
-                },
-                "isGroup": {
-                    "description": "IsGroup says the id is a group.",
-                    "type": "boolean",
-                    "example": false
-                },
-                "isWhatsAppUser": {
-                    "description": "IsWhatsAppUser says the number is on WhatsApp (the upstream's isWAContact).",
-                    "type": "boolean",
-                    "example": true
-                },
-                "name": {
-                    "description": "Name is the best name known: the address-book name, else the verified business name, else\nthe name the contact set for themselves (notify); empty when there is none.",
-                    "type": "string",
-                    "example": "Lucía Martín"
-                },
-                "phoneNumber": {
-                    "description": "PhoneNumber is read from the JID; empty for @lid ids (which hide the number) and groups.",
-                    "type": "string",
-                    "example": "34657032985"
-                }
-            }
-        },
         "handlers.ContactList": {
             "type": "object",
             "properties": {
                 "data": {
                     "type": "array",
                     "items": {
-                        "$ref": "#/definitions/handlers.Contact"
+                        "$ref": "#/definitions/syncjob.Contact"
                     }
                 },
                 "meta": {
@@ -1905,23 +1856,6 @@ const docTemplate = `{
                 }
             }
         },
-        "handlers.LastMessage": {
-            "type": "object",
-            "properties": {
-                "at": {
-                    "type": "string",
-                    "example": "2026-11-28T09:58:00Z"
-                },
-                "fromMe": {
-                    "type": "boolean",
-                    "example": false
-                },
-                "text": {
-                    "type": "string",
-                    "example": "¿Tenéis cita el jueves?"
-                }
-            }
-        },
         "handlers.ListMeta": {
             "type": "object",
             "properties": {
@@ -1934,56 +1868,11 @@ const docTemplate = `{
                 }
             }
         },
-        "handlers.Message": {
-            "type": "object",
-            "properties": {
-                "at": {
-                    "type": "string",
-                    "example": "2026-11-28T09:58:00Z"
-                },
-                "chatId": {
-                    "type": "string",
-                    "example": "34657032985@s.whatsapp.net"
-                },
-                "from": {
-                    "type": "string",
-                    "example": "34657032985@s.whatsapp.net"
-                },
-                "fromMe": {
-                    "type": "boolean",
-                    "example": false
-                },
-                "id": {
-                    "description": "ID is the WhatsApp message id when the upstream gives one (stable across sessions and\nwebhooks), else the upstream's own id.",
-                    "type": "string",
-                    "example": "3EB0C767D26A1D8B4E5F"
-                },
-                "status": {
-                    "description": "Status is the delivery status as the upstream says, lower case (pending, sent, delivered, read, ...).",
-                    "type": "string",
-                    "example": "delivered"
-                },
-                "text": {
-                    "description": "Text is the body, or the caption of a media message.",
-                    "type": "string",
-                    "example": "Hola, ¿tenéis cita el jueves?"
-                },
-                "to": {
-                    "type": "string",
-                    "example": "34600111222@s.whatsapp.net"
-                },
-                "type": {
-                    "description": "Type is text, image, video, audio, document, ... as the upstream says, lower case.",
-                    "type": "string",
-                    "example": "text"
-                }
-            }
-        },
         "handlers.MessageAnswer": {
             "type": "object",
             "properties": {
                 "data": {
-                    "$ref": "#/definitions/handlers.Message"
+                    "$ref": "#/definitions/syncjob.Message"
                 },
                 "meta": {
                     "$ref": "#/definitions/handlers.ObjectMeta"
@@ -1996,7 +1885,7 @@ const docTemplate = `{
                 "data": {
                     "type": "array",
                     "items": {
-                        "$ref": "#/definitions/handlers.Message"
+                        "$ref": "#/definitions/syncjob.Message"
                     }
                 },
                 "meta": {
@@ -2347,6 +2236,149 @@ const docTemplate = `{
                 }
             }
         },
+        "syncjob.Chat": {
+            "type": "object",
+            "properties": {
+                "id": {
+                    "description": "ID is the stable JID of the other party or the group, without device part; use it in the\nchat messages route.",
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "idKind": {
+                    "description": "IDKind says what the id is: a phone JID, a linked id hiding the number, a group or other.",
+                    "type": "string",
+                    "enum": [
+                        "phone",
+                        "lid",
+                        "group",
+                        "other"
+                    ],
+                    "example": "phone"
+                },
+                "lastMessage": {
+                    "description": "LastMessage summarises the last message; absent when there is none.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/syncjob.ChatSnippet"
+                        }
+                    ]
+                },
+                "lastMessageAt": {
+                    "description": "LastMessageAt is the time of the last message, RFC 3339 UTC; absent when there is none.",
+                    "type": "string",
+                    "example": "2025-11-07T11:58:00Z"
+                },
+                "messageCount": {
+                    "description": "MessageCount is the number of messages the upstream holds for the chat.",
+                    "type": "integer",
+                    "example": 31
+                },
+                "name": {
+                    "description": "Name is the chat's name: the contact's or the group's subject.",
+                    "type": "string",
+                    "example": "María Peña"
+                },
+                "phone": {
+                    "description": "Phone is read from a phone JID (digits, country code first, no \"+\"); absent otherwise.",
+                    "type": "string",
+                    "example": "34657032985"
+                },
+                "type": {
+                    "description": "Type is individual or group.",
+                    "type": "string",
+                    "enum": [
+                        "individual",
+                        "group"
+                    ],
+                    "example": "individual"
+                },
+                "unreadCount": {
+                    "description": "UnreadCount is the number of messages not read yet.",
+                    "type": "integer",
+                    "example": 2
+                }
+            }
+        },
+        "syncjob.ChatSnippet": {
+            "type": "object",
+            "properties": {
+                "at": {
+                    "description": "At is the message's time, RFC 3339 UTC.",
+                    "type": "string",
+                    "example": "2025-11-07T11:58:00Z"
+                },
+                "fromMe": {
+                    "description": "FromMe says the session's own number sent it.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "text": {
+                    "description": "Text is the body or the caption.",
+                    "type": "string",
+                    "example": "Recibido 👍"
+                }
+            }
+        },
+        "syncjob.Contact": {
+            "type": "object",
+            "properties": {
+                "id": {
+                    "description": "ID is the stable JID: \u003cphone\u003e@s.whatsapp.net, \u003cn\u003e@lid or \u003cgroup\u003e@g.us, without device part.",
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "idKind": {
+                    "description": "IDKind says what the id is: a phone JID, a linked id hiding the number, a group or other.",
+                    "type": "string",
+                    "enum": [
+                        "phone",
+                        "lid",
+                        "group",
+                        "other"
+                    ],
+                    "example": "phone"
+                },
+                "imageUrl": {
+                    "description": "ImageURL is the profile picture when the upstream has one (it expires); empty otherwise.",
+                    "type": "string",
+                    "example": "https://pps.whatsapp.net/v/t61.24694-24/123456_n.jpg"
+                },
+                "isWhatsApp": {
+                    "description": "IsWhatsApp says the number is on WhatsApp (the upstream's isWAContact).",
+                    "type": "boolean",
+                    "example": true
+                },
+                "name": {
+                    "description": "Name is the address-book name; empty when the contact is not saved.",
+                    "type": "string",
+                    "example": "María Peña"
+                },
+                "phone": {
+                    "description": "Phone is read from a phone JID (digits, country code first, no \"+\"); absent otherwise.",
+                    "type": "string",
+                    "example": "34657032985"
+                },
+                "pushName": {
+                    "description": "PushName is the name the contact set for themselves (WhatsApp's notify name).",
+                    "type": "string",
+                    "example": "María"
+                },
+                "type": {
+                    "description": "Type is person or group.",
+                    "type": "string",
+                    "enum": [
+                        "person",
+                        "group"
+                    ],
+                    "example": "person"
+                },
+                "verifiedName": {
+                    "description": "VerifiedName is the verified business name; empty for people and unverified businesses.",
+                    "type": "string",
+                    "example": ""
+                }
+            }
+        },
         "syncjob.Job": {
             "type": "object",
             "properties": {
@@ -2437,6 +2469,103 @@ const docTemplate = `{
                 "updatedAt": {
                     "type": "string",
                     "example": "2026-11-28T10:01:00Z"
+                }
+            }
+        },
+        "syncjob.Media": {
+            "type": "object",
+            "properties": {
+                "fileName": {
+                    "description": "FileName is a document's file name.",
+                    "type": "string",
+                    "example": "factura_2025_001.pdf"
+                },
+                "kind": {
+                    "description": "Kind is the message type of the attachment (image, audio, video, document, sticker, ...).",
+                    "type": "string",
+                    "example": "document"
+                }
+            }
+        },
+        "syncjob.Message": {
+            "type": "object",
+            "properties": {
+                "chatId": {
+                    "description": "ChatID is the stable JID of the chat (as the chats route gives it).",
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "chatType": {
+                    "description": "ChatType is individual or group.",
+                    "type": "string",
+                    "enum": [
+                        "individual",
+                        "group"
+                    ],
+                    "example": "individual"
+                },
+                "from": {
+                    "description": "From is the sender's stable JID.",
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "fromMe": {
+                    "description": "FromMe says the session's own number sent it.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "fromPhone": {
+                    "description": "FromPhone is the sender's phone number, when the sender is a phone JID.",
+                    "type": "string",
+                    "example": "34657032985"
+                },
+                "id": {
+                    "description": "ID is WhatsApp's message id, or \"upstream:\u003cupstreamId\u003e\" when the upstream sent none; unique\nwithin its chat.",
+                    "type": "string",
+                    "example": "3EB0C431D5A3F2B1"
+                },
+                "isRead": {
+                    "description": "IsRead says the message was read.",
+                    "type": "boolean",
+                    "example": true
+                },
+                "media": {
+                    "description": "Media describes the attachment of a message that is not text; absent for text.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/syncjob.Media"
+                        }
+                    ]
+                },
+                "status": {
+                    "description": "Status is the lower-case delivery status as the upstream says it (pending, sent, delivered,\nread, ...).",
+                    "type": "string",
+                    "example": "read"
+                },
+                "text": {
+                    "description": "Text is the body, or the caption of a media message.",
+                    "type": "string",
+                    "example": "Hola, ¿qué tal?"
+                },
+                "timestamp": {
+                    "description": "Timestamp is the message's time, RFC 3339 UTC; absent when the upstream gave none.",
+                    "type": "string",
+                    "example": "2025-11-07T11:58:00Z"
+                },
+                "to": {
+                    "description": "To is the recipient's stable JID.",
+                    "type": "string",
+                    "example": "34600000000@s.whatsapp.net"
+                },
+                "type": {
+                    "description": "Type is the lower-case kind: text, image, audio, video, document, sticker, ...",
+                    "type": "string",
+                    "example": "text"
+                },
+                "upstreamId": {
+                    "description": "UpstreamID is the upstream's own database id of the message, when it sent one.",
+                    "type": "string",
+                    "example": "48213"
                 }
             }
         },

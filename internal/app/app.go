@@ -50,8 +50,14 @@ type App struct {
 type Option func(*options)
 
 type options struct {
-	tokenOpts    []tokens.Option
-	upstreamOpts []upstream.Option
+	tokenOpts     []tokens.Option
+	upstreamOpts  []upstream.Option
+	cachePolicies *cache.Policies
+}
+
+// WithCachePolicies replaces the read cache's default freshness and stale windows.
+func WithCachePolicies(p cache.Policies) Option {
+	return func(s *options) { s.cachePolicies = &p }
 }
 
 // WithTokenOptions adds options to the token source (after the ones from the configuration).
@@ -119,7 +125,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		return nil, fmt.Errorf("read cache: %w", err)
 	}
 	a.closers = append(a.closers, readCache.Close)
-	a.Cache = cache.NewCachedUpstream(a.Upstream, readCache, cache.DefaultPolicies(), logger.With("component", "cache"))
+	policies := cache.DefaultPolicies()
+	if o.cachePolicies != nil {
+		policies = *o.cachePolicies
+	}
+	a.Cache = cache.NewCachedUpstream(a.Upstream, readCache, policies, logger.With("component", "cache"))
 	relay := passthrough.New(a.Upstream,
 		passthrough.WithCache(readCache, passthrough.DefaultPolicy()),
 		passthrough.WithMaxBodyBytes(cfg.MaxBodyBytes),

@@ -44,16 +44,25 @@ func BenchmarkUpstreamCallPath(b *testing.B) {
 		}
 	}
 	viaGateway, viaLimited := via(g), via(gl)
+	// The drop-in passthrough: the very same upstream path and query, relayed (uncached: a new
+	// page each time).
+	viaPassthrough := func() *http.Request {
+		seq++
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/api/contacts/demo_session?limit=1&page=%d", g.url, seq%100000+1), nil)
+		req.Header.Set("X-API-Key", g.key)
+		return req
+	}
 	// Warm both paths (token, session id mapping, connections).
 	for range 20 {
 		do(b, direct())
 		do(b, viaGateway())
 		do(b, viaLimited())
+		do(b, viaPassthrough())
 	}
 	for _, bc := range []struct {
 		name string
 		req  func() *http.Request
-	}{{"direct", direct}, {"gateway", viaGateway}, {"gateway-with-limits", viaLimited}} {
+	}{{"direct", direct}, {"gateway", viaGateway}, {"gateway-with-limits", viaLimited}, {"passthrough", viaPassthrough}} {
 		b.Run(bc.name, func(b *testing.B) {
 			lat := make([]time.Duration, 0, b.N)
 			for b.Loop() {

@@ -212,12 +212,10 @@ type (
 		Total, Pages *int
 	}
 	contactItem struct {
-		ID, PhoneNumber, Name string
-		IsGroup, IsBusiness   bool
+		ID, Type, Phone, Name string
 	}
 	chatItem struct {
-		ID, Name                  string
-		IsGroup                   bool
+		ID, Type, Name            string
 		UnreadCount, MessageCount int
 		LastMessage               *struct {
 			Text   string
@@ -226,8 +224,8 @@ type (
 		}
 	}
 	messageItem struct {
-		ID, ChatID, From, To, Type, Text, At, Status string
-		FromMe                                       bool
+		ID, ChatID, From, To, Type, Text, Timestamp, Status string
+		FromMe                                              bool
 	}
 	list[T any] struct {
 		Data []T
@@ -324,12 +322,12 @@ func TestV1Answers2xx(t *testing.T) {
 				switch server {
 				case "s.whatsapp.net":
 					kinds["phone"]++
-					if c.PhoneNumber != user || c.IsGroup {
+					if c.Phone != user || c.Type == "group" {
 						t.Errorf("contact %+v: phone not read from the JID", c)
 					}
 				case "lid", "g.us":
 					kinds[server]++
-					if c.PhoneNumber != "" || c.IsGroup != (server == "g.us") {
+					if c.Phone != "" || (c.Type == "group") != (server == "g.us") {
 						t.Errorf("contact %+v: an @%s id has no phone number", c, server)
 					}
 				default:
@@ -383,7 +381,7 @@ func TestV1Answers2xx(t *testing.T) {
 			l := decode[list[messageItem]](t, a)
 			wantMeta(t, l.Meta, 1, 4, 6)
 			for _, m := range l.Data {
-				if m.ID == "" || m.ChatID != chatID || m.Type == "" || !isRFC3339UTC(m.At) || m.Status != strings.ToLower(m.Status) {
+				if m.ID == "" || m.ChatID != chatID || m.Type == "" || !isRFC3339UTC(m.Timestamp) || m.Status != strings.ToLower(m.Status) {
 					t.Errorf("message %+v", m)
 				}
 			}
@@ -394,7 +392,7 @@ func TestV1Answers2xx(t *testing.T) {
 		}},
 		{name: "send to a formatted phone number", method: "POST", path: demo + "/messages", body: sendBody("+34 657 03 29 85", "Hola, ¿qué tal?"), status: 201, check: func(t *testing.T, a answer) {
 			m := decode[one[messageItem]](t, a).Data
-			if m.ID == "" || m.To != "34657032985@s.whatsapp.net" || m.ChatID != m.To || !m.FromMe || m.Text != "Hola, ¿qué tal?" || m.Type != "text" || !isRFC3339UTC(m.At) {
+			if m.ID == "" || m.To != "34657032985@s.whatsapp.net" || m.ChatID != m.To || !m.FromMe || m.Text != "Hola, ¿qué tal?" || m.Type != "text" || !isRFC3339UTC(m.Timestamp) {
 				t.Errorf("sent %+v", m)
 			}
 			if a.header.Get("Idempotent-Replayed") != "" {

@@ -80,6 +80,7 @@ type lease struct {
 	last         quota.KeyedDecision
 	refusedUntil time.Time
 	refusal      quota.KeyedDecision
+	refilling    bool // a background refill is in flight
 }
 
 // leaseTTL bounds how long a replica holds places it has not spent.
@@ -194,44 +195,77 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 
 // failedOpen records a Redis failure; the request goes on unlimited. The first failure after a
 // success is logged at warning level, the rest are counted only, so an outage does not flood the log.
-// allow spends a place of the caller's current lease, or takes a new lease from Redis (falling
-// back to a single place when a whole lease is not available).
+// allow spends a place of the caller's current lease. When the lease runs low, the next one is
+// taken in the background, so that requests do not queue behind the Redis round trip; only a
+// caller with no place left waits for Redis (and then takes a lease, or a single place when a
+// whole lease is not available).
 func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecision, error) {
 	v, ok := l.leases.Load(key)
 	if !ok {
 		v, _ = l.leases.LoadOrStore(key, &lease{})
 	}
 	ls := v.(*lease)
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
 	now := time.Now()
+	ls.mu.Lock()
 	if ls.remaining > 0 && now.Before(ls.expires) {
 		ls.remaining--
 		d := ls.last
 		d.Remaining += ls.remaining
+		if ls.remaining <= l.leaseSize/2 && l.leaseSize > 1 && !ls.refilling {
+			ls.refilling = true
+			go l.refill(key, ls)
+		}
+		ls.mu.Unlock()
 		return d, nil
 	}
 	if now.Before(ls.refusedUntil) {
 		d := ls.refusal
 		d.RetryAfter = ls.refusedUntil.Sub(now)
+		ls.mu.Unlock()
 		return d, nil
 	}
+	ls.mu.Unlock()
+
 	n := l.leaseSize
 	d, err := l.keyed.AllowN(ctx, key, n)
 	if err == nil && !d.Allowed && n > 1 {
 		n = 1
 		d, err = l.keyed.AllowN(ctx, key, 1)
 	}
-	if err != nil || !d.Allowed {
-		ls.remaining = 0
-		if err == nil {
-			ls.refusedUntil, ls.refusal = now.Add(d.RetryAfter), d
-		}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if err != nil {
 		return d, err
 	}
-	ls.remaining, ls.expires, ls.last = n-1, now.Add(leaseTTL), d
+	if !d.Allowed {
+		ls.refusedUntil, ls.refusal = now.Add(d.RetryAfter), d
+		return d, nil
+	}
+	ls.add(n-1, d, now)
 	d.Remaining += ls.remaining
 	return d, nil
+}
+
+// refill takes the next lease of a caller whose lease runs low.
+func (l *CallerLimiter) refill(key string, ls *lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	d, err := l.keyed.AllowN(ctx, key, l.leaseSize)
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.refilling = false
+	if err == nil && d.Allowed {
+		ls.add(l.leaseSize, d, time.Now())
+	}
+}
+
+// add puts n more places into the lease, which then lasts leaseTTL from now.
+func (ls *lease) add(n int, d quota.KeyedDecision, now time.Time) {
+	if !now.Before(ls.expires) {
+		ls.remaining = 0 // places of an ended lease are gone
+	}
+	ls.remaining += n
+	ls.expires, ls.last = now.Add(leaseTTL), d
 }
 
 func (l *CallerLimiter) failedOpen(c *gin.Context, err error) {

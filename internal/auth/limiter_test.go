@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,7 +208,7 @@ func TestCallerLimiterLeasesStayWithinTheLimit(t *testing.T) {
 		t.Fatalf("lease size = %d, want 10", got)
 	}
 	opts := redistest.New(t).Options()
-	var calls [2]int
+	var calls [2]atomic.Int64
 	var routers [2]*gin.Engine
 	for i := range routers {
 		rdb := redis.NewClient(opts)
@@ -222,16 +223,18 @@ func TestCallerLimiterLeasesStayWithinTheLimit(t *testing.T) {
 			admitted++
 		}
 	}
-	if admitted > 1000 || admitted < 1000-2*9 {
-		t.Errorf("admitted %d of 1200, want at most 1000 and at least 982", admitted)
+	// Each replica may end holding up to one and a half leases it did not spend (the lease in use
+	// and the one taken ahead of time).
+	if admitted > 1000 || admitted < 1000-2*15 {
+		t.Errorf("admitted %d of 1200, want at most 1000 and at least 970", admitted)
 	}
-	if total := calls[0] + calls[1]; total > 1200/10+40 {
+	if total := calls[0].Load() + calls[1].Load(); total > 1200/10+40 {
 		t.Errorf("%d Redis decisions for 1200 requests, want about one per lease of 10", total)
 	}
 }
 
 // countEvals counts the scripts a Redis client runs.
-type countEvals struct{ n *int }
+type countEvals struct{ n *atomic.Int64 }
 
 func (h countEvals) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h countEvals) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -240,7 +243,7 @@ func (h countEvals) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 func (h countEvals) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if name := cmd.Name(); name == "evalsha" || name == "eval" {
-			*h.n++
+			h.n.Add(1)
 		}
 		return next(ctx, cmd)
 	}

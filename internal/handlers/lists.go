@@ -3,12 +3,11 @@ package handlers
 import (
 	"context"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -43,131 +42,25 @@ type PageMeta struct {
 	Cache *CacheMeta `json:"cache,omitempty"`
 }
 
-// Contact is a WhatsApp contact as the gateway shows it.
-type Contact struct {
-	// ID is the contact's JID, its stable id: <phone>@s.whatsapp.net, <group>@g.us or an @lid id.
-	ID string `json:"id" example:"34657032985@s.whatsapp.net"`
-	// PhoneNumber is read from the JID; empty for @lid ids (which hide the number) and groups.
-	PhoneNumber string `json:"phoneNumber" example:"34657032985"`
-	// Name is the best name known: the address-book name, else the verified business name, else
-	// the name the contact set for themselves (notify); empty when there is none.
-	Name string `json:"name" example:"Lucía Martín"`
-	// IsGroup says the id is a group.
-	IsGroup bool `json:"isGroup" example:"false"`
-	// IsBusiness says WhatsApp shows a verified business name for the contact.
-	IsBusiness bool `json:"isBusiness" example:"false"`
-	// IsWhatsAppUser says the number is on WhatsApp (the upstream's isWAContact).
-	IsWhatsAppUser bool `json:"isWhatsAppUser" example:"true"`
-	// AvatarURL is the profile picture, when the upstream has one (it expires).
-	AvatarURL string `json:"avatarUrl,omitempty" example:"https://pps.whatsapp.net/v/t61.24694-24/123_n.jpg"`
-}
-
-// Chat is a conversation as the gateway shows it.
-type Chat struct {
-	// ID is the JID of the other party or the group; use it in the chat messages route.
-	ID           string       `json:"id" example:"34657032985@s.whatsapp.net"`
-	Name         string       `json:"name" example:"Lucía Martín"`
-	IsGroup      bool         `json:"isGroup" example:"false"`
-	UnreadCount  int          `json:"unreadCount" example:"2"`
-	MessageCount int          `json:"messageCount" example:"25"`
-	LastMessage  *LastMessage `json:"lastMessage"`
-}
-
-// LastMessage summarises a chat's latest message.
-type LastMessage struct {
-	Text   string     `json:"text" example:"¿Tenéis cita el jueves?"`
-	At     *time.Time `json:"at" example:"2026-11-28T09:58:00Z"`
-	FromMe bool       `json:"fromMe" example:"false"`
-}
-
-// Message is a WhatsApp message as the gateway shows it.
-type Message struct {
-	// ID is the WhatsApp message id when the upstream gives one (stable across sessions and
-	// webhooks), else the upstream's own id.
-	ID     string `json:"id" example:"3EB0C767D26A1D8B4E5F"`
-	ChatID string `json:"chatId" example:"34657032985@s.whatsapp.net"`
-	From   string `json:"from" example:"34657032985@s.whatsapp.net"`
-	To     string `json:"to" example:"34600111222@s.whatsapp.net"`
-	FromMe bool   `json:"fromMe" example:"false"`
-	// Type is text, image, video, audio, document, ... as the upstream says, lower case.
-	Type string `json:"type" example:"text"`
-	// Text is the body, or the caption of a media message.
-	Text string     `json:"text" example:"Hola, ¿tenéis cita el jueves?"`
-	At   *time.Time `json:"at" example:"2026-11-28T09:58:00Z"`
-	// Status is the delivery status as the upstream says, lower case (pending, sent, delivered, read, ...).
-	Status string `json:"status" example:"delivered"`
-}
-
-// ContactList is the answer of the contacts route.
+// ContactList is the answer of the contacts route: contacts in the same schema as the sync items
+// and the webhook events (syncjob.Contact).
 type ContactList struct {
-	Data []Contact `json:"data"`
-	Meta PageMeta  `json:"meta"`
+	Data []syncjob.Contact `json:"data"`
+	Meta PageMeta          `json:"meta"`
 }
 
-// ChatList is the answer of the chats route.
+// ChatList is the answer of the chats route: chats in the same schema as the sync items
+// (syncjob.Chat).
 type ChatList struct {
-	Data []Chat   `json:"data"`
-	Meta PageMeta `json:"meta"`
+	Data []syncjob.Chat `json:"data"`
+	Meta PageMeta       `json:"meta"`
 }
 
-// MessageList is the answer of the chat messages route.
+// MessageList is the answer of the chat messages route: messages in the same schema as the sync
+// items and the webhook events (syncjob.Message).
 type MessageList struct {
-	Data []Message `json:"data"`
-	Meta PageMeta  `json:"meta"`
-}
-
-// NormalizeContact turns an upstream contact into the gateway's.
-func NormalizeContact(c upstream.Contact) Contact {
-	name := c.Name
-	if name == "" {
-		name = c.VerifiedName
-	}
-	if name == "" {
-		name = c.Notify
-	}
-	return Contact{
-		ID:             c.ID,
-		PhoneNumber:    phoneFromJID(c.ID),
-		Name:           name,
-		IsGroup:        c.IsGroup || strings.HasSuffix(c.ID, "@g.us"),
-		IsBusiness:     c.VerifiedName != "",
-		IsWhatsAppUser: c.IsWAContact,
-		AvatarURL:      c.ImgURL,
-	}
-}
-
-// NormalizeChat turns an upstream chat into the gateway's.
-func NormalizeChat(ch upstream.Chat) Chat {
-	out := Chat{
-		ID:           ch.ChatID,
-		Name:         ch.Name,
-		IsGroup:      ch.IsGroup || strings.HasSuffix(ch.ChatID, "@g.us"),
-		UnreadCount:  ch.UnreadCount,
-		MessageCount: ch.MessageCount,
-	}
-	if m := ch.LastMessage; m != nil {
-		out.LastMessage = &LastMessage{Text: m.Body, At: timePtr(m.Timestamp), FromMe: m.FromMe}
-	}
-	return out
-}
-
-// NormalizeMessage turns an upstream message into the gateway's.
-func NormalizeMessage(m upstream.Message) Message {
-	id := m.WhatsappMessageID
-	if id == "" {
-		id = m.ID
-	}
-	return Message{
-		ID:     id,
-		ChatID: m.ChatID,
-		From:   m.From,
-		To:     m.To,
-		FromMe: m.FromMe,
-		Type:   strings.ToLower(m.Type),
-		Text:   m.Body,
-		At:     timePtr(m.Timestamp),
-		Status: strings.ToLower(m.Status),
-	}
+	Data []syncjob.Message `json:"data"`
+	Meta PageMeta          `json:"meta"`
 }
 
 // pageMeta describes a page the upstream answered for the parameters asked.
@@ -212,7 +105,7 @@ type listHandlers struct {
 // contacts godoc
 //
 //	@Summary		List contacts
-//	@Description	One page of the session's WhatsApp contacts, normalised: the JID as id, the phone number read from it (empty for @lid ids and groups), the best known name. The session must be connected (else 409 SESSION_NOT_CONNECTED, whose detail says how to reconnect). Unknown query parameters are refused.
+//	@Description	One page of the session's WhatsApp contacts, in the same schema as the sync items and the webhook events: id is the JID without its device part, @c.us rewritten as @s.whatsapp.net (the CRM upserts on it); idKind says what it is (phone, lid, group, other); phone is read from a phone JID (digits, country code first; absent for @lid ids and groups); name, pushName and verifiedName are the address-book name, the name the contact set and the verified business name. The session must be connected (else 409 SESSION_NOT_CONNECTED, whose detail says how to reconnect). Unknown query parameters are refused.
 //	@Tags			contacts
 //	@Produce		json
 //	@Security		ApiKey
@@ -249,13 +142,13 @@ func (h listHandlers) listContacts(c *gin.Context) {
 	}
 	meta := pageMeta(page, p)
 	meta.Cache = facts()
-	c.JSON(http.StatusOK, ContactList{Data: normalizeAll(page.Items, NormalizeContact), Meta: meta})
+	c.JSON(http.StatusOK, ContactList{Data: normalizeAll(page.Items, syncjob.NormalizeContact), Meta: meta})
 }
 
 // chats godoc
 //
 //	@Summary		List chats
-//	@Description	One page of the session's chats, the most recent first, each with its last message. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.
+//	@Description	One page of the session's chats, the most recent first, each with its last message (lastMessage and lastMessageAt are absent when the chat has none), in the same schema as the sync items: id is the JID without its device part, @c.us rewritten as @s.whatsapp.net, with its idKind and, for a phone JID, the phone. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.
 //	@Tags			chats
 //	@Produce		json
 //	@Security		ApiKey
@@ -291,13 +184,13 @@ func (h listHandlers) listChats(c *gin.Context) {
 	}
 	meta := pageMeta(page, p)
 	meta.Cache = facts()
-	c.JSON(http.StatusOK, ChatList{Data: normalizeAll(page.Items, NormalizeChat), Meta: meta})
+	c.JSON(http.StatusOK, ChatList{Data: normalizeAll(page.Items, syncjob.NormalizeChat), Meta: meta})
 }
 
 // chatMessages godoc
 //
 //	@Summary		List the messages of a chat
-//	@Description	One page of a chat's messages, the newest first. chatId is the chat's JID as the chats route gives it (…@s.whatsapp.net, …@g.us, …@lid; also …@c.us, …@broadcast, …@newsletter); a chat the session does not have gives an empty page. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.
+//	@Description	One page of a chat's messages, the newest first. chatId is the chat's JID as the chats route gives it (…@s.whatsapp.net, …@g.us, …@lid; also …@c.us, …@broadcast, …@newsletter); a chat the session does not have gives an empty page. Messages are in the same schema as the sync items and the webhook events: id is the WhatsApp message id ("upstream:<id>" when the upstream has none), unique within chatId; chatId, from and to are normalised like the chat ids; timestamp is RFC 3339 UTC. The session must be connected (else 409 SESSION_NOT_CONNECTED). Unknown query parameters are refused.
 //	@Tags			chats
 //	@Produce		json
 //	@Security		ApiKey
@@ -338,5 +231,6 @@ func (h listHandlers) listChatMessages(c *gin.Context) {
 	}
 	meta := pageMeta(page, p)
 	meta.Cache = facts()
-	c.JSON(http.StatusOK, MessageList{Data: normalizeAll(page.Items, NormalizeMessage), Meta: meta})
+	data := normalizeAll(page.Items, func(m upstream.Message) syncjob.Message { return syncjob.NormalizeMessage(chatID, m) })
+	c.JSON(http.StatusOK, MessageList{Data: data, Meta: meta})
 }

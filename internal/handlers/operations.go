@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Check is one readiness check. Run must return within its context's deadline.
@@ -107,4 +109,16 @@ func (o operations) readyz(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, ReadyStatus{Status: "ready", Checks: results})
+}
+
+// metrics godoc
+//
+//	@Summary		Prometheus metrics
+//	@Description	The gateway's metrics in the Prometheus text format: requests by route, status and caller; upstream requests, retries and breaker state; token logins, refreshes and seconds left; quota waits and rejections; cache hits; sync and webhook counters; Go runtime and process metrics.
+//	@Tags			operations
+//	@Produce		plain
+//	@Success		200	{string}	string	"Prometheus text exposition format"
+//	@Router			/metrics [get]
+func metricsHandler(reg *prometheus.Registry) gin.HandlerFunc {
+	return gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 }

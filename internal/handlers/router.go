@@ -9,7 +9,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	swaggerFiles "github.com/swaggo/files"
 	ginSwagger "github.com/swaggo/gin-swagger"
 
@@ -78,7 +77,7 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	ops := operations{readiness: d.Readiness, version: d.Version}
 	r.GET("/healthz", ops.healthz)
 	r.GET("/readyz", ops.readyz)
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})))
+	r.GET("/metrics", metricsHandler(d.Registry))
 
 	v1 := r.Group("/v1", d.Authenticate...)
 	sessions := sessionHandlers{src: d.Sessions}

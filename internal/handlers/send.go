@@ -13,6 +13,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/idempotency"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -39,10 +40,11 @@ type SendMessageRequest struct {
 	Text string `json:"text" example:"Hola, su cita está confirmada para el jueves a las 10:00."`
 }
 
-// MessageAnswer is the answer of the send route.
+// MessageAnswer is the answer of the send route: the message sent, in the same schema as the
+// chat messages route, the sync items and the webhook events (syncjob.Message).
 type MessageAnswer struct {
-	Data Message    `json:"data"`
-	Meta ObjectMeta `json:"meta"`
+	Data syncjob.Message `json:"data"`
+	Meta ObjectMeta      `json:"meta"`
 }
 
 type sendHandlers struct {
@@ -53,7 +55,7 @@ type sendHandlers struct {
 // send godoc
 //
 //	@Summary		Send a text message
-//	@Description	Sends a WhatsApp text message from the session. "to" is a phone number with its country code in any common format (spaces, dashes, dots, parentheses, a leading + or 00 are accepted; 8 to 15 digits) or a JID (@s.whatsapp.net, @g.us, @lid; @c.us is rewritten to @s.whatsapp.net); the answer's "to" is the JID it was sent to. The body must be JSON (Content-Type: application/json) with no other fields.
+//	@Description	Sends a WhatsApp text message from the session. "to" is a phone number with its country code in any common format (spaces, dashes, dots, parentheses, a leading + or 00 are accepted; 8 to 15 digits) or a JID (@s.whatsapp.net, @g.us, @lid; @c.us is rewritten to @s.whatsapp.net); the answer is the message in the schema of the chat messages route, its "to" the JID it was sent to. The body must be JSON (Content-Type: application/json) with no other fields.
 //	@Description	With an Idempotency-Key header (1 to 128 printable ASCII characters, a UUID for example) the send is safe to retry: a repeat with the same key and body, within 24 h, gets the first answer again with Idempotent-Replayed: true and sends nothing; a repeat that arrives while the first is still being sent waits for it; the same key with another body is 409 CONFLICT. A send that failed is not remembered, so a retry with its key sends.
 //	@Tags			messages
 //	@Accept			json
@@ -148,18 +150,13 @@ func checkSend(c *gin.Context, req SendMessageRequest) (string, bool) {
 	return to, true
 }
 
-// sentMessage is the answer of a send: the upstream's message, completed with what was asked.
-func sentMessage(m upstream.Message, to, text string) Message {
-	out := NormalizeMessage(m)
+// sentMessage is the answer of a send: the upstream's message, completed with what was asked
+// (to is the recipient's JID, also the chat's when the upstream names none).
+func sentMessage(m upstream.Message, to, text string) syncjob.Message {
+	out := syncjob.NormalizeMessage(to, m)
 	out.FromMe = true
-	if out.ChatID == "" {
-		out.ChatID = to
-	}
 	if out.To == "" {
 		out.To = to
-	}
-	if out.Type == "" {
-		out.Type = "text"
 	}
 	if out.Text == "" {
 		out.Text = text
@@ -167,8 +164,8 @@ func sentMessage(m upstream.Message, to, text string) Message {
 	if out.Status == "" {
 		out.Status = "pending"
 	}
-	if out.At == nil {
-		out.At = timePtr(time.Now())
+	if out.Timestamp == nil {
+		out.Timestamp = timePtr(time.Now())
 	}
 	return out
 }

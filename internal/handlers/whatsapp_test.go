@@ -22,6 +22,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/idempotency"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -420,47 +421,49 @@ func TestPageMeta(t *testing.T) {
 	}
 }
 
+// TestNormalizeItems pins the schema the list routes answer (the sync items' and the webhook
+// events', package syncjob).
 func TestNormalizeItems(t *testing.T) {
 	at := time.Date(2025, 11, 7, 13, 0, 0, 0, time.FixedZone("CET", 3600))
 	contacts := []struct {
 		in   upstream.Contact
-		want Contact
+		want syncjob.Contact
 	}{
 		{upstream.Contact{ID: "34657032985@s.whatsapp.net", Name: "Lucía", Notify: "Lu", IsWAContact: true},
-			Contact{ID: "34657032985@s.whatsapp.net", PhoneNumber: "34657032985", Name: "Lucía", IsWhatsAppUser: true}},
+			syncjob.Contact{ID: "34657032985@s.whatsapp.net", IDKind: syncjob.IDKindPhone, Type: "person", Phone: "34657032985", Name: "Lucía", PushName: "Lu", IsWhatsApp: true}},
 		{upstream.Contact{ID: "34657032985:12@s.whatsapp.net", VerifiedName: "Clínica Sol", Notify: "Sol"},
-			Contact{ID: "34657032985:12@s.whatsapp.net", PhoneNumber: "34657032985", Name: "Clínica Sol", IsBusiness: true}},
+			syncjob.Contact{ID: "34657032985@s.whatsapp.net", IDKind: syncjob.IDKindPhone, Type: "person", Phone: "34657032985", PushName: "Sol", VerifiedName: "Clínica Sol"}},
 		{upstream.Contact{ID: "123456789012345@lid", Notify: "Pepe"},
-			Contact{ID: "123456789012345@lid", Name: "Pepe"}},
+			syncjob.Contact{ID: "123456789012345@lid", IDKind: syncjob.IDKindLID, Type: "person", PushName: "Pepe"}},
 		{upstream.Contact{ID: "120363012345678901@g.us", Name: "Equipo"},
-			Contact{ID: "120363012345678901@g.us", Name: "Equipo", IsGroup: true}},
+			syncjob.Contact{ID: "120363012345678901@g.us", IDKind: syncjob.IDKindGroup, Type: "group", Name: "Equipo"}},
 		{upstream.Contact{ID: "34600111222@c.us"},
-			Contact{ID: "34600111222@c.us", PhoneNumber: "34600111222"}},
+			syncjob.Contact{ID: "34600111222@s.whatsapp.net", IDKind: syncjob.IDKindPhone, Type: "person", Phone: "34600111222"}},
 	}
 	for _, tc := range contacts {
-		if got := NormalizeContact(tc.in); got != tc.want {
+		if got := syncjob.NormalizeContact(tc.in); got != tc.want {
 			t.Errorf("NormalizeContact(%+v) = %+v, want %+v", tc.in, got, tc.want)
 		}
 	}
-	ch := NormalizeChat(upstream.Chat{ChatID: "120363@g.us", Name: "Equipo", UnreadCount: 2, MessageCount: 9,
+	ch := syncjob.NormalizeChat(upstream.Chat{ChatID: "120363@g.us", Name: "Equipo", UnreadCount: 2, MessageCount: 9,
 		LastMessage: &upstream.LastMessage{Body: "hola", Timestamp: at, FromMe: true}})
-	if !ch.IsGroup || ch.LastMessage == nil || ch.LastMessage.Text != "hola" || ch.LastMessage.At.Location() != time.UTC ||
+	if ch.Type != "group" || ch.LastMessage == nil || ch.LastMessage.Text != "hola" || ch.LastMessage.At.Location() != time.UTC ||
 		!ch.LastMessage.At.Equal(at) || !ch.LastMessage.FromMe || ch.UnreadCount != 2 || ch.MessageCount != 9 {
 		t.Errorf("NormalizeChat = %+v", ch)
 	}
-	if b, _ := json.Marshal(NormalizeChat(upstream.Chat{ChatID: "1@lid"})); !strings.Contains(string(b), `"lastMessage":null`) {
+	if b, _ := json.Marshal(syncjob.NormalizeChat(upstream.Chat{ChatID: "1@lid"})); strings.Contains(string(b), `"lastMessage"`) {
 		t.Errorf("a chat without last message = %s", b)
 	}
-	m := NormalizeMessage(upstream.Message{ID: "77", WhatsappMessageID: "3EB0AB", ChatID: "c", From: "f", To: "t",
+	m := syncjob.NormalizeMessage("", upstream.Message{ID: "77", WhatsappMessageID: "3EB0AB", ChatID: "c", From: "f", To: "t",
 		Type: "Image", Body: "cap", Timestamp: at, Status: "DELIVERED"})
-	if m.ID != "3EB0AB" || m.Type != "image" || m.Status != "delivered" || m.Text != "cap" || !m.At.Equal(at) {
+	if m.ID != "3EB0AB" || m.Type != "image" || m.Status != "delivered" || m.Text != "cap" || !m.Timestamp.Equal(at) {
 		t.Errorf("NormalizeMessage = %+v", m)
 	}
-	if m := NormalizeMessage(upstream.Message{ID: "77"}); m.ID != "77" || m.At != nil {
+	if m := syncjob.NormalizeMessage("", upstream.Message{ID: "77"}); m.ID != "upstream:77" || m.Timestamp != nil {
 		t.Errorf("NormalizeMessage without whatsappMessageId = %+v", m)
 	}
-	b, _ := json.Marshal(NormalizeMessage(upstream.Message{Timestamp: at}))
-	if !strings.Contains(string(b), `"at":"2025-11-07T12:00:00Z"`) {
+	b, _ := json.Marshal(syncjob.NormalizeMessage("", upstream.Message{Timestamp: at}))
+	if !strings.Contains(string(b), `"timestamp":"2025-11-07T12:00:00Z"`) {
 		t.Errorf("message time not RFC 3339 UTC: %s", b)
 	}
 }

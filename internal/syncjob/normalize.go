@@ -30,36 +30,58 @@ const (
 // it stays the same across upstream versions; the CRM upserts on it. Phone is the number derived
 // from a phone JID (digits, country code first, no "+"); @lid and group ids have none.
 type Contact struct {
-	ID           string `json:"id" example:"34657032985@s.whatsapp.net"`
-	IDKind       string `json:"idKind" enums:"phone,lid,group,other" example:"phone"`
-	Type         string `json:"type" enums:"person,group" example:"person"`
-	Phone        string `json:"phone,omitempty" example:"34657032985"`
-	Name         string `json:"name" example:"María Peña"`
-	PushName     string `json:"pushName" example:"María"`
+	// ID is the stable JID: <phone>@s.whatsapp.net, <n>@lid or <group>@g.us, without device part.
+	ID string `json:"id" example:"34657032985@s.whatsapp.net"`
+	// IDKind says what the id is: a phone JID, a linked id hiding the number, a group or other.
+	IDKind string `json:"idKind" enums:"phone,lid,group,other" example:"phone"`
+	// Type is person or group.
+	Type string `json:"type" enums:"person,group" example:"person"`
+	// Phone is read from a phone JID (digits, country code first, no "+"); absent otherwise.
+	Phone string `json:"phone,omitempty" example:"34657032985"`
+	// Name is the address-book name; empty when the contact is not saved.
+	Name string `json:"name" example:"María Peña"`
+	// PushName is the name the contact set for themselves (WhatsApp's notify name).
+	PushName string `json:"pushName" example:"María"`
+	// VerifiedName is the verified business name; empty for people and unverified businesses.
 	VerifiedName string `json:"verifiedName" example:""`
-	ImageURL     string `json:"imageUrl" example:""`
-	IsWhatsApp   bool   `json:"isWhatsApp" example:"true"`
+	// ImageURL is the profile picture when the upstream has one (it expires); empty otherwise.
+	ImageURL string `json:"imageUrl" example:"https://pps.whatsapp.net/v/t61.24694-24/123456_n.jpg"`
+	// IsWhatsApp says the number is on WhatsApp (the upstream's isWAContact).
+	IsWhatsApp bool `json:"isWhatsApp" example:"true"`
 }
 
 // Chat is the normalised schema of a synced chat. LastMessageAt is RFC 3339 UTC, absent when the
 // chat has no message.
 type Chat struct {
-	ID            string       `json:"id" example:"34657032985@s.whatsapp.net"`
-	IDKind        string       `json:"idKind" enums:"phone,lid,group,other" example:"phone"`
-	Type          string       `json:"type" enums:"individual,group" example:"individual"`
-	Phone         string       `json:"phone,omitempty" example:"34657032985"`
-	Name          string       `json:"name" example:"María Peña"`
-	UnreadCount   int          `json:"unreadCount" example:"2"`
-	MessageCount  int          `json:"messageCount" example:"31"`
-	LastMessageAt *time.Time   `json:"lastMessageAt,omitempty" example:"2025-11-07T11:58:00Z"`
-	LastMessage   *ChatSnippet `json:"lastMessage,omitempty"`
+	// ID is the stable JID of the other party or the group, without device part; use it in the
+	// chat messages route.
+	ID string `json:"id" example:"34657032985@s.whatsapp.net"`
+	// IDKind says what the id is: a phone JID, a linked id hiding the number, a group or other.
+	IDKind string `json:"idKind" enums:"phone,lid,group,other" example:"phone"`
+	// Type is individual or group.
+	Type string `json:"type" enums:"individual,group" example:"individual"`
+	// Phone is read from a phone JID (digits, country code first, no "+"); absent otherwise.
+	Phone string `json:"phone,omitempty" example:"34657032985"`
+	// Name is the chat's name: the contact's or the group's subject.
+	Name string `json:"name" example:"María Peña"`
+	// UnreadCount is the number of messages not read yet.
+	UnreadCount int `json:"unreadCount" example:"2"`
+	// MessageCount is the number of messages the upstream holds for the chat.
+	MessageCount int `json:"messageCount" example:"31"`
+	// LastMessageAt is the time of the last message, RFC 3339 UTC; absent when there is none.
+	LastMessageAt *time.Time `json:"lastMessageAt,omitempty" example:"2025-11-07T11:58:00Z"`
+	// LastMessage summarises the last message; absent when there is none.
+	LastMessage *ChatSnippet `json:"lastMessage,omitempty"`
 }
 
 // ChatSnippet is the summary of a chat's latest message.
 type ChatSnippet struct {
-	Text   string    `json:"text" example:"Recibido 👍"`
-	At     time.Time `json:"at" example:"2025-11-07T11:58:00Z"`
-	FromMe bool      `json:"fromMe" example:"false"`
+	// Text is the body or the caption.
+	Text string `json:"text" example:"Recibido 👍"`
+	// At is the message's time, RFC 3339 UTC.
+	At time.Time `json:"at" example:"2025-11-07T11:58:00Z"`
+	// FromMe says the session's own number sent it.
+	FromMe bool `json:"fromMe" example:"false"`
 }
 
 // Message is the normalised schema of a synced message.
@@ -69,25 +91,43 @@ type ChatSnippet struct {
 // (ChatID, ID). Type is the lower-case kind (text, image, audio, video, document, sticker, ...);
 // Text is the body or the caption; Media describes an attachment (the upstream lists no URL).
 type Message struct {
-	ID         string     `json:"id" example:"3EB0C431D5A3F2B1"`
-	UpstreamID string     `json:"upstreamId,omitempty" example:"48213"`
-	ChatID     string     `json:"chatId" example:"34657032985@s.whatsapp.net"`
-	ChatType   string     `json:"chatType" enums:"individual,group" example:"individual"`
-	From       string     `json:"from" example:"34657032985@s.whatsapp.net"`
-	FromPhone  string     `json:"fromPhone,omitempty" example:"34657032985"`
-	To         string     `json:"to" example:"34600000000@s.whatsapp.net"`
-	FromMe     bool       `json:"fromMe" example:"false"`
-	Type       string     `json:"type" example:"text"`
-	Text       string     `json:"text" example:"Hola, ¿qué tal?"`
-	Media      *Media     `json:"media,omitempty"`
-	Timestamp  *time.Time `json:"timestamp,omitempty" example:"2025-11-07T11:58:00Z"`
-	Status     string     `json:"status" example:"read"`
-	IsRead     bool       `json:"isRead" example:"true"`
+	// ID is WhatsApp's message id, or "upstream:<upstreamId>" when the upstream sent none; unique
+	// within its chat.
+	ID string `json:"id" example:"3EB0C431D5A3F2B1"`
+	// UpstreamID is the upstream's own database id of the message, when it sent one.
+	UpstreamID string `json:"upstreamId,omitempty" example:"48213"`
+	// ChatID is the stable JID of the chat (as the chats route gives it).
+	ChatID string `json:"chatId" example:"34657032985@s.whatsapp.net"`
+	// ChatType is individual or group.
+	ChatType string `json:"chatType" enums:"individual,group" example:"individual"`
+	// From is the sender's stable JID.
+	From string `json:"from" example:"34657032985@s.whatsapp.net"`
+	// FromPhone is the sender's phone number, when the sender is a phone JID.
+	FromPhone string `json:"fromPhone,omitempty" example:"34657032985"`
+	// To is the recipient's stable JID.
+	To string `json:"to" example:"34600000000@s.whatsapp.net"`
+	// FromMe says the session's own number sent it.
+	FromMe bool `json:"fromMe" example:"false"`
+	// Type is the lower-case kind: text, image, audio, video, document, sticker, ...
+	Type string `json:"type" example:"text"`
+	// Text is the body, or the caption of a media message.
+	Text string `json:"text" example:"Hola, ¿qué tal?"`
+	// Media describes the attachment of a message that is not text; absent for text.
+	Media *Media `json:"media,omitempty"`
+	// Timestamp is the message's time, RFC 3339 UTC; absent when the upstream gave none.
+	Timestamp *time.Time `json:"timestamp,omitempty" example:"2025-11-07T11:58:00Z"`
+	// Status is the lower-case delivery status as the upstream says it (pending, sent, delivered,
+	// read, ...).
+	Status string `json:"status" example:"read"`
+	// IsRead says the message was read.
+	IsRead bool `json:"isRead" example:"true"`
 }
 
 // Media describes a message's attachment: its kind and, for documents, the file name.
 type Media struct {
-	Kind     string `json:"kind" example:"document"`
+	// Kind is the message type of the attachment (image, audio, video, document, sticker, ...).
+	Kind string `json:"kind" example:"document"`
+	// FileName is a document's file name.
 	FileName string `json:"fileName,omitempty" example:"factura_2025_001.pdf"`
 }
 
