@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,15 +83,29 @@ type Key struct {
 	Name  string
 }
 
-// safePart is what a key part may hold unhashed.
-var safePart = regexp.MustCompile(`^[A-Za-z0-9_.:=@+-]{0,120}$`)
+// safePart reports whether s may be a key part unhashed: up to 120 of A-Z a-z 0-9 _ . : = @ + -
+// (a loop, not a regular expression: every cached read builds its key).
+func safePart(s string) bool {
+	if len(s) > 120 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_' || c == '.' || c == ':' || c == '=' || c == '@' || c == '+' || c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Part returns s when it is made of safe key characters (letters, digits, _ . : = @ + -, up to
 // 120 of them), and otherwise "#" and a hash of it, so that free text (a search term) or a
 // hostile id never appears in a Redis key and cannot break its hash tag. A hashed part cannot
 // equal an unhashed one ('#' is not a safe character).
 func Part(s string) string {
-	if safePart.MatchString(s) {
+	if safePart(s) {
 		return s
 	}
 	return "#" + Hash(s)

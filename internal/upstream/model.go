@@ -365,8 +365,12 @@ const (
 // StatusError: a state the gateway cannot interpret is not one it may call working, and callers
 // get a closed set of values.
 func NormalizeStatus(s string) string {
-	k := strings.ToLower(strings.TrimSpace(s))
-	k = strings.NewReplacer("-", "_", " ", "_").Replace(k)
+	switch s { // the common case: already canonical, nothing to allocate
+	case StatusPending, StatusConnecting, StatusConnected, StatusDisconnected, StatusQRCode,
+		StatusError, StatusRateLimited:
+		return s
+	}
+	k := statusSeparators.Replace(strings.ToLower(strings.TrimSpace(s)))
 	switch k {
 	case StatusPending, StatusConnecting, StatusConnected, StatusDisconnected, StatusQRCode,
 		StatusError, StatusRateLimited:
@@ -382,6 +386,9 @@ func NormalizeStatus(s string) string {
 	}
 	return StatusError
 }
+
+// statusSeparators turns the separators seen in status values into underscores.
+var statusSeparators = strings.NewReplacer("-", "_", " ", "_")
 
 func firstNonEmpty(a, b string) string {
 	if a != "" {
