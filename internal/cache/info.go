@@ -40,6 +40,10 @@ type Info struct {
 	Status Status
 	// Age is the time since the value was read from the upstream (0 for a miss).
 	Age time.Duration
+	// Stored is when the value answered was read from the upstream, for a value that came from
+	// the cache: with the read's key it names that version of the value, so a handler may reuse
+	// what it rendered from it. Zero for a miss, and when a request made several reads.
+	Stored time.Time
 }
 
 // MarshalJSON writes Info as meta.cache: {"status": "hit", "ageSeconds": 3}.
@@ -88,6 +92,11 @@ func (r *Recorder) record(i Info) {
 		r.info.Status = i.Status
 	}
 	r.info.Age = max(r.info.Age, i.Age)
+	if r.set {
+		r.info.Stored = time.Time{} // several reads: no single version
+	} else {
+		r.info.Stored = i.Stored
+	}
 	r.set = true
 }
 

@@ -351,7 +351,7 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 	now := rt.now()
 	if rt.subscribed.Load() {
 		if e, ok := rt.local.get(rk, now); ok {
-			info := Info{Status: StatusHit, Age: max(now.Sub(e.stored), 0)}
+			info := Info{Status: StatusHit, Age: max(now.Sub(e.stored), 0), Stored: e.stored}
 			rt.metrics.request(k.Kind, string(StatusHit))
 			record(ctx, info)
 			return e.value, e, nil
@@ -406,10 +406,10 @@ func (rt *ReadThrough) resolve(ctx context.Context, k Key, rk string, pol Policy
 		switch {
 		case now.Before(fresh):
 			rt.local.put(gen, rk, Part(k.Scope), e.Value, e.stored(), fresh, now)
-			return &result{value: e.Value, info: Info{Status: StatusHit, Age: max(now.Sub(e.stored()), 0)}}, nil
+			return &result{value: e.Value, info: Info{Status: StatusHit, Age: max(now.Sub(e.stored()), 0), Stored: e.stored()}}, nil
 		case now.Before(fresh.Add(pol.Revalidate)):
 			rt.revalidate(ctx, k, rk, pol, load)
-			return &result{value: e.Value, info: Info{Status: StatusStale, Age: now.Sub(e.stored())}}, nil
+			return &result{value: e.Value, info: Info{Status: StatusStale, Age: now.Sub(e.stored()), Stored: e.stored()}}, nil
 		case now.Before(fresh.Add(pol.StaleIfError)):
 			fallback = e
 		}
@@ -435,7 +435,7 @@ func (rt *ReadThrough) fill(ctx context.Context, k Key, rk string, pol Policy, l
 				rt.unlock(ctx, k, token)
 			}
 			rt.local.put(gen, rk, Part(k.Scope), cur.Value, cur.stored(), cur.freshUntil(), now)
-			info := Info{Status: StatusHit, Age: max(now.Sub(cur.stored()), 0)}
+			info := Info{Status: StatusHit, Age: max(now.Sub(cur.stored()), 0), Stored: cur.stored()}
 			if waited {
 				info = Info{Status: StatusMiss}
 			}
@@ -497,7 +497,7 @@ func (rt *ReadThrough) loadLocked(ctx context.Context, k Key, rk string, pol Pol
 }
 
 func (rt *ReadThrough) stale(e *entry) *result {
-	return &result{value: e.Value, info: Info{Status: StatusStale, Age: max(rt.now().Sub(e.stored()), 0)}}
+	return &result{value: e.Value, info: Info{Status: StatusStale, Age: max(rt.now().Sub(e.stored()), 0), Stored: e.stored()}}
 }
 
 // staleOnError says whether an upstream failure may be answered with a stale value: the upstream

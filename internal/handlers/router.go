@@ -6,6 +6,7 @@ package handlers
 import (
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,7 +81,7 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	r.GET("/metrics", metricsHandler(d.Registry))
 
 	v1 := r.Group("/v1", d.Authenticate...)
-	sessions := sessionHandlers{src: d.Sessions}
+	sessions := sessionHandlers{src: d.Sessions, rendered: &atomic.Pointer[renderedList]{}}
 	v1.GET("/sessions", d.Require("sessions:read"), sessions.list)
 	v1.GET("/sessions/:sessionId", d.Require("sessions:read"), sessions.get)
 	lifecycle := sessionLifecycle{connector: d.Connector, qr: d.QRCodes}

@@ -2,10 +2,12 @@ package handlers
 
 import (
 	"context"
+	"encoding/json"
 	"iter"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -74,8 +76,12 @@ func cacheFacts(c *gin.Context) (context.Context, func() *CacheMeta) {
 		if !ok {
 			return nil
 		}
-		return &CacheMeta{Status: string(info.Status), AgeSeconds: int64(info.Age / time.Second)}
+		return cacheMetaOf(info)
 	}
+}
+
+func cacheMetaOf(info cache.Info) *CacheMeta {
+	return &CacheMeta{Status: string(info.Status), AgeSeconds: int64(info.Age / time.Second)}
 }
 
 // SessionList is the answer of GET /v1/sessions.
@@ -160,7 +166,20 @@ func sessionFrom(s upstream.Session) Session {
 	return out
 }
 
-type sessionHandlers struct{ src SessionSource }
+type sessionHandlers struct {
+	src SessionSource
+	// rendered keeps the JSON of the last list answered from the cache, so that the hottest
+	// read of the API does not encode the same sessions again for every caller.
+	rendered *atomic.Pointer[renderedList]
+}
+
+// renderedList is the encoded data of a session list, valid for the cached version it was made
+// from (stored) and until a QR code shown as available expires.
+type renderedList struct {
+	stored time.Time
+	until  time.Time
+	data   []byte
+}
 
 // list godoc
 //
@@ -179,7 +198,7 @@ type sessionHandlers struct{ src SessionSource }
 //	@Failure		504	{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions [get]
 func (h sessionHandlers) list(c *gin.Context) {
-	ctx, facts := cacheFacts(c)
+	ctx, rec := cache.Track(c.Request.Context())
 	out := []Session{}
 	for s, err := range h.src.AllSessions(ctx, upstream.MaxLimit) {
 		if err != nil {
@@ -188,7 +207,46 @@ func (h sessionHandlers) list(c *gin.Context) {
 		}
 		out = append(out, sessionFrom(s))
 	}
-	c.JSON(http.StatusOK, SessionList{Data: out, Meta: ListMeta{Total: len(out), Cache: facts()}})
+	meta := ListMeta{Total: len(out)}
+	info, cached := rec.Info()
+	if cached {
+		meta.Cache = cacheMetaOf(info)
+	}
+	data, err := h.renderList(out, info, cached)
+	if err != nil {
+		middleware.Fail(c, err)
+		return
+	}
+	metaJSON, err := json.Marshal(meta)
+	if err != nil {
+		middleware.Fail(c, err)
+		return
+	}
+	body := make([]byte, 0, len(data)+len(metaJSON)+20)
+	body = append(append(append(append(body, `{"data":`...), data...), `,"meta":`...), metaJSON...)
+	c.Data(http.StatusOK, "application/json; charset=utf-8", append(body, '}'))
+}
+
+// renderList encodes the sessions, or reuses the encoding of the same cached version.
+func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool) ([]byte, error) {
+	now := time.Now()
+	if cached && !info.Stored.IsZero() && h.rendered != nil {
+		if r := h.rendered.Load(); r != nil && r.stored.Equal(info.Stored) && now.Before(r.until) {
+			return r.data, nil
+		}
+	}
+	data, err := json.Marshal(out)
+	if err != nil || !cached || info.Stored.IsZero() || h.rendered == nil {
+		return data, err
+	}
+	until := now.Add(time.Minute)
+	for _, s := range out {
+		if s.QR.Available && s.QR.ExpiresAt != nil && s.QR.ExpiresAt.Before(until) {
+			until = *s.QR.ExpiresAt
+		}
+	}
+	h.rendered.Store(&renderedList{stored: info.Stored, until: until, data: data})
+	return data, nil
 }
 
 // get godoc
