@@ -479,6 +479,220 @@ const docTemplate = `{
                 }
             }
         },
+        "/v1/admin/dead-letters": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Events the CRM events URL did not accept after every attempt (or refused with a 4xx), newest first.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "admin"
+                ],
+                "summary": "List dead letters",
+                "parameters": [
+                    {
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 1,
+                        "description": "Page, from 1",
+                        "name": "page",
+                        "in": "query"
+                    },
+                    {
+                        "maximum": 100,
+                        "minimum": 1,
+                        "type": "integer",
+                        "default": 50,
+                        "description": "Dead letters per page",
+                        "name": "limit",
+                        "in": "query"
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.DeadLetterList"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs admin",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "500": {
+                        "description": "INTERNAL",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/admin/dead-letters/replay-all": {
+            "post": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Queues every dead letter again, oldest first, each at the tail of its session's events.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "admin"
+                ],
+                "summary": "Replay every dead letter",
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.ReplayAllAnswer"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs admin",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "CONFLICT: events are not forwarded (CRM_EVENTS_URL is not set)",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "500": {
+                        "description": "INTERNAL",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
+        "/v1/admin/dead-letters/{eventId}/replay": {
+            "post": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Queues the event again, at the tail of its session's events (after those waiting), and removes it from the dead letters. It keeps its id, so a CRM that did receive it can ignore it.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "admin"
+                ],
+                "summary": "Replay a dead letter",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Event id (evt_ and 32 hex digits)",
+                        "name": "eventId",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.DeadLetterAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs admin",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "CONFLICT: events are not forwarded (CRM_EVENTS_URL is not set)",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "500": {
+                        "description": "INTERNAL",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
         "/v1/sessions": {
             "get": {
                 "security": [
@@ -1779,6 +1993,96 @@ const docTemplate = `{
                     }
                 }
             }
+        },
+        "/webhooks/inbox-hub": {
+            "post": {
+                "description": "The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, \"sha256=\" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status); the session id is taken from X-Webhook-Session, else the body's sessionId, else data.sessionId. A repeated event (the same whatsappMessageId, or the same delivery) is answered 202 with duplicate true and done nothing with; an unknown event name is answered 202 with ignored true. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.",
+                "consumes": [
+                    "application/json"
+                ],
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "webhooks"
+                ],
+                "summary": "Receive an Inbox Hub webhook",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "sha256=\u003chex HMAC-SHA256(secret, raw body)\u003e",
+                        "name": "X-Webhook-Signature",
+                        "in": "header",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Unix milliseconds of the delivery",
+                        "name": "X-Webhook-Timestamp",
+                        "in": "header",
+                        "required": true
+                    },
+                    {
+                        "type": "string",
+                        "description": "Event name (the body's event wins)",
+                        "name": "X-Webhook-Event",
+                        "in": "header"
+                    },
+                    {
+                        "type": "string",
+                        "description": "Session id (wins over the body's)",
+                        "name": "X-Webhook-Session",
+                        "in": "header"
+                    },
+                    {
+                        "description": "The upstream's payload, either shape",
+                        "name": "body",
+                        "in": "body",
+                        "required": true,
+                        "schema": {
+                            "type": "object"
+                        }
+                    }
+                ],
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.WebhookAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: not JSON, no or a malformed session id",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED: signature missing or wrong, timestamp missing or out of the window",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "413": {
+                        "description": "PAYLOAD_TOO_LARGE: over 256 KiB",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "500": {
+                        "description": "INTERNAL",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "WEBHOOKS_DISABLED: INBOXHUB_WEBHOOK_SECRET is not configured",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
         }
     },
     "definitions": {
@@ -1840,6 +2144,45 @@ const docTemplate = `{
                 },
                 "meta": {
                     "$ref": "#/definitions/handlers.PageMeta"
+                }
+            }
+        },
+        "handlers.DeadLetterAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/webhooks.DeadLetter"
+                }
+            }
+        },
+        "handlers.DeadLetterList": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "$ref": "#/definitions/webhooks.DeadLetter"
+                    }
+                },
+                "meta": {
+                    "$ref": "#/definitions/handlers.DeadLetterListMeta"
+                }
+            }
+        },
+        "handlers.DeadLetterListMeta": {
+            "type": "object",
+            "properties": {
+                "limit": {
+                    "type": "integer",
+                    "example": 50
+                },
+                "page": {
+                    "type": "integer",
+                    "example": 1
+                },
+                "total": {
+                    "type": "integer",
+                    "example": 3
                 }
             }
         },
@@ -1958,6 +2301,23 @@ const docTemplate = `{
                 "status": {
                     "type": "string",
                     "example": "ready"
+                }
+            }
+        },
+        "handlers.ReplayAllAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/handlers.ReplayAllResult"
+                }
+            }
+        },
+        "handlers.ReplayAllResult": {
+            "type": "object",
+            "properties": {
+                "replayed": {
+                    "type": "integer",
+                    "example": 12
                 }
             }
         },
@@ -2181,6 +2541,14 @@ const docTemplate = `{
                         "chats",
                         "messages"
                     ]
+                }
+            }
+        },
+        "handlers.WebhookAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/webhooks.Receipt"
                 }
             }
         },
@@ -2631,6 +2999,247 @@ const docTemplate = `{
                 "unchanged": {
                     "type": "integer",
                     "example": 60
+                }
+            }
+        },
+        "webhooks.Ack": {
+            "type": "object",
+            "properties": {
+                "chatId": {
+                    "type": "string",
+                    "example": "34657032985@s.whatsapp.net"
+                },
+                "level": {
+                    "type": "integer",
+                    "example": 3
+                },
+                "messageId": {
+                    "type": "string",
+                    "example": "3EB0C431D5A3F2B1"
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "error",
+                        "pending",
+                        "server",
+                        "delivered",
+                        "read",
+                        "played"
+                    ],
+                    "example": "read"
+                }
+            }
+        },
+        "webhooks.DeadLetter": {
+            "type": "object",
+            "properties": {
+                "attempts": {
+                    "description": "Attempts is how many times it was tried; LastError what the last attempt met.",
+                    "type": "integer",
+                    "example": 8
+                },
+                "event": {
+                    "description": "Event is the event as it was (and will be) sent.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/webhooks.Event"
+                        }
+                    ]
+                },
+                "failedAt": {
+                    "type": "string",
+                    "example": "2025-11-07T12:03:00Z"
+                },
+                "id": {
+                    "description": "ID is the event's id.",
+                    "type": "string",
+                    "example": "evt_3f0c2b7e8a11d5a3f2b1c431d5a3f2b1"
+                },
+                "lastError": {
+                    "type": "string",
+                    "example": "the events URL answered 503"
+                },
+                "sessionId": {
+                    "type": "string",
+                    "example": "demo_session"
+                },
+                "type": {
+                    "type": "string",
+                    "example": "message.received"
+                }
+            }
+        },
+        "webhooks.Event": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/webhooks.EventData"
+                },
+                "id": {
+                    "type": "string",
+                    "example": "evt_3f0c2b7e8a11d5a3f2b1c431d5a3f2b1"
+                },
+                "occurredAt": {
+                    "type": "string",
+                    "example": "2025-11-07T11:58:00Z"
+                },
+                "sessionId": {
+                    "type": "string",
+                    "example": "demo_session"
+                },
+                "source": {
+                    "description": "Source says who saw the event: the upstream's webhook, or the gateway's status poller (a\nchange no webhook reported).",
+                    "type": "string",
+                    "enum": [
+                        "webhook",
+                        "poller"
+                    ],
+                    "example": "webhook"
+                },
+                "type": {
+                    "type": "string",
+                    "enum": [
+                        "message.received",
+                        "message.sent",
+                        "message.ack",
+                        "session.connected",
+                        "session.disconnected",
+                        "session.qr",
+                        "session.updated",
+                        "contact.created",
+                        "contact.updated",
+                        "conversation.created",
+                        "conversation.updated"
+                    ],
+                    "example": "message.received"
+                }
+            }
+        },
+        "webhooks.EventData": {
+            "type": "object",
+            "properties": {
+                "ack": {
+                    "description": "Ack: message.ack.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/webhooks.Ack"
+                        }
+                    ]
+                },
+                "chat": {
+                    "description": "Chat: conversation.created and conversation.updated.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/syncjob.Chat"
+                        }
+                    ]
+                },
+                "contact": {
+                    "description": "Contact: contact.created and contact.updated.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/syncjob.Contact"
+                        }
+                    ]
+                },
+                "message": {
+                    "description": "Message: message.received, message.sent and message.ack (its status is the ack's).",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/syncjob.Message"
+                        }
+                    ]
+                },
+                "session": {
+                    "description": "Session: every session.* event.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/webhooks.SessionChange"
+                        }
+                    ]
+                }
+            }
+        },
+        "webhooks.EventQR": {
+            "type": "object",
+            "properties": {
+                "available": {
+                    "type": "boolean",
+                    "example": true
+                },
+                "expiresAt": {
+                    "type": "string",
+                    "example": "2025-11-07T11:59:00Z"
+                }
+            }
+        },
+        "webhooks.Receipt": {
+            "type": "object",
+            "properties": {
+                "duplicate": {
+                    "description": "Duplicate: the event had been received before; nothing was done again.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "eventId": {
+                    "description": "EventID is the event's id (\"\" when ignored).",
+                    "type": "string",
+                    "example": "evt_3f0c2b7e8a11d5a3f2b1c431d5a3f2b1"
+                },
+                "ignored": {
+                    "description": "Ignored: the event name is not one the gateway handles.",
+                    "type": "boolean",
+                    "example": false
+                },
+                "sessionId": {
+                    "description": "SessionID is the session the event is about.",
+                    "type": "string",
+                    "example": "demo_session"
+                },
+                "type": {
+                    "description": "Type is the normalised event type (\"\" when ignored).",
+                    "type": "string",
+                    "example": "message.received"
+                }
+            }
+        },
+        "webhooks.SessionChange": {
+            "type": "object",
+            "properties": {
+                "phoneNumber": {
+                    "type": "string",
+                    "example": "34657032985"
+                },
+                "previousStatus": {
+                    "description": "PreviousStatus is the status the gateway knew before (poller events only).",
+                    "type": "string",
+                    "example": "qr_pending"
+                },
+                "qr": {
+                    "description": "QR says a code is waiting to be scanned (session.qr): fetch it from GET\n/v1/sessions/{sessionId}/qr. The code itself is not forwarded.",
+                    "allOf": [
+                        {
+                            "$ref": "#/definitions/webhooks.EventQR"
+                        }
+                    ]
+                },
+                "reason": {
+                    "description": "Reason is why a session disconnected, as the upstream put it.",
+                    "type": "string",
+                    "example": "logout"
+                },
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "connected",
+                        "connecting",
+                        "qr_pending",
+                        "disconnected",
+                        "error",
+                        "rate_limited"
+                    ],
+                    "example": "connected"
                 }
             }
         }

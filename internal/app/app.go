@@ -26,6 +26,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
+	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
 // App is one gateway replica.
@@ -41,6 +42,9 @@ type App struct {
 	Cache *cache.CachedUpstream
 	// Sync runs "sync now" jobs (on asynq over the same Redis).
 	Sync *syncjob.Engine
+	// Webhooks receives the upstream's webhooks, forwards events to the CRM and polls session
+	// status (package webhooks).
+	Webhooks *webhooks.Service
 
 	handler http.Handler
 	closers []func()
@@ -130,6 +134,27 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		policies = *o.cachePolicies
 	}
 	a.Cache = cache.NewCachedUpstream(a.Upstream, readCache, policies, logger.With("component", "cache"))
+	a.Webhooks, err = webhooks.New(webhooks.Config{
+		Redis: a.Store.Client, Secret: cfg.WebhookSecret.Reveal(),
+		Cache: a.Cache, Sync: a.Sync, SyncOnConnect: cfg.Sync.OnConnect,
+		Sessions:  a.Upstream, // the poller reads live, never the cache
+		EventsURL: cfg.CRMEventsURL.Reveal(), SigningSecret: cfg.CRMSigningSecret.Reveal(),
+		Workers: cfg.Webhooks.Workers, DedupeTTL: cfg.Webhooks.DedupeTTL,
+		Attempts: cfg.Webhooks.EventAttempts, Backoff: cfg.Webhooks.EventBackoff, MaxBackoff: cfg.Webhooks.EventMaxBackoff,
+		PollInterval: cfg.Webhooks.PollInterval,
+		Registerer:   a.Registry, Logger: logger.With("component", "webhooks"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: %w", err)
+	}
+	// Closers run newest first: the webhook workers stop before the read cache and Redis close.
+	a.closers = append(a.closers, a.Webhooks.Shutdown)
+	if cfg.Webhooks.Workers > 0 {
+		if err := a.Webhooks.Start(); err != nil {
+			return nil, fmt.Errorf("webhook workers: %w", err)
+		}
+	}
+
 	relay := passthrough.New(a.Upstream,
 		passthrough.WithCache(readCache, passthrough.DefaultPolicy()),
 		passthrough.WithMaxBodyBytes(cfg.MaxBodyBytes),
@@ -162,6 +187,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Sender:         a.Cache, // sends invalidate the session's cached lists
 		Passthrough:    relay.Handle,
 		Sync:           a.Sync,
+		Webhooks:       a.Webhooks,
+		DeadLetters:    a.Webhooks,
 		Idempotency:    idempotency.New(a.Store.Client, idempotency.WithLogger(logger.With("component", "idempotency"))),
 	})
 	if err != nil {

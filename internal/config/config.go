@@ -52,6 +52,8 @@ type Config struct {
 
 	Sync SyncConfig
 
+	Webhooks WebhookConfig
+
 	WebhookSecret    Secret // INBOXHUB_WEBHOOK_SECRET
 	CRMSinkURL       Secret // CRM_SINK_URL: a URL may carry a token in its query
 	CRMEventsURL     Secret // CRM_EVENTS_URL
@@ -64,6 +66,16 @@ type SyncConfig struct {
 	ItemTTL   time.Duration // GATEWAY_SYNC_ITEM_TTL: how long a job's new and changed items are kept
 	SinkBatch int           // GATEWAY_SYNC_SINK_BATCH: items per batch pushed to CRM_SINK_URL
 	OnConnect bool          // GATEWAY_SYNC_ON_CONNECT: queue a sync when a session becomes connected
+}
+
+// WebhookConfig tunes webhooks in and events out (SPEC.md section 5).
+type WebhookConfig struct {
+	Workers         int           // GATEWAY_WEBHOOK_WORKERS: event tasks this replica runs at once; 0 = it neither processes, forwards nor polls
+	DedupeTTL       time.Duration // GATEWAY_WEBHOOK_DEDUPE_TTL: how long a received event is remembered against repeats
+	EventAttempts   int           // GATEWAY_EVENTS_MAX_ATTEMPTS: tries of an event before it becomes a dead letter
+	EventBackoff    time.Duration // GATEWAY_EVENTS_BACKOFF: first wait between tries (doubling, with jitter)
+	EventMaxBackoff time.Duration // GATEWAY_EVENTS_MAX_BACKOFF: longest wait between tries
+	PollInterval    time.Duration // GATEWAY_STATUS_POLL_INTERVAL: how often the leader replica polls session status
 }
 
 // Upstream is where Inbox Hub is and how the gateway may talk to it.
@@ -266,6 +278,13 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Sync.SinkBatch = r.integer("GATEWAY_SYNC_SINK_BATCH", 500, 1, 5000)
 	c.Sync.OnConnect = r.boolean("GATEWAY_SYNC_ON_CONNECT", true)
 
+	c.Webhooks.Workers = r.integer("GATEWAY_WEBHOOK_WORKERS", 8, 0, 256)
+	c.Webhooks.DedupeTTL = r.duration("GATEWAY_WEBHOOK_DEDUPE_TTL", 24*time.Hour)
+	c.Webhooks.EventAttempts = r.integer("GATEWAY_EVENTS_MAX_ATTEMPTS", 8, 1, 100)
+	c.Webhooks.EventBackoff = r.duration("GATEWAY_EVENTS_BACKOFF", time.Second)
+	c.Webhooks.EventMaxBackoff = r.duration("GATEWAY_EVENTS_MAX_BACKOFF", time.Minute)
+	c.Webhooks.PollInterval = r.duration("GATEWAY_STATUS_POLL_INTERVAL", 30*time.Second)
+
 	c.WebhookSecret = r.secret("INBOXHUB_WEBHOOK_SECRET", false)
 	c.CRMSinkURL = r.optionalURL("CRM_SINK_URL")
 	c.CRMEventsURL = r.optionalURL("CRM_EVENTS_URL")
@@ -314,6 +333,12 @@ func (c Config) LogValue() slog.Value {
 		slog.String("sync_item_ttl", c.Sync.ItemTTL.String()),
 		slog.Int("sync_sink_batch", c.Sync.SinkBatch),
 		slog.Bool("sync_on_connect", c.Sync.OnConnect),
+		slog.Int("webhook_workers", c.Webhooks.Workers),
+		slog.String("webhook_dedupe_ttl", c.Webhooks.DedupeTTL.String()),
+		slog.Int("events_max_attempts", c.Webhooks.EventAttempts),
+		slog.String("events_backoff", c.Webhooks.EventBackoff.String()),
+		slog.String("events_max_backoff", c.Webhooks.EventMaxBackoff.String()),
+		slog.String("status_poll_interval", c.Webhooks.PollInterval.String()),
 		slog.String("webhook_secret", c.WebhookSecret.String()),
 		slog.String("crm_sink_url", redactURL(c.CRMSinkURL.Reveal())),
 		slog.String("crm_events_url", redactURL(c.CRMEventsURL.Reveal())),

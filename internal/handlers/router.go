@@ -49,6 +49,11 @@ type Deps struct {
 	Passthrough gin.HandlerFunc
 	// Sync runs "sync now" (package syncjob); nil: the sync routes are not mounted.
 	Sync SyncJobs
+	// Webhooks receives POST /webhooks/inbox-hub (no caller authentication: the signature
+	// authenticates the upstream); nil: not mounted.
+	Webhooks WebhookReceiver
+	// DeadLetters serves the admin routes over the events the CRM did not accept; nil: not mounted.
+	DeadLetters DeadLetterAdmin
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
@@ -96,6 +101,12 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 
 	if d.Sync != nil {
 		registerSync(v1, d.Require, d.Sync)
+	}
+	if d.Webhooks != nil {
+		registerWebhooks(r, d.Webhooks)
+	}
+	if d.DeadLetters != nil {
+		registerDeadLetters(v1, d.Require, d.DeadLetters)
 	}
 
 	if d.Passthrough != nil {

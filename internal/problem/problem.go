@@ -37,6 +37,7 @@ const (
 	CodeUpstreamUnavailable     = "UPSTREAM_UNAVAILABLE"
 	CodeUpstreamTimeout         = "UPSTREAM_TIMEOUT"
 	CodeInternal                = "INTERNAL"
+	CodeWebhooksDisabled        = "WEBHOOKS_DISABLED"
 )
 
 // ContentType is the media type of every error answer.
@@ -208,6 +209,7 @@ var titles = map[string]string{
 	CodeUpstreamUnavailable:     "Upstream unavailable",
 	CodeUpstreamTimeout:         "Upstream timeout",
 	CodeInternal:                "Internal error",
+	CodeWebhooksDisabled:        "Webhooks disabled",
 }
 
 func title(code string) string {

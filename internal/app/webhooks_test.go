@@ -1,0 +1,356 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/sim"
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/webhooks"
+)
+
+const (
+	hookSecret = "app-test-webhook-secret-0123456789"
+	crmSecret  = "app-test-crm-signing-secret-012345"
+)
+
+// hookRelay is the webhook URL given to the simulator before the gateway exists: it passes each
+// delivery to the gateway's handler once set.
+type hookRelay struct {
+	target atomic.Pointer[http.Handler]
+	url    string
+}
+
+func newHookRelay(t *testing.T) *hookRelay {
+	t.Helper()
+	r := &hookRelay{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h := r.target.Load()
+		if h == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		(*h).ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + "/webhooks/inbox-hub"
+	return r
+}
+
+func (r *hookRelay) to(g *gateway) {
+	h := g.app.Handler()
+	r.target.Store(&h)
+}
+
+// crmEvents is the CRM's events receiver: it checks every delivery's signature and records the
+// events, or answers 503 while down.
+type crmEvents struct {
+	url    string
+	down   atomic.Bool
+	mu     sync.Mutex
+	events []webhooks.Event
+	bad    int
+}
+
+func newCRMEvents(t *testing.T) *crmEvents {
+	t.Helper()
+	k := &crmEvents{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if k.down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var ev webhooks.Event
+		ts := r.Header.Get(syncjob.HeaderTimestamp)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if !syncjob.Verify(crmSecret, ts, body, r.Header.Get(syncjob.HeaderSignature)) || json.Unmarshal(body, &ev) != nil {
+			k.bad++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		k.events = append(k.events, ev)
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	k.url = srv.URL + "/gateway-events"
+	return k
+}
+
+func (k *crmEvents) received() []webhooks.Event {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]webhooks.Event(nil), k.events...)
+}
+
+func (k *crmEvents) badDeliveries() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.bad
+}
+
+func (k *crmEvents) find(pred func(webhooks.Event) bool) (webhooks.Event, bool) {
+	for _, ev := range k.received() {
+		if pred(ev) {
+			return ev, true
+		}
+	}
+	return webhooks.Event{}, false
+}
+
+// sessionStatus is the status GET /v1/sessions/{id} answers.
+func (g *gateway) sessionStatus(t *testing.T, sid string) string {
+	t.Helper()
+	a := g.get(t, "/v1/sessions/"+sid)
+	if a.status != http.StatusOK {
+		t.Fatalf("GET session %s: %d %s", sid, a.status, a.body)
+	}
+	var ans struct {
+		Data struct {
+			Status string `json:"status"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(a.body), &ans); err != nil {
+		t.Fatal(err)
+	}
+	return ans.Data.Status
+}
+
+// isLeader reads poller_leader from the replica's /metrics.
+func (g *gateway) isLeader(t *testing.T) bool {
+	t.Helper()
+	a := g.request(t, http.MethodGet, "/metrics", nil, map[string]string{"X-API-Key": ""})
+	sc := bufio.NewScanner(strings.NewReader(a.body))
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "poller_leader ") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "poller_leader ")) == "1"
+		}
+	}
+	return false
+}
+
+func signedHook(body string, at time.Time) map[string]string {
+	mac := hmac.New(sha256.New, []byte(hookSecret))
+	mac.Write([]byte(body))
+	return map[string]string{"X-API-Key": "", "X-Webhook-Signature": "sha256=" + hex.EncodeToString(mac.Sum(nil)),
+		"X-Webhook-Timestamp": strconv.FormatInt(at.UnixMilli(), 10)}
+}
+
+// TestWebhooksKeepSessionStateCurrent: the simulator sends signed webhooks to the gateway; a QR
+// scanned and a session dropped show on GET /v1/sessions/{id} at once (the cached state, fresh for
+// 5 s, is dropped), and the connection queues the automatic sync.
+func TestWebhooksKeepSessionStateCurrent(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) {
+			creds := newCreds()
+			relay := newHookRelay(t)
+			s, simURL := startSim(t, creds, sim.Options{WebhookURL: relay.url, WebhookSecret: hookSecret, LegacyWebhooks: legacy})
+			g := startGateway(t, simURL, creds, redistest.URL(t), map[string]string{
+				"INBOXHUB_WEBHOOK_SECRET": hookSecret, "GATEWAY_SYNC_ON_CONNECT": "true"})
+			relay.to(g)
+
+			if st := g.sessionStatus(t, "sales_team"); st != "qr_pending" {
+				t.Fatalf("sales_team starts %q", st)
+			}
+			// A session.qr arrives every time the QR is renewed; scanning sends session.connected.
+			if err := s.ScanQR("sales_team"); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			eventually(t, time.Second, "the scanned session shows connected", func() bool {
+				return g.sessionStatus(t, "sales_team") == "connected"
+			})
+			t.Logf("connected visible after %s", time.Since(start).Round(time.Millisecond))
+			eventually(t, 3*time.Second, "the automatic sync queued", func() bool {
+				jobs, err := g.app.Sync.SessionJobs(context.Background(), "sales_team", 5)
+				return err == nil && len(jobs) == 1 && jobs[0].Trigger == syncjob.TriggerAuto
+			})
+
+			if err := s.SetSessionStatus("sales_team", "disconnected"); err != nil {
+				t.Fatal(err)
+			}
+			start = time.Now()
+			eventually(t, time.Second, "the dropped session shows disconnected", func() bool {
+				return g.sessionStatus(t, "sales_team") == "disconnected"
+			})
+			t.Logf("disconnected visible after %s", time.Since(start).Round(time.Millisecond))
+			if c := s.Counters(); c.WebhookFailures != 0 {
+				t.Errorf("%d webhook deliveries failed", c.WebhookFailures)
+			}
+		})
+	}
+}
+
+// TestEventsReachTheCRMInOrder: messages and session changes are forwarded to CRM_EVENTS_URL,
+// signed, in order per session; while the CRM is down they become dead letters, which an admin
+// lists and replays.
+func TestEventsReachTheCRMInOrder(t *testing.T) {
+	creds := newCreds()
+	relay := newHookRelay(t)
+	s, simURL := startSim(t, creds, sim.Options{WebhookURL: relay.url, WebhookSecret: hookSecret})
+	crm := newCRMEvents(t)
+	g := startGateway(t, simURL, creds, redistest.URL(t), map[string]string{
+		"INBOXHUB_WEBHOOK_SECRET": hookSecret, "GATEWAY_SYNC_ON_CONNECT": "false",
+		"CRM_EVENTS_URL": crm.url, "CRM_SIGNING_SECRET": crmSecret,
+		"GATEWAY_EVENTS_MAX_ATTEMPTS": "3", "GATEWAY_EVENTS_BACKOFF": "10ms", "GATEWAY_EVENTS_MAX_BACKOFF": "50ms"})
+	relay.to(g)
+
+	// From the simulator: five received messages, in the sync's message schema.
+	if err := s.AddMessages("demo_session", "34600111222@s.whatsapp.net", 5); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "five messages forwarded", func() bool { return len(crm.received()) == 5 })
+	for _, ev := range crm.received() {
+		if ev.Type != webhooks.TypeMessageReceived || ev.SessionID != "demo_session" || ev.Data.Message == nil ||
+			ev.Data.Message.ChatID != "34600111222@s.whatsapp.net" || ev.Data.Message.FromPhone != "34600111222" {
+			t.Fatalf("event %+v", ev)
+		}
+	}
+
+	// In order per session: forty deliveries over two sessions, interleaved, each sent once.
+	for i := range 20 {
+		for _, sid := range []string{"order_a", "order_b"} {
+			body := fmt.Sprintf(`{"event": "message.received", "data": {"sessionId": %q, "message": {"whatsappMessageId": "M%03d", "content": "n", "chatId": "34600111222@s.whatsapp.net"}}}`, sid, i)
+			if a := g.post(t, "/webhooks/inbox-hub", body, signedHook(body, time.Now())); a.status != http.StatusAccepted {
+				t.Fatalf("%d %s", a.status, a.body)
+			}
+		}
+	}
+	eventually(t, 5*time.Second, "forty more events", func() bool { return len(crm.received()) == 45 })
+	next := map[string]int{}
+	for _, ev := range crm.received()[5:] {
+		if want := fmt.Sprintf("M%03d", next[ev.SessionID]); ev.Data.Message.ID != want {
+			t.Fatalf("%s: got %s, want %s", ev.SessionID, ev.Data.Message.ID, want)
+		}
+		next[ev.SessionID]++
+	}
+
+	// The CRM goes down: the event is tried three times, then dead-lettered.
+	crm.down.Store(true)
+	if err := s.AddMessages("demo_session", "34600111222@s.whatsapp.net", 1); err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Data []webhooks.DeadLetter `json:"data"`
+		Meta struct{ Total int }   `json:"meta"`
+	}
+	eventually(t, 5*time.Second, "a dead letter listed", func() bool {
+		a := g.get(t, "/v1/admin/dead-letters")
+		return a.status == http.StatusOK && json.Unmarshal([]byte(a.body), &list) == nil && list.Meta.Total == 1
+	})
+	if d := list.Data[0]; d.Attempts != 3 || d.Type != webhooks.TypeMessageReceived {
+		t.Fatalf("%+v", d)
+	}
+	// Admin only.
+	if a := g.request(t, http.MethodGet, "/v1/admin/dead-letters", nil, map[string]string{"X-API-Key": readerKey}); a.status != http.StatusForbidden {
+		t.Fatalf("reader: %d %s", a.status, a.body)
+	}
+	if a := g.post(t, "/v1/admin/dead-letters/"+list.Data[0].ID+"/replay", "", map[string]string{"X-API-Key": readerKey}); a.status != http.StatusForbidden {
+		t.Fatalf("reader replay: %d %s", a.status, a.body)
+	}
+	// The CRM is back: the replay delivers it.
+	crm.down.Store(false)
+	if a := g.post(t, "/v1/admin/dead-letters/"+list.Data[0].ID+"/replay", "", nil); a.status != http.StatusAccepted {
+		t.Fatalf("replay: %d %s", a.status, a.body)
+	}
+	eventually(t, 3*time.Second, "the replayed event delivered", func() bool {
+		_, ok := crm.find(func(ev webhooks.Event) bool { return ev.ID == list.Data[0].ID })
+		return ok
+	})
+	if n := crm.badDeliveries(); n != 0 {
+		t.Errorf("%d deliveries failed the signature check", n)
+	}
+}
+
+// TestPollerReportsWhatWebhooksMissed: webhooks off in the simulator; of two replicas one polls,
+// it reports a session dropped within an interval, and when it shuts down the other takes over.
+func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{}) // no webhook URL: every webhook is "lost"
+	crm := newCRMEvents(t)
+	redisURL := redistest.URL(t)
+	const interval = 200 * time.Millisecond
+	extra := map[string]string{"INBOXHUB_WEBHOOK_SECRET": hookSecret, "GATEWAY_SYNC_ON_CONNECT": "false",
+		"CRM_EVENTS_URL": crm.url, "CRM_SIGNING_SECRET": crmSecret, "GATEWAY_STATUS_POLL_INTERVAL": interval.String()}
+	g1 := startGateway(t, simURL, creds, redisURL, extra)
+	g2 := startGateway(t, simURL, creds, redisURL, extra)
+	replicas := []*gateway{g1, g2}
+	leader := func() (*gateway, int) {
+		var l *gateway
+		n := 0
+		for _, g := range replicas {
+			if g.isLeader(t) {
+				l, n = g, n+1
+			}
+		}
+		return l, n
+	}
+	eventually(t, 3*time.Second, "one leader", func() bool { _, n := leader(); return n == 1 })
+	lead, _ := leader()
+	statusKey := webhooks.DefaultKeyPrefix + "status"
+	eventually(t, 3*time.Second, "the first poll recorded the statuses", func() bool {
+		st, err := g1.app.Store.Client.HGet(context.Background(), statusKey, "demo_session").Result()
+		return err == nil && st == "connected"
+	})
+	if st := g1.sessionStatus(t, "demo_session"); st != "connected" {
+		t.Fatalf("demo_session starts %q", st)
+	}
+
+	if err := s.SetSessionStatus("demo_session", "disconnected"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, 3*interval+time.Second, "the poller reports the drop", func() bool {
+		_, ok := crm.find(func(ev webhooks.Event) bool {
+			return ev.Type == webhooks.TypeSessionDisconnected && ev.SessionID == "demo_session" && ev.Source == webhooks.SourcePoller
+		})
+		return ok
+	})
+	t.Logf("session.disconnected from the poller after %s (interval %s)", time.Since(start).Round(time.Millisecond), interval)
+	if st := g1.sessionStatus(t, "demo_session"); st != "disconnected" {
+		t.Errorf("GET after the poller's event: %q", st)
+	}
+	for range 5 {
+		if _, n := leader(); n != 1 {
+			t.Fatalf("%d leaders", n)
+		}
+		time.Sleep(interval / 2)
+	}
+
+	// The leader shuts down; the other replica takes over and reports the next change.
+	lead.app.Close()
+	var other *gateway
+	for _, g := range replicas {
+		if g != lead {
+			other = g
+		}
+	}
+	start = time.Now()
+	eventually(t, 3*time.Second, "the standby leads", func() bool { return other.isLeader(t) })
+	t.Logf("takeover after %s", time.Since(start).Round(time.Millisecond))
+	if err := s.SetSessionStatus("demo_session", "connected"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*interval+time.Second, "the new leader reports the reconnection", func() bool {
+		_, ok := crm.find(func(ev webhooks.Event) bool {
+			return ev.Type == webhooks.TypeSessionConnected && ev.SessionID == "demo_session" && ev.Source == webhooks.SourcePoller
+		})
+		return ok
+	})
+}

@@ -1,0 +1,271 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+)
+
+// HeaderEventType names the event's type on a forwarded event (X-Gateway-Delivery holds its id).
+const HeaderEventType = "X-Gateway-Event"
+
+// forwarder drains session outboxes on this replica: at most one drainer per session fleet-wide
+// (the outbox lock), at most MaxDrainers here.
+type forwarder struct {
+	s       *Service
+	nudges  chan string
+	slots   chan struct{}
+	mu      sync.Mutex
+	running map[string]bool
+	wg      sync.WaitGroup
+}
+
+func newForwarder(s *Service) *forwarder {
+	return &forwarder{s: s, nudges: make(chan string, 1024), slots: make(chan struct{}, s.cfg.MaxDrainers),
+		running: map[string]bool{}}
+}
+
+// nudge asks for the session's outbox to be drained soon; it never blocks (the sweep catches what
+// a full channel drops).
+func (f *forwarder) nudge(sessionID string) {
+	select {
+	case f.nudges <- sessionID:
+	default:
+	}
+}
+
+// run starts drainers on nudges and, every SweepInterval, for every session with waiting events,
+// until ctx ends.
+func (f *forwarder) run(ctx context.Context) {
+	t := time.NewTicker(f.s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sid := <-f.nudges:
+			f.start(ctx, sid)
+		case <-t.C:
+			sids, err := f.s.cfg.Redis.SMembers(ctx, f.s.k.pending()).Result()
+			if err != nil {
+				if ctx.Err() == nil {
+					f.s.log.Warn("event forwarder: could not list the outboxes", "error", err.Error())
+				}
+				continue
+			}
+			for _, sid := range sids {
+				f.start(ctx, sid)
+			}
+		}
+	}
+}
+
+// wait returns once every drainer has stopped.
+func (f *forwarder) wait() { f.wg.Wait() }
+
+// start runs a drainer for the session if none runs here, a slot is free, and the outbox lock can
+// be taken.
+func (f *forwarder) start(ctx context.Context, sid string) {
+	f.mu.Lock()
+	if f.running[sid] {
+		f.mu.Unlock()
+		return
+	}
+	select {
+	case f.slots <- struct{}{}:
+	default:
+		f.mu.Unlock()
+		return // busy: the next sweep tries again
+	}
+	f.running[sid] = true
+	f.mu.Unlock()
+	done := func() {
+		f.mu.Lock()
+		delete(f.running, sid)
+		f.mu.Unlock()
+		<-f.slots
+	}
+	token := newToken()
+	ok, err := f.s.cfg.Redis.SetNX(ctx, f.s.k.outboxLock(sid), token, f.s.cfg.DrainLease).Result()
+	if err != nil || !ok {
+		done()
+		return
+	}
+	f.wg.Go(func() {
+		defer done()
+		f.drain(ctx, sid, token)
+	})
+}
+
+// drain delivers the session's events in outbox order until the outbox is empty, the lock is lost
+// or ctx ends. The lock is renewed meanwhile and released on the way out.
+func (f *forwarder) drain(parent context.Context, sid, token string) {
+	s := f.s
+	lock := s.k.outboxLock(sid)
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	var keeper sync.WaitGroup
+	keeper.Go(func() {
+		t := time.NewTicker(s.cfg.DrainLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n, err := extendScript.Run(ctx, s.cfg.Redis, []string{lock}, token, s.cfg.DrainLease.Milliseconds()).Int()
+				if err == nil && n == 0 {
+					s.log.Warn("event forwarder: lost the outbox lock", "sessionId", sid)
+					cancel()
+					return
+				}
+			}
+		}
+	})
+	released := false
+	defer func() {
+		cancel()
+		keeper.Wait()
+		if !released {
+			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = releaseScript.Run(rctx, s.cfg.Redis, []string{lock}, token).Err()
+			rcancel()
+		}
+	}()
+	outbox := s.k.outbox(sid)
+	for ctx.Err() == nil {
+		head, err := s.cfg.Redis.LIndex(ctx, outbox, 0).Result()
+		if errors.Is(err, redis.Nil) {
+			n, err := releaseIfEmptyScript.Run(ctx, s.cfg.Redis, []string{lock, outbox, s.k.pending()}, token, sid).Int()
+			if err != nil || n != 0 {
+				released = err == nil
+				return
+			}
+			continue // an event arrived meanwhile
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("event forwarder: could not read an outbox", "sessionId", sid, "error", err.Error())
+			}
+			return // the lock is released; the next sweep tries again
+		}
+		attempts, lastErr := f.deliver(ctx, head)
+		if ctx.Err() != nil {
+			return // stopped or lost the lock: the event stays at the head for the next drainer
+		}
+		deadID, record := "", ""
+		now := s.cfg.Clock()
+		if lastErr != nil {
+			deadID, record = deadLetterOf(head, sid, attempts, lastErr, now)
+		}
+		n, err := popScript.Run(ctx, s.cfg.Redis, []string{outbox, lock, s.k.dead(), s.k.deadIndex()},
+			token, head, deadID, record, now.UnixMilli(), s.cfg.MaxDeadLetters).Int()
+		if err != nil || n < 0 {
+			return
+		}
+		if deadID != "" && n == 1 {
+			s.m.dead.Inc()
+			s.log.Warn("event dead-lettered", "eventId", deadID, "sessionId", sid, "attempts", attempts,
+				"error", lastErr.Error())
+		}
+	}
+}
+
+// errRejected: the CRM refused the event for good (a 4xx other than 408, 425 and 429).
+var errRejected = errors.New("the events URL refused the event")
+
+// deliver posts one event until it is accepted (nil error), refused for good, or Attempts tries
+// failed; it returns the number of tries and the last error.
+func (f *forwarder) deliver(ctx context.Context, raw string) (int, error) {
+	s := f.s
+	var head struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal([]byte(raw), &head)
+	for attempt := 1; ; attempt++ {
+		retryAfter, err := f.post(ctx, []byte(raw), head.ID, head.Type)
+		if err == nil {
+			s.m.forwarded.WithLabelValues("delivered").Inc()
+			return attempt, nil
+		}
+		if ctx.Err() != nil {
+			return attempt, ctx.Err()
+		}
+		if errors.Is(err, errRejected) {
+			s.m.forwarded.WithLabelValues("rejected").Inc()
+			return attempt, err
+		}
+		s.m.forwarded.WithLabelValues("failed").Inc()
+		if attempt >= s.cfg.Attempts {
+			return attempt, err
+		}
+		wait := min(s.cfg.Backoff<<min(attempt-1, 20), s.cfg.MaxBackoff)
+		wait = rand.N(wait + 1) // full jitter
+		if retryAfter > 0 {
+			wait = min(max(wait, retryAfter), s.cfg.MaxBackoff)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return attempt, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// post sends one event, signed as the sync batches are; it returns the wait the CRM asked for.
+func (f *forwarder) post(ctx context.Context, body []byte, id, typ string) (time.Duration, error) {
+	s := f.s
+	ts := strconv.FormatInt(s.cfg.Clock().Unix(), 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.EventsURL, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", errRejected, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "inboxhub-gateway-events")
+	req.Header.Set(syncjob.HeaderTimestamp, ts)
+	req.Header.Set(syncjob.HeaderSignature, syncjob.Sign(s.cfg.SigningSecret, ts, body))
+	req.Header.Set(syncjob.HeaderDelivery, id)
+	req.Header.Set(HeaderEventType, typ)
+	resp, err := s.cfg.Client.Do(req)
+	if err != nil {
+		// The URL may carry a token in its query: say what failed without it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return 0, fmt.Errorf("post failed: %v", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	switch code := resp.StatusCode; {
+	case code >= 200 && code < 300:
+		return 0, nil
+	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500:
+		return retryAfterOf(resp.Header.Get("Retry-After")), fmt.Errorf("the events URL answered %d", code)
+	default:
+		return 0, fmt.Errorf("%w: it answered %d", errRejected, code)
+	}
+}
+
+func retryAfterOf(v string) time.Duration {
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 0
+}

@@ -1,0 +1,428 @@
+package webhooks
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
+)
+
+// ErrInvalid is matched (errors.Is) by every *InvalidError: the delivery is malformed.
+var ErrInvalid = errors.New("webhooks: invalid delivery")
+
+// InvalidError says which part of a delivery is malformed; it is answered 400 naming Field.
+type InvalidError struct {
+	Field   string
+	Message string
+}
+
+func (e *InvalidError) Error() string { return "webhooks: invalid " + e.Field + ": " + e.Message }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(field, msg string) error { return &InvalidError{Field: field, Message: msg} }
+
+// Parsed is a delivery read into the event schema.
+type Parsed struct {
+	// Event is the normalised event; its Type is empty when Ignored.
+	Event Event
+	// RawEvent is the event name as the upstream sent it.
+	RawEvent string
+	// Ignored: the event name is none the gateway knows (it is acknowledged and dropped).
+	Ignored bool
+	// Identity is what makes the event unique (its dedupe key and the source of Event.ID): the
+	// session and whatsappMessageId for messages (and the ack level for acks), else the event
+	// name, session, timestamp and a hash of the body.
+	Identity string
+}
+
+// sessionIDPattern is a valid string session id (SPEC.md section 3).
+var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{3,100}$`)
+
+// ValidSessionID reports whether id is a well-formed string session id.
+func ValidSessionID(id string) bool { return sessionIDPattern.MatchString(id) }
+
+// Parse reads a webhook body, in either payload shape of the upstream, into an Event.
+//
+// Shapes: the current one, {"event": "message.received", "data": {"sessionId", "message": {...}}},
+// and the older one, {"event": "message", "sessionId", "data": {"id": {"_serialized"}, "body",
+// "from": "...@c.us", "fromMe", "hasMedia", "timestamp"}, "timestamp"}. The event name is the
+// body's (which the signature covers), else headerEvent; the session id is headerSession, else the
+// body's top-level sessionId, else data.sessionId, and must be a valid id. sentAt is the delivery's
+// X-Webhook-Timestamp; it becomes the event's OccurredAt. Unknown event names give Ignored.
+func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Parsed, error) {
+	var top object
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return Parsed{}, invalid("body", "must be a JSON object")
+	}
+	data, ok := top.obj("data")
+	if !ok {
+		if raw, present := top["data"]; present && !isNull(raw) {
+			return Parsed{}, invalid("data", "must be a JSON object")
+		}
+		data = object{}
+	}
+	name := top.str("event")
+	if name == "" {
+		name = strings.TrimSpace(headerEvent)
+	}
+	if name == "" {
+		return Parsed{}, invalid("event", "missing: neither the body's event nor X-Webhook-Event names the event")
+	}
+	name = truncate(name, 100)
+	msg, isMsgObj := data.obj("message")
+	if !isMsgObj {
+		msg = data // the older shape: data is the message itself
+	}
+	typ := eventType(strings.ToLower(name), data, msg)
+	p := Parsed{RawEvent: name}
+	if typ == "" {
+		p.Ignored = true
+		return p, nil
+	}
+	sid, err := sessionIDOf(headerSession, top, data)
+	if err != nil {
+		return Parsed{}, err
+	}
+	ev := Event{Type: typ, SessionID: sid, OccurredAt: sentAt.UTC(), Source: SourceWebhook}
+	identity := ""
+	switch typ {
+	case TypeMessageReceived, TypeMessageSent:
+		m := parseMessage(typ, msg, msgRaw(data, msg, isMsgObj))
+		ev.Data.Message = &m
+		if m.ID != "" {
+			identity = typ + "|" + sid + "|" + m.ID
+		}
+	case TypeMessageAck:
+		m := parseMessage(typ, msg, msgRaw(data, msg, isMsgObj))
+		level := ackLevel(msg, data)
+		ack := Ack{MessageID: m.ID, ChatID: m.ChatID, Level: level, Status: ackStatus(level)}
+		m.Status = ack.Status
+		ev.Data.Message, ev.Data.Ack = &m, &ack
+		if m.ID != "" {
+			identity = typ + "|" + sid + "|" + m.ID + "|" + strconv.Itoa(level)
+		}
+	case TypeContactCreated, TypeContactUpdated:
+		c := parseContact(data)
+		ev.Data.Contact = &c
+	case TypeConversationCreated, TypeConversationUpdated:
+		c := parseChat(data)
+		ev.Data.Chat = &c
+	default: // session.*
+		ev.Data.Session = parseSession(typ, data)
+	}
+	if identity == "" {
+		sum := sha256.Sum256(body)
+		identity = "raw|" + typ + "|" + sid + "|" + strconv.FormatInt(sentAt.UnixMilli(), 10) + "|" + hex.EncodeToString(sum[:])
+	}
+	ev.ID = eventID(identity)
+	p.Event, p.Identity = ev, identity
+	return p, nil
+}
+
+// eventType maps an upstream event name (lower case) to an event type, "" when unknown. The
+// older names are read through their data: message (received or sent by fromMe), message_status
+// (an ack) and session_status (by its status).
+func eventType(name string, data, msg object) string {
+	switch name {
+	case TypeMessageReceived, TypeMessageSent, TypeMessageAck, TypeSessionConnected, TypeSessionDisconnected,
+		TypeSessionQR, TypeContactCreated, TypeContactUpdated, TypeConversationCreated, TypeConversationUpdated:
+		return name
+	case "message":
+		if msg.boolean("fromMe") {
+			return TypeMessageSent
+		}
+		return TypeMessageReceived
+	case "message_status", "message_ack":
+		return TypeMessageAck
+	case "session_status":
+		return sessionEventType(SessionStatus(data.str("status")))
+	}
+	return ""
+}
+
+// sessionIDOf finds the session id: the header, else the top level, else data; the first one
+// present must be valid.
+func sessionIDOf(header string, top, data object) (string, error) {
+	candidates := []struct{ field, value string }{
+		{"X-Webhook-Session", strings.TrimSpace(header)},
+		{"sessionId", top.str("sessionId")},
+		{"data.sessionId", data.str("sessionId")},
+	}
+	for _, c := range candidates {
+		if c.value == "" {
+			continue
+		}
+		if !ValidSessionID(c.value) {
+			return "", invalid(c.field, "must be 3 to 100 characters of A-Z, a-z, 0-9, _ and -")
+		}
+		return c.value, nil
+	}
+	return "", invalid("sessionId", "missing: the session id is in none of X-Webhook-Session, sessionId, data.sessionId")
+}
+
+// msgRaw returns the JSON of the message object (data.message, or data in the older shape).
+func msgRaw(data, msg object, isMsgObj bool) json.RawMessage {
+	if isMsgObj {
+		return data["message"]
+	}
+	b, _ := json.Marshal(msg)
+	return b
+}
+
+// parseMessage reads a message in either shape into the sync schema. The older shape's id is
+// WhatsApp's serialized id "<fromMe>_<chat JID>_<message id>", which gives the chat and the id.
+func parseMessage(typ string, msg object, raw json.RawMessage) syncjob.Message {
+	var um upstream.Message
+	_ = json.Unmarshal(raw, &um) // tolerant: unreadable fields stay empty
+	if um.WhatsappMessageID == "" {
+		um.WhatsappMessageID = msg.str("messageId", "msgId")
+	}
+	if um.WhatsappMessageID == "" && um.ID != "" {
+		// No whatsappMessageId: id is WhatsApp's own (older shape), not the upstream's database id.
+		fromMe, chat, id, ok := splitSerialized(um.ID)
+		if ok {
+			um.WhatsappMessageID = id
+			if um.ChatID == "" {
+				um.ChatID = chat
+			}
+			if _, given := msg["fromMe"]; !given {
+				um.FromMe = fromMe
+			}
+		} else {
+			um.WhatsappMessageID = um.ID
+		}
+		um.ID = ""
+	}
+	if typ == TypeMessageSent {
+		um.FromMe = true
+	}
+	if um.ChatID == "" {
+		if um.FromMe {
+			um.ChatID = um.To
+		} else {
+			um.ChatID = um.From
+		}
+	}
+	if um.Type == "" && (msg.boolean("hasMedia") || msg.boolean("has_attachment")) {
+		um.Type = "media"
+	}
+	return syncjob.NormalizeMessage(um.ChatID, um)
+}
+
+// splitSerialized reads "<true|false>_<chat JID>_<message id>[_<participant>]".
+func splitSerialized(s string) (fromMe bool, chat, id string, ok bool) {
+	parts := strings.Split(s, "_")
+	if len(parts) < 3 || (parts[0] != "true" && parts[0] != "false") || !strings.Contains(parts[1], "@") || parts[2] == "" {
+		return false, "", "", false
+	}
+	return parts[0] == "true", parts[1], parts[2], true
+}
+
+// ackLevel reads the ack of a message.ack: a number (0 pending, 1 server, 2 delivered, 3 read,
+// 4 played, -1 error) or a word, in the message or in data; 0 when absent.
+func ackLevel(msg, data object) int {
+	for _, o := range []object{msg, data} {
+		for _, k := range []string{"ack", "status"} {
+			v := o.str(k)
+			if v == "" {
+				continue
+			}
+			if n, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(n) {
+				return min(max(int(n), -1), 4)
+			}
+			switch strings.ToLower(v) {
+			case "error", "failed":
+				return -1
+			case "pending", "clock":
+				return 0
+			case "server", "sent", "server_ack":
+				return 1
+			case "delivered", "delivery", "delivery_ack":
+				return 2
+			case "read":
+				return 3
+			case "played":
+				return 4
+			}
+		}
+	}
+	return 0
+}
+
+func ackStatus(level int) string {
+	switch level {
+	case -1:
+		return "error"
+	case 1:
+		return "server"
+	case 2:
+		return "delivered"
+	case 3:
+		return "read"
+	case 4:
+		return "played"
+	}
+	return "pending"
+}
+
+// parseContact reads data.contact (or data) into the sync schema.
+func parseContact(data object) syncjob.Contact {
+	o, ok := data.obj("contact")
+	if !ok {
+		o = data
+	}
+	raw, _ := json.Marshal(o)
+	var c upstream.Contact
+	_ = json.Unmarshal(raw, &c)
+	if c.ID == "" {
+		c.ID = o.str("jid", "contactId")
+	}
+	return syncjob.NormalizeContact(c)
+}
+
+// parseChat reads data.conversation, data.chat (or data) into the sync schema.
+func parseChat(data object) syncjob.Chat {
+	o, ok := data.obj("conversation")
+	if !ok {
+		if o, ok = data.obj("chat"); !ok {
+			o = data
+		}
+	}
+	raw, _ := json.Marshal(o)
+	var c upstream.Chat
+	_ = json.Unmarshal(raw, &c)
+	return syncjob.NormalizeChat(c)
+}
+
+// parseSession reads a session event's data.
+func parseSession(typ string, data object) *SessionChange {
+	sc := &SessionChange{Reason: truncate(data.str("reason"), 200)}
+	switch typ {
+	case TypeSessionConnected:
+		sc.Status = StatusConnected
+	case TypeSessionDisconnected:
+		sc.Status = StatusDisconnected
+	case TypeSessionQR:
+		sc.Status = StatusQRPending
+	default:
+		sc.Status = SessionStatus(data.str("status"))
+	}
+	if phone := data.str("phoneNumber", "phone"); phone != "" {
+		if _, kind, p := syncjob.NormalizeJID(phone); kind == syncjob.IDKindPhone {
+			phone = p
+		}
+		sc.PhoneNumber = truncate(phone, 64)
+	}
+	if typ == TypeSessionQR {
+		sc.QR = &EventQR{Available: true}
+		if t, ok := parseTime(data.str("expiresAt", "qrCodeExpiresAt")); ok {
+			sc.QR.ExpiresAt = &t
+		}
+	}
+	return sc
+}
+
+// parseTime reads RFC 3339, or Unix seconds (milliseconds when too large to be seconds).
+func parseTime(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+		if n > 1e11 {
+			return time.UnixMilli(n).UTC(), true
+		}
+		return time.Unix(n, 0).UTC(), true
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), true
+	}
+	return time.Time{}, false
+}
+
+// object is a JSON object read field by field, tolerant of the types the upstream varies.
+type object map[string]json.RawMessage
+
+// obj returns member k when it is a JSON object.
+func (o object) obj(k string) (object, bool) {
+	raw, ok := o[k]
+	if !ok {
+		return nil, false
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, false
+	}
+	var out object
+	if json.Unmarshal(raw, &out) != nil || out == nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// str returns the first of keys present as a non-empty string, number or boolean (as text), or an
+// id object's _serialized.
+func (o object) str(keys ...string) string {
+	for _, k := range keys {
+		if s := flexString(o[k]); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// boolean reads true, 1, "true" or "1" as true.
+func (o object) boolean(k string) bool {
+	s := strings.ToLower(flexString(o[k]))
+	return s == "true" || s == "1"
+}
+
+func flexString(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return strings.TrimSpace(s)
+	case '{':
+		var o struct {
+			Serialized string `json:"_serialized"`
+		}
+		if json.Unmarshal(raw, &o) != nil {
+			return ""
+		}
+		return strings.TrimSpace(o.Serialized)
+	case '[', 'n':
+		return ""
+	}
+	return string(raw)
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// truncate shortens s to at most n bytes without splitting a character.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

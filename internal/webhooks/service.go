@@ -1,0 +1,660 @@
+// Package webhooks is "webhooks in, events out" (SPEC.md section 5): it receives Inbox Hub's
+// webhooks, keeps the gateway's view of each session current, forwards a normalised event stream
+// to the CRM, and polls session status so that a lost webhook costs at most one interval.
+//
+// In: Receive verifies a delivery (X-Webhook-Signature, an HMAC-SHA256 of the raw body under
+// INBOXHUB_WEBHOOK_SECRET, compared in constant time; X-Webhook-Timestamp within MaxAge in the past
+// and MaxFuture in the future), parses either payload shape into an Event (see Parse), and accepts
+// it once: one Redis script claims the event's dedupe key (SET NX with DedupeTTL; the key is the
+// event id, derived from whatsappMessageId for messages), records a session's new status and
+// appends the event to its session's outbox. A session event then drops the session's cached
+// reads at once (so that the next GET /v1/sessions/{id} reads the new state), and an asynq task is
+// queued (queue DefaultQueue) for the rest of the work: the cache of the session's lists for other
+// events, and the automatic sync when a session connects. The webhook is answered within
+// milliseconds.
+//
+// Out: when EventsURL is set, every replica that runs workers forwards outboxes. One drainer per
+// session at a time, fleet-wide (a lock in Redis with a lease renewed while it works), delivers the
+// session's events one by one in outbox order, signed like the sync batches (syncjob.Sign), each
+// retried with exponential backoff and full jitter and moved to the dead letters after Attempts
+// tries (at once when the CRM refuses it with a 4xx other than 408, 425 and 429). A drainer that
+// dies leaves its lock to expire; every replica sweeps the sessions with waiting events every
+// SweepInterval, so another one resumes. An event whose answer was lost may be delivered twice:
+// its id is stable, for the CRM to ignore repeats. Dead letters are listed and replayed by the
+// admin routes; a replayed event goes to the tail of its session's outbox.
+//
+// Poller: one replica at a time (a leader lease in Redis, renewed while held and released on
+// shutdown) lists every session each PollInterval with a background-priority context and, for
+// every status that differs from the last one known (kept per session in Redis, written by
+// webhooks too), emits the session event through the same pipeline.
+//
+// Redis layout (prefix DefaultKeyPrefix, one Cluster slot):
+//
+//	seen:{eventId}          string with a TTL: the event was accepted (dedupe)
+//	status                  hash: session id -> last known status (connected, qr_pending, ...)
+//	outbox:{sid}            list of event JSON, oldest first: the session's events not yet delivered
+//	outbox:{sid}:lock       string with a lease: the drainer of the session's outbox
+//	outbox-pending          set of session ids whose outbox may hold events
+//	dead                    hash: event id -> dead letter record (JSON)
+//	dead-index              sorted set of event ids by the time they failed
+//	poller-leader           string with a lease: the replica that polls
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/upstream"
+)
+
+// CacheInvalidator drops a session's cached reads fleet-wide (*cache.CachedUpstream).
+type CacheInvalidator interface {
+	Invalidate(ctx context.Context, sessionID string) error
+}
+
+// SyncQueue queues the automatic sync of a session that just connected (*syncjob.Engine); it
+// returns the session's running job instead when there is one.
+type SyncQueue interface {
+	Enqueue(ctx context.Context, sessionID string, req syncjob.Request) (syncjob.Job, bool, error)
+}
+
+// SessionLister lists every session live from the upstream (*upstream.Client, not the cache).
+type SessionLister interface {
+	AllSessions(ctx context.Context, limit int) iter.Seq2[upstream.Session, error]
+}
+
+// Defaults of Config.
+const (
+	DefaultQueue          = "gateway-webhooks"
+	DefaultWorkers        = 8
+	DefaultMaxBodyBytes   = 256 << 10
+	DefaultMaxAge         = 5 * time.Minute
+	DefaultMaxFuture      = time.Minute
+	DefaultDedupeTTL      = 24 * time.Hour
+	DefaultAttempts       = 8
+	DefaultBackoff        = time.Second
+	DefaultMaxBackoff     = time.Minute
+	DefaultDeliverTimeout = 10 * time.Second
+	DefaultDrainLease     = 30 * time.Second
+	DefaultSweepInterval  = time.Second
+	DefaultMaxDrainers    = 64
+	DefaultMaxDeadLetters = 10000
+	DefaultPollInterval   = 30 * time.Second
+	DefaultLeaderLease    = 15 * time.Second
+	DefaultTaskCheck      = 200 * time.Millisecond
+	DefaultTaskRetries    = 5
+	taskType              = "gateway:webhook-event"
+)
+
+// Config configures a Service. Redis is required.
+type Config struct {
+	Redis redis.UniversalClient
+	// Secret is INBOXHUB_WEBHOOK_SECRET; empty refuses every delivery (ErrNotConfigured).
+	Secret string
+	// Cache has a session's cached reads dropped when an event changes them; nil: none.
+	Cache CacheInvalidator
+	// Sync, with SyncOnConnect, queues a sync when a session connects (GATEWAY_SYNC_ON_CONNECT).
+	Sync          SyncQueue
+	SyncOnConnect bool
+	// Sessions is the live session list the poller reads; nil: no poller.
+	Sessions SessionLister
+
+	// EventsURL (CRM_EVENTS_URL) receives the events, signed with SigningSecret
+	// (CRM_SIGNING_SECRET); empty: events are not forwarded.
+	EventsURL     string
+	SigningSecret string
+	// Client posts the events (default: an http.Client with a DeliverTimeout timeout).
+	Client         *http.Client
+	DeliverTimeout time.Duration
+	// Attempts is how many times an event is tried before it becomes a dead letter (default 8);
+	// waits grow from Backoff (default 1s) by doubling, with full jitter, each at most MaxBackoff
+	// (default 1m). A Retry-After answer is honoured up to MaxBackoff.
+	Attempts   int
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// MaxDeadLetters is how many dead letters are kept, the oldest dropped (default 10000).
+	MaxDeadLetters int
+
+	// Workers is how many event tasks this replica runs at once (default 8). Start is not called
+	// on a replica that must not process events, forward them or poll.
+	Workers int
+	// Queue is the asynq queue of event tasks (default DefaultQueue).
+	Queue string
+	// TaskCheck is how often an idle worker looks for tasks (default 200ms).
+	TaskCheck time.Duration
+
+	// MaxBodyBytes bounds a delivery's body (default 256 KiB).
+	MaxBodyBytes int64
+	// MaxAge and MaxFuture bound X-Webhook-Timestamp against this replica's clock (defaults 5m
+	// and 1m): older or later deliveries are refused as replays.
+	MaxAge    time.Duration
+	MaxFuture time.Duration
+	// DedupeTTL is how long an accepted event's identity is remembered (default 24h).
+	DedupeTTL time.Duration
+
+	// DrainLease is the lease of a drainer on its session's outbox, renewed at a third of it
+	// (default 30s); SweepInterval is how often each replica looks for outboxes nobody drains
+	// (default 1s); MaxDrainers bounds the outboxes one replica drains at once (default 64).
+	DrainLease    time.Duration
+	SweepInterval time.Duration
+	MaxDrainers   int
+
+	// PollInterval is how often the leader lists the sessions (default 30s); LeaderLease is its
+	// lease, renewed at a third of it (default 15s, shorter for intervals under 5s: three
+	// intervals, at least 1s). A standby takes over within a third of the lease after the leader
+	// shuts down, and within the lease plus a third after it dies.
+	PollInterval time.Duration
+	LeaderLease  time.Duration
+
+	// KeyPrefix is the prefix of the Redis keys (default DefaultKeyPrefix).
+	KeyPrefix string
+	// Registerer receives the metrics; nil: not registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Clock is the time source (default time.Now).
+	Clock func() time.Time
+}
+
+func (c *Config) defaults() error {
+	if c.Redis == nil {
+		return errors.New("webhooks: Config.Redis is required")
+	}
+	if c.EventsURL != "" {
+		u, err := url.Parse(c.EventsURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return errors.New("webhooks: the events URL must be an absolute http(s) URL")
+		}
+		if c.SigningSecret == "" {
+			return errors.New("webhooks: forwarding events needs a signing secret (CRM_SIGNING_SECRET)")
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	def(&c.DeliverTimeout, DefaultDeliverTimeout)
+	if c.Client == nil {
+		c.Client = &http.Client{Timeout: c.DeliverTimeout}
+	}
+	defInt(&c.Attempts, DefaultAttempts)
+	def(&c.Backoff, DefaultBackoff)
+	def(&c.MaxBackoff, DefaultMaxBackoff)
+	defInt(&c.MaxDeadLetters, DefaultMaxDeadLetters)
+	defInt(&c.Workers, DefaultWorkers)
+	if c.Queue == "" {
+		c.Queue = DefaultQueue
+	}
+	def(&c.TaskCheck, DefaultTaskCheck)
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	def(&c.MaxAge, DefaultMaxAge)
+	def(&c.MaxFuture, DefaultMaxFuture)
+	def(&c.DedupeTTL, DefaultDedupeTTL)
+	def(&c.DrainLease, DefaultDrainLease)
+	def(&c.SweepInterval, DefaultSweepInterval)
+	defInt(&c.MaxDrainers, DefaultMaxDrainers)
+	def(&c.PollInterval, DefaultPollInterval)
+	// A short interval (tests, demos) gets a short lease, so that a standby takes over quickly.
+	def(&c.LeaderLease, min(DefaultLeaderLease, max(time.Second, 3*c.PollInterval)))
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// Service receives webhooks, forwards events and polls session status. Every replica builds one
+// over the shared Redis; Start runs its background work. It is safe for concurrent use.
+type Service struct {
+	cfg    Config
+	k      keys
+	log    *slog.Logger
+	m      *metrics
+	client *asynq.Client
+
+	mu      sync.Mutex
+	server  *asynq.Server
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
+	fwd     atomic.Pointer[forwarder]
+	poll    atomic.Pointer[poller]
+}
+
+// New builds a service; it starts nothing (see Start). Without a secret every delivery is refused,
+// which New logs as a warning, once.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, k: keys{prefix: cfg.KeyPrefix}, log: cfg.Logger, m: m,
+		client: asynq.NewClientFromRedisClient(cfg.Redis)}
+	if cfg.Secret == "" {
+		s.log.Warn("INBOXHUB_WEBHOOK_SECRET is not set: POST /webhooks/inbox-hub refuses every delivery with 503 " +
+			"(session state then follows the status poller only)")
+	}
+	if cfg.EventsURL == "" {
+		s.log.Info("CRM_EVENTS_URL is not set: events are not forwarded")
+	}
+	return s, nil
+}
+
+// Forwarding reports whether events are forwarded to the CRM.
+func (s *Service) Forwarding() bool { return s.cfg.EventsURL != "" }
+
+// Start runs this replica's share of the work until Shutdown: the event task workers, the
+// forwarder (when events are forwarded) and the poller's bid for leadership (when it has a
+// session lister).
+func (s *Service) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return errors.New("webhooks: already started")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := asynq.NewServerFromRedisClient(s.cfg.Redis, asynq.Config{
+		Concurrency:              s.cfg.Workers,
+		BaseContext:              func() context.Context { return ctx },
+		Queues:                   map[string]int{s.cfg.Queue: 1},
+		RetryDelayFunc:           retryDelay,
+		Logger:                   asynqLogger{s.log.With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
+		ShutdownTimeout:          5 * time.Second,
+		TaskCheckInterval:        s.cfg.TaskCheck,
+		DelayedTaskCheckInterval: time.Second,
+	})
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(taskType, s.processTask)
+	if err := srv.Start(mux); err != nil {
+		cancel()
+		return fmt.Errorf("webhooks: start workers: %w", err)
+	}
+	s.server, s.stop, s.started = srv, cancel, true
+	if s.Forwarding() {
+		f := newForwarder(s)
+		s.fwd.Store(f)
+		s.wg.Go(func() { f.run(ctx) })
+	}
+	if s.cfg.Sessions != nil {
+		p := newPoller(s)
+		s.poll.Store(p)
+		s.wg.Go(func() { p.run(ctx) })
+	}
+	return nil
+}
+
+// Shutdown stops the background work: the poller gives up its leadership, drainers give up their
+// outboxes (the event in flight stays at the head, for the next drainer), running tasks get a few
+// seconds. The Redis client must stay open until it returns.
+func (s *Service) Shutdown() {
+	s.mu.Lock()
+	srv, stop := s.server, s.stop
+	s.server, s.stop = nil, nil
+	s.mu.Unlock()
+	if stop != nil {
+		srv.Shutdown() // running tasks finish first (they are short)
+		stop()
+		s.wg.Wait()
+		if f := s.fwd.Load(); f != nil {
+			f.wait()
+		}
+	}
+	_ = s.client.Close()
+}
+
+// IsLeader reports whether this replica's poller holds the leadership now.
+func (s *Service) IsLeader() bool {
+	p := s.poll.Load()
+	return p != nil && p.isLeader()
+}
+
+// Errors of Receive; the handler answers each with its status.
+var (
+	// ErrNotConfigured: no webhook secret is configured, so no delivery can be verified (503).
+	ErrNotConfigured = errors.New("webhooks: INBOXHUB_WEBHOOK_SECRET is not configured")
+	// ErrUnauthenticated: the signature or the timestamp is missing, wrong or out of the window
+	// (401); the *AuthError says which.
+	ErrUnauthenticated = errors.New("webhooks: delivery not authenticated")
+	// ErrForwardingDisabled: a replay was asked while no events URL is configured.
+	ErrForwardingDisabled = errors.New("webhooks: events are not forwarded (CRM_EVENTS_URL is not set)")
+	// ErrDeadLetterNotFound: no dead letter has that id.
+	ErrDeadLetterNotFound = errors.New("webhooks: dead letter not found")
+)
+
+// TooLargeError is returned for a body over the limit (413).
+type TooLargeError struct{ Limit int64 }
+
+func (e *TooLargeError) Error() string {
+	return "webhooks: the body is larger than " + strconv.FormatInt(e.Limit, 10) + " bytes"
+}
+
+// Delivery is one webhook POST as received: its headers and raw body.
+type Delivery struct {
+	Event     string    // X-Webhook-Event
+	Session   string    // X-Webhook-Session
+	Timestamp string    // X-Webhook-Timestamp, Unix milliseconds
+	Signature string    // X-Webhook-Signature, "sha256=<hex>"
+	Body      io.Reader // read up to MaxBodyBytes
+}
+
+// Receipt says what became of an authentic delivery.
+type Receipt struct {
+	// EventID is the event's id ("" when ignored).
+	EventID string `json:"eventId,omitempty" example:"evt_3f0c2b7e8a11d5a3f2b1c431d5a3f2b1"`
+	// Type is the normalised event type ("" when ignored).
+	Type string `json:"type,omitempty" example:"message.received"`
+	// SessionID is the session the event is about.
+	SessionID string `json:"sessionId,omitempty" example:"demo_session"`
+	// Duplicate: the event had been received before; nothing was done again.
+	Duplicate bool `json:"duplicate" example:"false"`
+	// Ignored: the event name is not one the gateway handles.
+	Ignored bool `json:"ignored" example:"false"`
+}
+
+// Receive verifies, parses and accepts one delivery; the work it implies runs later. The errors
+// are ErrNotConfigured, *TooLargeError, ErrUnauthenticated (wrapped), ErrInvalid (an
+// *InvalidError), or a Redis failure.
+func (s *Service) Receive(ctx context.Context, d Delivery) (Receipt, error) {
+	if s.cfg.Secret == "" {
+		s.m.received.WithLabelValues(labelUnverified, "disabled").Inc()
+		return Receipt{}, ErrNotConfigured
+	}
+	body, err := io.ReadAll(io.LimitReader(d.Body, s.cfg.MaxBodyBytes+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe): // a smaller limit of the server's
+		s.m.received.WithLabelValues(labelUnverified, "too_large").Inc()
+		return Receipt{}, &TooLargeError{Limit: mbe.Limit}
+	case int64(len(body)) > s.cfg.MaxBodyBytes:
+		s.m.received.WithLabelValues(labelUnverified, "too_large").Inc()
+		return Receipt{}, &TooLargeError{Limit: s.cfg.MaxBodyBytes}
+	}
+	if err != nil {
+		s.m.received.WithLabelValues(labelUnverified, "invalid").Inc()
+		return Receipt{}, invalid("body", "could not be read")
+	}
+	if err := s.authenticate(d, body); err != nil {
+		s.m.received.WithLabelValues(labelUnverified, "unauthenticated").Inc()
+		return Receipt{}, err
+	}
+	sentAt, _ := parseTimestamp(d.Timestamp) // checked by authenticate
+	p, err := Parse(d.Event, d.Session, sentAt, body)
+	if err != nil {
+		s.m.received.WithLabelValues(labelUnknown, "invalid").Inc()
+		return Receipt{}, err
+	}
+	if p.Ignored {
+		s.m.received.WithLabelValues(labelUnknown, "ignored").Inc()
+		s.log.Info("webhook event ignored: unknown event name", "event", p.RawEvent)
+		return Receipt{Ignored: true}, nil
+	}
+	ev := p.Event
+	accepted, err := s.accept(ctx, ev, "*")
+	if err != nil {
+		s.m.received.WithLabelValues(ev.Type, "error").Inc()
+		return Receipt{}, err
+	}
+	result := "accepted"
+	if !accepted {
+		result = "duplicate"
+	}
+	s.m.received.WithLabelValues(ev.Type, result).Inc()
+	return Receipt{EventID: ev.ID, Type: ev.Type, SessionID: ev.SessionID, Duplicate: !accepted}, nil
+}
+
+// Metric labels of deliveries refused before their event was known.
+const (
+	labelUnverified = "unverified"
+	labelUnknown    = "unknown"
+)
+
+// AuthError is why a delivery is not authenticated; errors.Is(err, ErrUnauthenticated) holds.
+type AuthError struct{ Reason string }
+
+func (e *AuthError) Error() string { return "webhooks: delivery not authenticated: " + e.Reason }
+
+// Is makes errors.Is(err, ErrUnauthenticated) true.
+func (e *AuthError) Is(target error) bool { return target == ErrUnauthenticated }
+
+// authenticate checks the signature (constant time), then the timestamp window.
+func (s *Service) authenticate(d Delivery, body []byte) error {
+	sig := strings.TrimSpace(d.Signature)
+	if sig == "" {
+		return &AuthError{"X-Webhook-Signature is missing"}
+	}
+	if !VerifySignature(s.cfg.Secret, body, sig) {
+		return &AuthError{"X-Webhook-Signature does not match the body"}
+	}
+	sentAt, ok := parseTimestamp(d.Timestamp)
+	if !ok {
+		return &AuthError{"X-Webhook-Timestamp is missing or not Unix milliseconds"}
+	}
+	now := s.cfg.Clock()
+	if now.Sub(sentAt) > s.cfg.MaxAge {
+		return &AuthError{"X-Webhook-Timestamp is more than " + s.cfg.MaxAge.String() + " old (a replay?)"}
+	}
+	if sentAt.Sub(now) > s.cfg.MaxFuture {
+		return &AuthError{"X-Webhook-Timestamp is more than " + s.cfg.MaxFuture.String() + " in the future"}
+	}
+	return nil
+}
+
+// VerifySignature reports whether signature ("sha256=<hex>", the prefix optional) is the
+// HMAC-SHA256 of body under secret, comparing in constant time.
+func VerifySignature(secret string, body []byte, signature string) bool {
+	hexSig := strings.TrimSpace(signature)
+	if len(hexSig) > 7 && strings.EqualFold(hexSig[:7], "sha256=") {
+		hexSig = hexSig[7:]
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil || len(got) != sha256.Size {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(mac.Sum(nil), got)
+}
+
+// parseTimestamp reads X-Webhook-Timestamp: Unix milliseconds (seconds are accepted too, when the
+// value is too small to be milliseconds).
+func parseTimestamp(v string) (time.Time, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n <= 0 || n > 1e15 {
+		return time.Time{}, false
+	}
+	if n < 1e11 {
+		return time.Unix(n, 0), true
+	}
+	return time.UnixMilli(n), true
+}
+
+// accept runs an event through the pipeline once: the ingest script (dedupe, last known status,
+// outbox), then at once the session's cached reads for a session event, then a task for the rest.
+// prevStatus is "*" for webhooks; the poller passes the status it compared with, and its event is
+// dropped (false) when a webhook changed the status meanwhile.
+func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool, error) {
+	raw, err := encodeEvent(ev)
+	if err != nil {
+		return false, fmt.Errorf("webhooks: encode event: %w", err)
+	}
+	status := ""
+	if ev.Data.Session != nil {
+		status = ev.Data.Session.Status
+	}
+	forward := ""
+	if s.Forwarding() {
+		forward = string(raw)
+	}
+	res, err := ingestScript.Run(ctx, s.cfg.Redis,
+		[]string{s.k.dedupe(ev.ID), s.k.status(), s.k.outbox(ev.SessionID), s.k.pending()},
+		s.cfg.DedupeTTL.Milliseconds(), ev.SessionID, status, prevStatus, forward).Int()
+	if err != nil {
+		return false, fmt.Errorf("webhooks: accept event: %w", err)
+	}
+	if res != ingestAccepted {
+		return false, nil
+	}
+	if isSessionType(ev.Type) {
+		s.invalidate(ctx, ev.SessionID)
+	}
+	_, err = s.client.EnqueueContext(ctx, asynq.NewTask(taskType, raw), asynq.Queue(s.cfg.Queue),
+		asynq.TaskID(ev.ID), asynq.MaxRetry(DefaultTaskRetries), asynq.Timeout(time.Minute))
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		// The event is accepted and in its outbox; do its work here rather than lose it.
+		s.log.Warn("webhook event task could not be queued; processing it inline", "eventId", ev.ID, "error", err.Error())
+		if perr := s.process(context.WithoutCancel(ctx), ev); perr != nil {
+			s.log.Warn("webhook event processing failed", "eventId", ev.ID, "type", ev.Type, "error", perr.Error())
+		}
+	}
+	if f := s.fwd.Load(); f != nil {
+		f.nudge(ev.SessionID)
+	}
+	return true, nil
+}
+
+// invalidate drops a session's cached reads; a failure is logged (they expire on their own).
+func (s *Service) invalidate(ctx context.Context, sessionID string) {
+	if s.cfg.Cache == nil {
+		return
+	}
+	if err := s.cfg.Cache.Invalidate(ctx, sessionID); err != nil {
+		s.log.Warn("could not drop a session's cached reads", "sessionId", sessionID, "error", err.Error())
+	}
+}
+
+// processTask is the asynq handler of event tasks.
+func (s *Service) processTask(ctx context.Context, t *asynq.Task) error {
+	var ev Event
+	if err := json.Unmarshal(t.Payload(), &ev); err != nil || ev.SessionID == "" {
+		return fmt.Errorf("webhooks: unreadable task payload: %w", asynq.SkipRetry)
+	}
+	if err := s.process(ctx, ev); err != nil {
+		return err
+	}
+	if f := s.fwd.Load(); f != nil {
+		f.nudge(ev.SessionID)
+	}
+	return nil
+}
+
+// process does an accepted event's work: the session's cached reads are dropped (a message,
+// contact or conversation changes the lists; session events did it on arrival), and a session that
+// connected gets its automatic sync.
+func (s *Service) process(ctx context.Context, ev Event) error {
+	if !isSessionType(ev.Type) && s.cfg.Cache != nil {
+		if err := s.cfg.Cache.Invalidate(ctx, ev.SessionID); err != nil {
+			return fmt.Errorf("invalidate cached reads: %w", err)
+		}
+	}
+	if ev.Type == TypeSessionConnected && s.cfg.SyncOnConnect && s.cfg.Sync != nil {
+		job, created, err := s.cfg.Sync.Enqueue(ctx, ev.SessionID, syncjob.Request{Trigger: syncjob.TriggerAuto})
+		if err != nil {
+			return fmt.Errorf("queue the automatic sync: %w", err)
+		}
+		s.log.Info("session connected: automatic sync", "sessionId", ev.SessionID, "jobId", job.ID, "created", created,
+			"source", ev.Source)
+	}
+	return nil
+}
+
+// retryDelay is when asynq tries a failed event task again: exponential backoff with jitter.
+func retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+	d := min(time.Second<<min(n, 6), time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
+
+// encodeEvent is an event's JSON as forwarded: no HTML escaping, no trailing newline.
+func encodeEvent(ev Event) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// asynqLogger sends asynq's logs to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+
+// Fatal logs at error level; asynq calls it only when a server cannot start, which Start reports.
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+
+// metrics of the package.
+type metrics struct {
+	received  *prometheus.CounterVec
+	forwarded *prometheus.CounterVec
+	dead      prometheus.Counter
+	leader    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "webhooks_received_total",
+			Help: "Inbox Hub webhook deliveries, by event type (unverified and unknown before it is known) and result " +
+				"(accepted, duplicate, ignored, invalid, unauthenticated, too_large, disabled, error).",
+		}, []string{"event", "result"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "events_forwarded_total",
+			Help: "Attempts to deliver an event to CRM_EVENTS_URL, by result (delivered, failed: retried or given up, rejected: a 4xx).",
+		}, []string{"result"}),
+		dead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "events_dead_lettered_total", Help: "Events moved to the dead letters after their last attempt.",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "poller_leader", Help: "1 while this replica holds the status poller's leadership.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.received, m.forwarded, m.dead, m.leader} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("webhooks: metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
