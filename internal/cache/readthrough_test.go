@@ -221,12 +221,19 @@ func TestStaleWhileRevalidateRefreshesOnce(t *testing.T) {
 func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
 	rdb := redistest.New(t)
 	fake := newFake()
-	a := NewCachedUpstream(fake, newRT(t, rdb, WithLocal(100, time.Hour)), DefaultPolicies(), nil)
+	rtA := newRT(t, rdb, WithLocal(100, time.Hour))
+	a := NewCachedUpstream(fake, rtA, DefaultPolicies(), nil)
 	b := NewCachedUpstream(fake, newRT(t, secondClient(t, rdb)), DefaultPolicies(), nil)
 
-	if v, _, err := statusOf(t, a); err != nil || v != "1" {
-		t.Fatalf("first read: %q, %v", v, err)
-	}
+	// Read until the value is in A's in-process layer (a read that raced with a change of the
+	// layer's generation leaves it to the next read, which finds it in Redis).
+	eventually(t, 2*time.Second, "the value reaches A's in-process layer", func() bool {
+		v, _, err := statusOf(t, a)
+		if err != nil || v != "1" {
+			t.Fatalf("first read: %q, %v", v, err)
+		}
+		return rtA.local.len() == 1
+	})
 	// Remove the value from Redis behind the cache's back: only the in-process layer has it now.
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
