@@ -693,6 +693,103 @@ const docTemplate = `{
                 }
             }
         },
+        "/v1/admin/sessions/{sessionId}/webhook": {
+            "put": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "Sets the session's webhook on the upstream (PUT /api/sessions/:id/webhook) to the gateway's own webhook route, GATEWAY_PUBLIC_URL + /webhooks/inbox-hub, signed with INBOXHUB_WEBHOOK_SECRET, for every event (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated), so that nobody copies the secret by hand. It replaces any webhook the session had. The secret is never answered. Takes no body and no query parameters; calling it again is harmless.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "admin"
+                ],
+                "summary": "Point a session's webhooks at the gateway",
+                "parameters": [
+                    {
+                        "type": "string",
+                        "description": "Session id (^[A-Za-z0-9_-]{3,100}$)",
+                        "name": "sessionId",
+                        "in": "path",
+                        "required": true
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.WebhookTargetAnswer"
+                        }
+                    },
+                    "400": {
+                        "description": "INVALID_REQUEST: bad sessionId or unknown query parameters",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs admin",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "404": {
+                        "description": "SESSION_NOT_FOUND",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "409": {
+                        "description": "CONFLICT: GATEWAY_PUBLIC_URL or INBOXHUB_WEBHOOK_SECRET is not configured (or the secret is not 16..255 characters)",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "500": {
+                        "description": "INTERNAL",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "502": {
+                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "503": {
+                        "description": "UPSTREAM_UNAVAILABLE",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "504": {
+                        "description": "UPSTREAM_TIMEOUT",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
+            }
+        },
         "/v1/sessions": {
             "get": {
                 "security": [
@@ -2549,6 +2646,37 @@ const docTemplate = `{
             "properties": {
                 "data": {
                     "$ref": "#/definitions/webhooks.Receipt"
+                }
+            }
+        },
+        "handlers.WebhookTargetAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/handlers.WebhookTargetResult"
+                }
+            }
+        },
+        "handlers.WebhookTargetResult": {
+            "type": "object",
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "string"
+                    },
+                    "example": [
+                        "message.received",
+                        "session.connected"
+                    ]
+                },
+                "sessionId": {
+                    "type": "string",
+                    "example": "abc_123"
+                },
+                "webhookUrl": {
+                    "type": "string",
+                    "example": "https://gateway.example.com/webhooks/inbox-hub"
                 }
             }
         },

@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Sync:           a.Sync,
 		Webhooks:       a.Webhooks,
 		DeadLetters:    a.Webhooks,
+		WebhookTarget:  &handlers.WebhookTarget{Registrar: a.Upstream, PublicURL: cfg.PublicURL, Secret: cfg.WebhookSecret.Reveal()},
 		Idempotency:    idempotency.New(a.Store.Client, idempotency.WithLogger(logger.With("component", "idempotency"))),
 	})
 	if err != nil {

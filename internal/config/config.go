@@ -54,6 +54,7 @@ type Config struct {
 
 	Webhooks WebhookConfig
 
+	PublicURL        string // GATEWAY_PUBLIC_URL: the gateway's externally reachable base URL
 	WebhookSecret    Secret // INBOXHUB_WEBHOOK_SECRET
 	CRMSinkURL       Secret // CRM_SINK_URL: a URL may carry a token in its query
 	CRMEventsURL     Secret // CRM_EVENTS_URL
@@ -285,6 +286,12 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Webhooks.EventMaxBackoff = r.duration("GATEWAY_EVENTS_MAX_BACKOFF", time.Minute)
 	c.Webhooks.PollInterval = r.duration("GATEWAY_STATUS_POLL_INTERVAL", 30*time.Second)
 
+	c.PublicURL = strings.TrimRight(r.str("GATEWAY_PUBLIC_URL", ""), "/")
+	if c.PublicURL != "" {
+		if msg := checkHTTPURL(c.PublicURL); msg != "" {
+			r.bad("GATEWAY_PUBLIC_URL", msg)
+		}
+	}
 	c.WebhookSecret = r.secret("INBOXHUB_WEBHOOK_SECRET", false)
 	c.CRMSinkURL = r.optionalURL("CRM_SINK_URL")
 	c.CRMEventsURL = r.optionalURL("CRM_EVENTS_URL")
@@ -339,6 +346,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("events_backoff", c.Webhooks.EventBackoff.String()),
 		slog.String("events_max_backoff", c.Webhooks.EventMaxBackoff.String()),
 		slog.String("status_poll_interval", c.Webhooks.PollInterval.String()),
+		slog.String("public_url", c.PublicURL),
 		slog.String("webhook_secret", c.WebhookSecret.String()),
 		slog.String("crm_sink_url", redactURL(c.CRMSinkURL.Reveal())),
 		slog.String("crm_events_url", redactURL(c.CRMEventsURL.Reveal())),

@@ -195,6 +195,7 @@ func TestLoadProblems(t *testing.T) {
 		{"old keys malformed", map[string]string{"TOKEN_ENCRYPTION_KEY": fakeEncKey, "TOKEN_ENCRYPTION_OLD_KEYS": "nocolon"}, nil, "TOKEN_ENCRYPTION_OLD_KEYS", "entry 1"},
 		{"old keys without current", map[string]string{"TOKEN_ENCRYPTION_OLD_KEYS": "old:" + fakeEncKey}, nil, "TOKEN_ENCRYPTION_KEY", "missing while"},
 		{"sink url bad", map[string]string{"CRM_SINK_URL": "not a url", "CRM_SIGNING_SECRET": fakeWebhook}, nil, "CRM_SINK_URL", "http(s) URL"},
+		{"public url bad", map[string]string{"GATEWAY_PUBLIC_URL": "gateway.example.invalid"}, nil, "GATEWAY_PUBLIC_URL", "http(s) URL"},
 		{"events url without secret", map[string]string{"CRM_EVENTS_URL": "https://crm.example.invalid/events"}, nil, "CRM_SIGNING_SECRET", "required when"},
 	}
 	for _, tc := range cases {

@@ -14,6 +14,7 @@ import (
 	ginSwagger "github.com/swaggo/gin-swagger"
 
 	"github.com/inboxhub-gateway/gateway/docs"
+	"github.com/inboxhub-gateway/gateway/internal/console"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 )
 
@@ -54,6 +55,9 @@ type Deps struct {
 	Webhooks WebhookReceiver
 	// DeadLetters serves the admin routes over the events the CRM did not accept; nil: not mounted.
 	DeadLetters DeadLetterAdmin
+	// WebhookTarget serves the admin route that points a session's upstream webhook at the
+	// gateway; nil: not mounted.
+	WebhookTarget *WebhookTarget
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
@@ -108,6 +112,9 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	if d.DeadLetters != nil {
 		registerDeadLetters(v1, d.Require, d.DeadLetters)
 	}
+	if d.WebhookTarget != nil {
+		registerWebhookTarget(v1, d.Require, *d.WebhookTarget)
+	}
 
 	if d.Passthrough != nil {
 		r.Any("/api/*path", append(append([]gin.HandlerFunc{}, d.Authenticate...), d.Passthrough)...)
@@ -116,5 +123,6 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	docs.SwaggerInfo.BasePath = "/"
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })
 	r.GET("/swagger/*any", ginSwagger.WrapHandler(swaggerFiles.Handler))
+	console.Register(r) // GET /console: the operator console (a static page; its API calls authenticate)
 	return r, nil
 }

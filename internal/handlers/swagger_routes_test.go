@@ -45,6 +45,7 @@ func TestSwaggerHasEverySpecRoute(t *testing.T) {
 		"POST /webhooks/inbox-hub",
 		"GET /v1/admin/dead-letters",
 		"POST /v1/admin/dead-letters/{eventId}/replay",
+		"PUT /v1/admin/sessions/{sessionId}/webhook",
 		"GET /healthz",
 		"GET /readyz",
 		"GET /metrics",

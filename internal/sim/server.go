@@ -138,6 +138,7 @@ func (s *Server) routes() {
 		{"GET /api/sessions/{id}/qr", catRead, authAPIKey, s.sessionQR},
 		{"POST /api/sessions/{id}/disconnect", catNone, authAPIKey, s.disconnectSession},
 		{"DELETE /api/sessions/{id}", catNone, authAPIKey, s.deleteSession},
+		{"PUT /api/sessions/{id}/webhook", catNone, authAPIKey, s.setWebhook},
 
 		{"GET /api/contacts/{sessionId}", catRead, authAPIKey, s.listContacts},
 		{"GET /api/contacts/{sessionId}/info/{contactId}", catRead, authAPIKey, s.contactInfo},

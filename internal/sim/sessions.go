@@ -531,3 +531,59 @@ func nullableTime(t time.Time) *string {
 
 // isoTime writes t the way the upstream (JavaScript's toISOString) does.
 func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// webhookEventNames are the event names a session's webhookEvents may list (UPSTREAM.md).
+var webhookEventNames = []string{"message.received", "message.sent", "message.ack",
+	"session.connected", "session.disconnected", "session.qr",
+	"contact.created", "contact.updated", "conversation.created", "conversation.updated"}
+
+// webhookRequest is the body of PUT /api/sessions/{id}/webhook.
+type webhookRequest struct {
+	WebhookURL    string   `json:"webhookUrl"`
+	WebhookSecret string   `json:"webhookSecret"`
+	WebhookEvents []string `json:"webhookEvents"`
+}
+
+func (w webhookRequest) validate() error {
+	u, err := url.Parse(w.WebhookURL)
+	if w.WebhookURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errValidation("webhookUrl", "is required and must be an http(s) URL")
+	}
+	if w.WebhookSecret != "" && (len(w.WebhookSecret) < 16 || len(w.WebhookSecret) > 255) {
+		return errValidation("webhookSecret", "must be 16..255 characters")
+	}
+	for _, e := range w.WebhookEvents {
+		if !slices.Contains(webhookEventNames, e) {
+			return errValidation("webhookEvents", fmt.Sprintf("%q is not a known event", e))
+		}
+	}
+	return nil
+}
+
+// setWebhook answers PUT /api/sessions/{id}/webhook (numeric id or sessionId): it replaces the
+// session's webhook settings, so the session's next events go to webhookUrl, signed with
+// webhookSecret (unsigned when it is omitted), for webhookEvents (all events when omitted or
+// empty). The answer never carries the secret.
+func (s *Server) setWebhook(w http.ResponseWriter, r *http.Request) (reply, error) {
+	var req webhookRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return reply{}, err
+	}
+	if err := req.validate(); err != nil {
+		return reply{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, err := s.lookup(r)
+	if err != nil {
+		return reply{}, err
+	}
+	ss.webhookURL, ss.webhookSecret = req.WebhookURL, req.WebhookSecret
+	ss.webhookEvents = slices.Clone(req.WebhookEvents)
+	events := ss.webhookEvents
+	if len(events) == 0 {
+		events = webhookEventNames
+	}
+	return reply{message: "Webhook actualizado", data: map[string]any{"sessionId": ss.sid,
+		"webhookUrl": ss.webhookURL, "webhookEvents": events}}, nil
+}

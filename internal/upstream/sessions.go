@@ -20,6 +20,7 @@ const (
 	routeSessionConnect    = "/api/sessions/:id/connect"
 	routeSessionQR         = "/api/sessions/:id/qr"
 	routeSessionDisconnect = "/api/sessions/:id/disconnect"
+	routeSessionWebhook    = "/api/sessions/:id/webhook"
 )
 
 // errEmptySessionID is returned when a caller passes no session id (a programming error: callers
@@ -291,6 +292,48 @@ func (c *Client) QR(ctx context.Context, sessionID string) (QR, error) {
 		return QR{}, err
 	}
 	return qr, nil
+}
+
+// Webhook is what a session's webhook is set to: where the upstream posts the session's events,
+// the secret it signs them with (X-Webhook-Signature; 16..255 characters, or empty for unsigned
+// deliveries) and which events it posts (empty: the upstream's default, all of them).
+type Webhook struct {
+	URL    string   `json:"webhookUrl"`
+	Secret string   `json:"webhookSecret,omitempty"`
+	Events []string `json:"webhookEvents,omitempty"`
+}
+
+// WebhookSettings is a session's webhook as the upstream answered it; it never holds the secret.
+type WebhookSettings struct {
+	SessionID string   `json:"sessionId"`
+	URL       string   `json:"webhookUrl"`
+	Events    []string `json:"webhookEvents"`
+}
+
+// SetWebhook replaces the webhook settings of a session (PUT /api/sessions/:id/webhook, the
+// numeric id is used). Being a PUT, it is retried like a read after 429, 502, 503, 504 or a
+// timeout. The secret is kept out of errors. Fields the upstream leaves out of its answer are
+// filled from the request.
+func (c *Client) SetWebhook(ctx context.Context, sessionID string, w Webhook) (WebhookSettings, error) {
+	body, err := json.Marshal(w)
+	if err != nil {
+		return WebhookSettings{}, err
+	}
+	var ws WebhookSettings
+	err = c.onSession(ctx, sessionID, func(id int64) error {
+		cl := &call{method: http.MethodPut, route: routeSessionWebhook, path: sessionPath(id, "/webhook"), body: body,
+			category: CategoryRead, bearer: true, secrets: []string{w.Secret}}
+		ws = WebhookSettings{}
+		return c.do(ctx, cl, &ws)
+	})
+	if err != nil {
+		return WebhookSettings{}, err
+	}
+	ws.SessionID, ws.URL = fillString(ws.SessionID, sessionID), fillString(ws.URL, w.URL)
+	if ws.Events == nil {
+		ws.Events = w.Events
+	}
+	return ws, nil
 }
 
 func fill(v, def int64) int64 {

@@ -1,0 +1,67 @@
+// Package console serves the operator console: a small page embedded in the binary (plain HTML,
+// CSS and JavaScript, no build step, no third-party requests) that lists sessions, connects them
+// with a QR code, runs "sync now" with live progress and shows the gateway's readiness. The page
+// calls the /v1 API with a key or JWT the operator types in; it holds no credential itself.
+package console
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+//go:embed static
+var files embed.FS
+
+// ContentSecurityPolicy is sent with every console answer: the page may load and call only its
+// own origin, show images from itself or data: URLs (the QR code), and cannot be framed.
+const ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+// contentTypes are the types of the embedded files, by extension.
+var contentTypes = map[string]string{
+	".html": "text/html; charset=utf-8",
+	".js":   "text/javascript; charset=utf-8",
+	".css":  "text/css; charset=utf-8",
+}
+
+// Register mounts the console at GET /console (the page) and GET /console/*file (its assets).
+// It needs no authentication: the page carries no data, and every call it makes is authenticated.
+func Register(r gin.IRoutes) {
+	h := Handler()
+	r.GET("/console", h)
+	r.GET("/console/*file", h)
+	r.HEAD("/console", h)
+	r.HEAD("/console/*file", h)
+}
+
+// Handler serves the console's embedded files: index.html for /console and /console/, the named
+// asset otherwise, 404 for anything not embedded.
+func Handler() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		name := strings.TrimPrefix(c.Param("file"), "/")
+		if name == "" {
+			name = "index.html"
+		}
+		h := c.Writer.Header()
+		h.Set("Content-Security-Policy", ContentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		ctype, known := contentTypes[path.Ext(name)]
+		body, err := fs.ReadFile(files, "static/"+name)
+		if !known || err != nil || strings.Contains(name, "/") {
+			h.Set("Cache-Control", "no-store")
+			c.Data(http.StatusNotFound, "text/plain; charset=utf-8", []byte("404 page not found\n"))
+			return
+		}
+		// No content hashes in the names: browsers revalidate each time (cheap, and an upgrade of
+		// the gateway is seen at once).
+		h.Set("Cache-Control", "no-cache")
+		c.Data(http.StatusOK, ctype, body)
+	}
+}
