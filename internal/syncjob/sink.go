@@ -161,19 +161,47 @@ func (s *Sink) Deliver(ctx context.Context, b Batch) error {
 
 // attempt posts the body once; it returns the wait the sink asked for, if any.
 func (s *Sink) attempt(ctx context.Context, body []byte, delivery string) (time.Duration, error) {
-	ts := strconv.FormatInt(s.cfg.Clock().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
-	if err != nil {
+	wait, err := PostSigned(ctx, s.cfg.Client, SignedPost{
+		URL: s.cfg.URL, Secret: s.cfg.Secret, Body: body, Now: s.cfg.Clock(),
+		Headers: map[string]string{"User-Agent": "inboxhub-gateway-sync", HeaderDelivery: delivery},
+	})
+	if errors.Is(err, ErrRejected) {
 		return 0, fmt.Errorf("%w: %v", errPermanent, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "inboxhub-gateway-sync")
-	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(s.cfg.Secret, ts, body))
-	req.Header.Set(HeaderDelivery, delivery)
-	resp, err := s.cfg.Client.Do(req)
+	return wait, err
+}
+
+// SignedPost is one POST of a JSON body to the CRM, signed as SPEC.md section 4 says.
+type SignedPost struct {
+	URL, Secret string
+	Body        []byte
+	Now         time.Time
+	// Headers are added to the request (User-Agent, X-Gateway-Delivery, ...).
+	Headers map[string]string
+}
+
+// ErrRejected marks an answer that sending again cannot change: a 4xx other than 408, 425 and
+// 429, or a request that cannot be built.
+var ErrRejected = errors.New("rejected for good")
+
+// PostSigned posts p.Body once with X-Gateway-Timestamp and X-Gateway-Signature. A 2xx is
+// success; 408, 425, 429 and 5xx are errors worth retrying, with the wait the CRM asked for
+// (Retry-After); other answers match ErrRejected. Errors never quote the URL, which may carry a
+// token.
+func PostSigned(ctx context.Context, client *http.Client, p SignedPost) (time.Duration, error) {
+	ts := strconv.FormatInt(p.Now.Unix(), 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(p.Body))
 	if err != nil {
-		// The URL may carry a token in its query: say what failed without it.
+		return 0, fmt.Errorf("%w: %v", ErrRejected, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range p.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(p.Secret, ts, p.Body))
+	resp, err := client.Do(req)
+	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
@@ -186,9 +214,9 @@ func (s *Sink) attempt(ctx context.Context, body []byte, delivery string) (time.
 	case code >= 200 && code < 300:
 		return 0, nil
 	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500:
-		return retryAfterOf(resp.Header.Get("Retry-After")), fmt.Errorf("the sink answered %d", code)
+		return retryAfterOf(resp.Header.Get("Retry-After")), fmt.Errorf("the CRM answered %d", code)
 	default:
-		return 0, fmt.Errorf("%w: it answered %d", errPermanent, code)
+		return 0, fmt.Errorf("%w: the CRM answered %d", ErrRejected, code)
 	}
 }
 

@@ -1,16 +1,11 @@
 package webhooks
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -231,41 +226,12 @@ func (f *forwarder) deliver(ctx context.Context, raw string) (int, error) {
 // post sends one event, signed as the sync batches are; it returns the wait the CRM asked for.
 func (f *forwarder) post(ctx context.Context, body []byte, id, typ string) (time.Duration, error) {
 	s := f.s
-	ts := strconv.FormatInt(s.cfg.Clock().Unix(), 10)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.EventsURL, bytes.NewReader(body))
-	if err != nil {
+	wait, err := syncjob.PostSigned(ctx, s.cfg.Client, syncjob.SignedPost{
+		URL: s.cfg.EventsURL, Secret: s.cfg.SigningSecret, Body: body, Now: s.cfg.Clock(),
+		Headers: map[string]string{"User-Agent": "inboxhub-gateway-events", syncjob.HeaderDelivery: id, HeaderEventType: typ},
+	})
+	if errors.Is(err, syncjob.ErrRejected) {
 		return 0, fmt.Errorf("%w: %v", errRejected, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "inboxhub-gateway-events")
-	req.Header.Set(syncjob.HeaderTimestamp, ts)
-	req.Header.Set(syncjob.HeaderSignature, syncjob.Sign(s.cfg.SigningSecret, ts, body))
-	req.Header.Set(syncjob.HeaderDelivery, id)
-	req.Header.Set(HeaderEventType, typ)
-	resp, err := s.cfg.Client.Do(req)
-	if err != nil {
-		// The URL may carry a token in its query: say what failed without it.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return 0, fmt.Errorf("post failed: %v", err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
-	switch code := resp.StatusCode; {
-	case code >= 200 && code < 300:
-		return 0, nil
-	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500:
-		return retryAfterOf(resp.Header.Get("Retry-After")), fmt.Errorf("the events URL answered %d", code)
-	default:
-		return 0, fmt.Errorf("%w: it answered %d", errRejected, code)
-	}
-}
-
-func retryAfterOf(v string) time.Duration {
-	if n, err := strconv.Atoi(v); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
-	}
-	return 0
+	return wait, err
 }
