@@ -86,13 +86,14 @@ type lease struct {
 // leaseTTL bounds how long a replica holds places it has not spent.
 const leaseTTL = time.Second
 
-// leaseSizeFor is 1% of the rate, from 1 to 20 places, and never more than the burst.
+// leaseSizeFor is 1% of the rate, from 1 to 200 places, and never more than the burst: a busy
+// caller then costs Redis one round trip per 1% of its budget at most.
 func leaseSizeFor(r config.Rate) int {
 	burst := r.Burst
 	if burst == 0 {
 		burst = r.N
 	}
-	return max(1, min(r.N/100, 20, burst))
+	return max(1, min(r.N/100, 200, burst))
 }
 
 // NewCallerLimiter returns a limiter of rate per caller over rdb. A rate with N == 0 limits
