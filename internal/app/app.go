@@ -74,8 +74,9 @@ func WithUpstreamOptions(o ...upstream.Option) Option {
 	return func(s *options) { s.upstreamOpts = append(s.upstreamOpts, o...) }
 }
 
-// New builds a replica from cfg and starts its background work (the token refresher), which
-// stops when ctx ends or Close is called.
+// New builds a replica from cfg and starts its background work (the token refresher, the sync and
+// webhook workers, the status poller when it wins the lease), which stops when ctx ends or Close
+// is called.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version string, opts ...Option) (_ *App, err error) {
 	var o options
 	for _, opt := range opts {
