@@ -2799,7 +2799,7 @@ const docTemplate = `{
             "type": "object",
             "properties": {
                 "at": {
-                    "description": "At is the message's time, RFC 3339 UTC.",
+                    "description": "At is the message's time, RFC 3339 UTC; absent when the upstream gave none.",
                     "type": "string",
                     "example": "2025-11-07T11:58:00Z"
                 },

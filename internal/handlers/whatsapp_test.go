@@ -447,7 +447,7 @@ func TestNormalizeItems(t *testing.T) {
 	}
 	ch := syncjob.NormalizeChat(upstream.Chat{ChatID: "120363@g.us", Name: "Equipo", UnreadCount: 2, MessageCount: 9,
 		LastMessage: &upstream.LastMessage{Body: "hola", Timestamp: at, FromMe: true}})
-	if ch.Type != "group" || ch.LastMessage == nil || ch.LastMessage.Text != "hola" || ch.LastMessage.At.Location() != time.UTC ||
+	if ch.Type != "group" || ch.LastMessage == nil || ch.LastMessage.Text != "hola" || ch.LastMessage.At == nil || ch.LastMessage.At.Location() != time.UTC ||
 		!ch.LastMessage.At.Equal(at) || !ch.LastMessage.FromMe || ch.UnreadCount != 2 || ch.MessageCount != 9 {
 		t.Errorf("NormalizeChat = %+v", ch)
 	}

@@ -78,8 +78,8 @@ type Chat struct {
 type ChatSnippet struct {
 	// Text is the body or the caption.
 	Text string `json:"text" example:"Recibido 👍"`
-	// At is the message's time, RFC 3339 UTC.
-	At time.Time `json:"at" example:"2025-11-07T11:58:00Z"`
+	// At is the message's time, RFC 3339 UTC; absent when the upstream gave none.
+	At *time.Time `json:"at,omitempty" example:"2025-11-07T11:58:00Z"`
 	// FromMe says the session's own number sent it.
 	FromMe bool `json:"fromMe" example:"false"`
 }
@@ -193,9 +193,8 @@ func NormalizeChat(c upstream.Chat) Chat {
 	if c.LastMessage != nil {
 		snip := &ChatSnippet{Text: c.LastMessage.Body, FromMe: c.LastMessage.FromMe}
 		if !c.LastMessage.Timestamp.IsZero() {
-			snip.At = c.LastMessage.Timestamp.UTC()
-			at := snip.At
-			out.LastMessageAt = &at
+			at := c.LastMessage.Timestamp.UTC()
+			snip.At, out.LastMessageAt = &at, &at
 		}
 		out.LastMessage = snip
 	}
