@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Redis: a.Store.Client, Upstream: a.Upstream, // live upstream reads, never the cache
 		Workers: cfg.Sync.Workers, ItemTTL: cfg.Sync.ItemTTL, SinkBatch: cfg.Sync.SinkBatch,
 		SinkURL: cfg.CRMSinkURL.Reveal(), SigningSecret: cfg.CRMSigningSecret.Reveal(),
-		Logger: logger.With("component", "sync"),
+		Logger: logger.With("component", "sync"), Registerer: a.Registry,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sync engine: %w", err)

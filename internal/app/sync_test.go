@@ -2,7 +2,10 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,5 +89,41 @@ func TestSyncAcrossGatewayReplicas(t *testing.T) {
 	}
 	if got := c.Requests["GET /api/contacts/{sessionId}"]; got != 25 {
 		t.Errorf("%d contact pages, want 25", got)
+	}
+}
+
+// TestSyncMetrics: a sync started through the API on a replica's own engine ends in its metrics:
+// one succeeded job and the delivered items per resource.
+func TestSyncMetrics(t *testing.T) {
+	creds := newCreds()
+	_, simURL := startSim(t, creds, sim.Options{Contacts: 30, Chats: 5, MessagesPerChat: 2})
+	g := startGateway(t, simURL, creds, redistest.URL(t), map[string]string{"GATEWAY_SYNC_ON_CONNECT": "false"})
+	a := g.post(t, "/v1/sessions/demo_session/sync", `{}`, nil)
+	if a.status != http.StatusAccepted {
+		t.Fatalf("sync = %d %s", a.status, a.body)
+	}
+	var started struct {
+		Data struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(a.body), &started); err != nil || started.Data.ID == "" {
+		t.Fatalf("sync answer: %s", a.body)
+	}
+	eventually(t, 30*time.Second, "the job ends", func() bool {
+		j, err := g.app.Sync.Job(context.Background(), started.Data.ID)
+		return err == nil && syncjob.Final(j.State)
+	})
+	metrics := g.get(t, "/metrics").body
+	for _, want := range []string{
+		`sync_jobs_total{state="succeeded",trigger="api"} 1`,
+		`sync_items_total{resource="contacts",result="delivered"} 30`,
+		`sync_items_total{resource="chats",result="delivered"} 5`,
+		`sync_items_total{resource="messages",result="delivered"} 10`,
+		`sync_pages_total{resource="contacts"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

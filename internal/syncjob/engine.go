@@ -56,6 +56,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -150,6 +151,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 
 	Logger *slog.Logger
+	// Registerer receives the engine's metrics (sync_jobs_total, sync_items_total,
+	// sync_pages_total, sync_job_duration_seconds); nil: none.
+	Registerer prometheus.Registerer
 	// Clock is the time source (default time.Now).
 	Clock func() time.Time
 }
@@ -229,6 +233,7 @@ type Engine struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	sink      *Sink
+	metrics   *metrics
 
 	mu     sync.Mutex
 	server *asynq.Server
@@ -249,6 +254,7 @@ func New(cfg Config) (*Engine, error) {
 		log:       cfg.Logger,
 		client:    asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		metrics:   newMetrics(cfg.Registerer, cfg.Logger),
 	}
 	if cfg.SinkURL != "" {
 		s, err := NewSink(SinkConfig{URL: cfg.SinkURL, Secret: cfg.SigningSecret, Client: cfg.SinkClient,

@@ -136,6 +136,7 @@ func (e *Engine) runJob(ctx context.Context, jobID string) error {
 		}
 		return err
 	}
+	e.metrics.jobEnded(state, r.meta.Trigger, r.prog, e.cfg.Clock().Sub(r.meta.CreatedAt))
 	e.log.Info("sync job ended", "jobId", jobID, "sessionId", j.SessionID, "state", state)
 	return nil
 }
