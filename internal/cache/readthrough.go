@@ -395,9 +395,13 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 // background), or fill (load, with the fleet-wide lock).
 func (rt *ReadThrough) resolve(ctx context.Context, k Key, rk string, pol Policy, load loadFunc) (*result, error) {
 	gen := rt.local.generation()
-	e, err := rt.read(ctx, rk)
+	e, token, epoch, won, err := rt.readOrLock(ctx, k, rk)
 	if err != nil {
 		return rt.degraded(ctx, k, load, nil, err)
+	}
+	if won {
+		// No value at all: this replica took the fill lock in the same round trip.
+		return rt.loadAndStore(ctx, k, rk, pol, load, nil, token, epoch, gen)
 	}
 	var fallback *entry
 	if e != nil {
@@ -558,26 +562,36 @@ func (rt *ReadThrough) redisCtx(ctx context.Context) (context.Context, context.C
 	return context.WithTimeout(context.WithoutCancel(ctx), rt.redisTimeout)
 }
 
-// read returns the entry under rk, nil when there is none (or it cannot be read).
-func (rt *ReadThrough) read(ctx context.Context, rk string) (*entry, error) {
-	rctx, cancel := rt.redisCtx(ctx)
-	defer cancel()
-	b, err := rt.rdb.Get(rctx, rk).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeEntry(b), nil
-}
-
 func decodeEntry(b []byte) *entry {
 	var e entry
 	if json.Unmarshal(b, &e) != nil || len(e.Value) == 0 {
 		return nil
 	}
 	return &e
+}
+
+// readOrLock reads the key's value; when there is none, it tries to take the key's fill lock and
+// reads the scope's epoch in the same round trip, so that a cold miss costs one round trip before
+// the load instead of two. won is true only when there was no value and the lock is now ours.
+func (rt *ReadThrough) readOrLock(ctx context.Context, k Key, rk string) (e *entry, token, epoch string, won bool, err error) {
+	rctx, cancel := rt.redisCtx(ctx)
+	defer cancel()
+	token = randomToken()
+	res, err := readOrLockScript.Run(rctx, rt.rdb, []string{rk, k.lockKey(), epochKey(k.Scope)},
+		token, rt.lockTTL.Milliseconds()).Slice()
+	if err != nil || len(res) != 3 {
+		if err == nil {
+			err = errors.New("cache: unexpected answer of the read-or-lock script")
+		}
+		return nil, "", "", false, err
+	}
+	v, _ := res[0].(string)
+	if v != "" {
+		return decodeEntry([]byte(v)), "", "", false, nil
+	}
+	lockWon, _ := res[1].(int64)
+	epoch, _ = res[2].(string)
+	return nil, token, epoch, lockWon == 1, nil
 }
 
 // lock tries to take the key's fill lock and, in the same round trip, reads the current value
@@ -611,6 +625,20 @@ func (rt *ReadThrough) lock(ctx context.Context, k Key, rk string) (token, epoch
 // Scripts. Each touches the keys of one scope (one hash tag, so one cluster slot) and publishes
 // its notice in the same round trip.
 var (
+	// readOrLockScript: KEYS value, lock, epoch; ARGV lock token, lock TTL ms. Answers {value, 0, ""}
+	// when the value exists, else {"", 1 if the lock was taken else 0, epoch}.
+	readOrLockScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then
+  return {v, 0, ''}
+end
+local won = 0
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  won = 1
+end
+return {'', won, redis.call('GET', KEYS[3]) or ''}
+`)
+
 	// storeScript: KEYS value, index, epoch, lock; ARGV expected epoch, entry, keep ms, now ms,
 	// lock token, channel, notice if stored, notice if not. The value is stored only when no
 	// invalidation happened since the load began; the lock is released if still ours.
