@@ -1,8 +1,8 @@
-// Package auth says who is calling the gateway and whether they may (SPEC.md section 3): callers
-// authenticate with an API key in X-API-Key (stored as SHA-256 hashes, each with a name and
-// scopes) or with a JWT in Authorization: Bearer (HS256 or RS256, algorithm pinned); Require
-// guards a route with a scope; CORS admits the configured origins only; CallerLimiter limits each
-// caller's requests fleet-wide in Redis.
+// Package auth says who is calling the gateway and whether they may: callers authenticate with an
+// API key in X-API-Key (stored as SHA-256 hashes, each with a name and scopes) or with a JWT in
+// Authorization: Bearer (HS256 or RS256, algorithm pinned); Require guards a route with a scope;
+// CORS admits the configured origins only; CallerLimiter limits each caller's requests fleet-wide
+// in Redis.
 //
 // Decisions callers can rely on:
 //   - Exactly one credential per request. A request with both X-API-Key and Authorization, or

@@ -10,7 +10,7 @@ import (
 // Status says where a read's value came from.
 type Status string
 
-// The statuses a cached read reports (SPEC.md section 3, meta.cache).
+// The statuses a cached read reports to the API's callers (meta.cache.status).
 const (
 	// StatusHit is a fresh value from the cache, without an upstream call.
 	StatusHit Status = "hit"

@@ -1,6 +1,6 @@
 // Package config reads the gateway's configuration from the environment, once, at startup.
 //
-// Every setting is a named environment variable (SPEC.md section 7); secrets may instead be given
+// Every setting is a named environment variable (the README's table); secrets may instead be given
 // as a file through the same name with a _FILE suffix, for Docker and Kubernetes secrets. Load
 // collects every problem it finds and reports them together, naming each variable and never
 // repeating a secret's value.
@@ -26,7 +26,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 )
 
-// Scopes a caller may hold (SPEC.md section 3).
+// Scopes a caller may hold; each route of the API needs one (see docs/swagger.yaml).
 var Scopes = []string{"sessions:read", "sessions:write", "messages:read", "messages:send", "sync", "admin"}
 
 // Config is the gateway's whole configuration, typed and validated.
@@ -61,7 +61,7 @@ type Config struct {
 	CRMSigningSecret Secret // CRM_SIGNING_SECRET
 }
 
-// SyncConfig tunes "sync now" (SPEC.md section 4).
+// SyncConfig tunes "sync now" (docs/design.md, "Sync now").
 type SyncConfig struct {
 	Workers   int           // GATEWAY_SYNC_WORKERS: jobs this replica runs at once; 0 = API-only replica
 	ItemTTL   time.Duration // GATEWAY_SYNC_ITEM_TTL: how long a job's new and changed items are kept
@@ -69,7 +69,7 @@ type SyncConfig struct {
 	OnConnect bool          // GATEWAY_SYNC_ON_CONNECT: queue a sync when a session becomes connected
 }
 
-// WebhookConfig tunes webhooks in and events out (SPEC.md section 5).
+// WebhookConfig tunes webhooks in and events out (docs/design.md, "Webhooks and events").
 type WebhookConfig struct {
 	Workers         int           // GATEWAY_WEBHOOK_WORKERS: event tasks this replica runs at once; 0 = it neither processes, forwards nor polls
 	DedupeTTL       time.Duration // GATEWAY_WEBHOOK_DEDUPE_TTL: how long a received event is remembered against repeats

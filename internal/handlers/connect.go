@@ -49,8 +49,8 @@ type QRAnswer struct {
 	Meta ObjectMeta `json:"meta"`
 }
 
-// qrRetryAfter is how soon a caller should ask again for a QR that is not ready (UPSTREAM.md:
-// poll about every 2 s).
+// qrRetryAfter is how soon a caller should ask again for a QR that is not ready (the upstream
+// advises polling about every 2 s; see docs/upstream.md).
 const qrRetryAfter = 2 * time.Second
 
 var errAlreadyConnected = problem.New(http.StatusConflict, problem.CodeSessionAlreadyConnected,

@@ -122,8 +122,8 @@ func TestReadyz503(t *testing.T) {
 	}
 }
 
-// TestProblemAnswers checks the problem+json envelope and the status/code mapping of SPEC.md
-// section 3 through the whole middleware chain.
+// TestProblemAnswers checks the problem+json envelope and the status/code mapping of package
+// problem through the whole middleware chain.
 func TestProblemAnswers(t *testing.T) {
 	tr := newTestRouter(t)
 	cases := []struct {

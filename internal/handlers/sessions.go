@@ -24,7 +24,8 @@ type SessionSource interface {
 	SessionStatus(ctx context.Context, sessionID string) (upstream.SessionStatus, error)
 }
 
-// Session statuses as the gateway answers them (SPEC.md section 3), always lower case.
+// Session statuses as the gateway answers them, always lower case (the upstream's mixed-case
+// statuses are normalised; its qr_code is qr_pending here).
 const (
 	SessionConnected    = "connected"
 	SessionConnecting   = "connecting"
@@ -96,7 +97,8 @@ type SessionAnswer struct {
 	Meta map[string]any `json:"meta"`
 }
 
-// sessionIDPattern is the string session id the routes accept (SPEC.md section 3).
+// sessionIDPattern is the string session id the routes accept: 3 to 100 letters, digits, _ or -,
+// as the upstream allows.
 var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{3,100}$`)
 
 // sessionIDParam returns the validated sessionId path parameter, or answers 400.

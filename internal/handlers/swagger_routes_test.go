@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// TestSwaggerHasEverySpecRoute checks that every route of SPEC.md section 3 appears in the
-// generated docs/swagger.json with its method, and that every documented failure answer of a /v1
-// route is a problem.Details.
+// TestSwaggerHasEverySpecRoute checks that every route of the gateway's API (listed below) appears
+// in the generated docs/swagger.json with its method, and that every documented failure answer of
+// a /v1 route is a problem.Details.
 func TestSwaggerHasEverySpecRoute(t *testing.T) {
 	raw, err := os.ReadFile("../../docs/swagger.json")
 	if err != nil {

@@ -23,7 +23,8 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
-// Bounds of the list routes' query parameters (SPEC.md sections 3 and 8).
+// Bounds of the list routes' query parameters: checked before any upstream call, so that bad input
+// gets a 400 and never reaches Inbox Hub.
 const (
 	// MaxPage is the highest page a list route accepts; deeper pages are a sync's job.
 	MaxPage = 100_000
@@ -154,7 +155,7 @@ func checkSearch(s string) string {
 func isControl(r rune) bool { return unicode.IsControl(r) || r == '\uFFFD' }
 
 // chatIDPattern is a chat's JID: a user part of WhatsApp id characters and one of the servers
-// the upstream uses (UPSTREAM.md: phone JIDs, groups, @lid ids; older @c.us; broadcast lists
+// the upstream uses (docs/upstream.md: phone JIDs, groups, @lid ids; older @c.us; broadcast lists
 // and channels).
 var chatIDPattern = regexp.MustCompile(`^[0-9A-Za-z._:-]{1,64}@(s\.whatsapp\.net|g\.us|lid|c\.us|broadcast|newsletter)$`)
 

@@ -43,7 +43,7 @@ var upstreamWebhookEvents = []string{
 	webhooks.TypeConversationCreated, webhooks.TypeConversationUpdated,
 }
 
-// Bounds of a webhook secret the upstream accepts (UPSTREAM.md).
+// Bounds of a webhook secret the upstream accepts (docs/upstream.md, "Webhooks").
 const (
 	minWebhookSecret = 16
 	maxWebhookSecret = 255

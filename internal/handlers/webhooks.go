@@ -25,7 +25,7 @@ type DeadLetterAdmin interface {
 	ReplayAll(ctx context.Context) (int, error)
 }
 
-// Headers of an Inbox Hub webhook delivery (UPSTREAM.md).
+// Headers of an Inbox Hub webhook delivery (docs/upstream.md, "Webhooks").
 const (
 	HeaderWebhookEvent     = "X-Webhook-Event"
 	HeaderWebhookSession   = "X-Webhook-Session"

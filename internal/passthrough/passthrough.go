@@ -1,4 +1,4 @@
-// Package passthrough is the drop-in relay of the Inbox Hub API under /api/... (SPEC.md section 3):
+// Package passthrough is the drop-in relay of the Inbox Hub API under /api/...:
 // the same paths, queries and bodies as the upstream, so that an app that calls Inbox Hub today
 // switches by changing its base URL and sending its gateway key in X-API-Key.
 //

@@ -9,7 +9,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/cache"
 )
 
-// Caller scopes the routes need (SPEC.md section 3).
+// Caller scopes the routes need (the same scopes as the /v1 routes).
 const (
 	ScopeSessionsRead  = "sessions:read"
 	ScopeSessionsWrite = "sessions:write"
@@ -30,7 +30,7 @@ type Route struct {
 	segs []string
 }
 
-// routes is the allow-list: every upstream route of UPSTREAM.md except /api/auth/*, which the
+// routes is the allow-list: every upstream route (docs/upstream.md) except /api/auth/*, which the
 // gateway refuses because it holds the upstream login and tokens itself. Anything not listed
 // here is answered 404 without reaching the upstream. Where two patterns match a path, the
 // first listed wins (literal segments are listed before parameters).

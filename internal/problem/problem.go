@@ -1,6 +1,6 @@
 // Package problem is the gateway's one error answer: RFC 9457 problem details
 // (application/problem+json) with a stable machine-readable code, and the mapping from the
-// program's typed errors to those codes and HTTP statuses (SPEC.md section 3).
+// program's typed errors to those codes and HTTP statuses.
 package problem
 
 import (
@@ -16,7 +16,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
-// Codes of SPEC.md section 3, each always answered with the same status.
+// Codes of the gateway's error answers, each always answered with the same status.
 const (
 	CodeInvalidRequest          = "INVALID_REQUEST"
 	CodeUnauthenticated         = "UNAUTHENTICATED"

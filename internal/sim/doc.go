@@ -1,5 +1,5 @@
-// Package sim simulates the Inbox Hub WhatsApp API of UPSTREAM.md, in process, for
-// development, demos, tests and benchmarks: the gateway cannot reach the real one.
+// Package sim simulates the Inbox Hub WhatsApp API (as docs/upstream.md describes it), in
+// process, for development, demos, tests and benchmarks: the gateway cannot reach the real one.
 //
 // Start one with New and serve Handler (tests use httptest.NewServer(s.Handler())); Close it when
 // done. What it reproduces:

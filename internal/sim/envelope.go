@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// Error codes of UPSTREAM.md, plus the few the simulator needs for cases it leaves unnamed.
+// Error codes of the upstream (docs/upstream.md), plus the few the simulator needs for cases it
+// leaves unnamed.
 const (
 	codeValidation       = "VALIDATION_ERROR"
 	codeAuthFailed       = "AUTHENTICATION_FAILED"

@@ -244,7 +244,8 @@ func (s *Server) setStatus(ss *session, status string, now time.Time, reason str
 }
 
 // SetSessionStatus forces the status of a session (numeric id or sessionId). Any status of
-// UPSTREAM.md is accepted in any case and reported as given; the implied webhooks are sent.
+// the upstream (docs/upstream.md) is accepted in any case and reported as given; the implied
+// webhooks are sent.
 func (s *Server) SetSessionStatus(sessionID, status string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -532,7 +533,7 @@ func nullableTime(t time.Time) *string {
 // isoTime writes t the way the upstream (JavaScript's toISOString) does.
 func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
-// webhookEventNames are the event names a session's webhookEvents may list (UPSTREAM.md).
+// webhookEventNames are the event names a session's webhookEvents may list (docs/upstream.md).
 var webhookEventNames = []string{"message.received", "message.sent", "message.ack",
 	"session.connected", "session.disconnected", "session.qr",
 	"contact.created", "contact.updated", "conversation.created", "conversation.updated"}

@@ -1,4 +1,4 @@
-// Package syncjob is the gateway's "sync now" (SPEC.md section 4): a fleet-wide, resumable,
+// Package syncjob is the gateway's "sync now" (docs/design.md): a fleet-wide, resumable,
 // incremental import of a session's contacts, chats and messages for the CRM.
 //
 // A job is a hibiken/asynq task (Redis-based: leases renewed by heartbeats, retries, recovery of a

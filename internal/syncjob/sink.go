@@ -171,7 +171,8 @@ func (s *Sink) attempt(ctx context.Context, body []byte, delivery string) (time.
 	return wait, err
 }
 
-// SignedPost is one POST of a JSON body to the CRM, signed as SPEC.md section 4 says.
+// SignedPost is one POST of a JSON body to the CRM, signed with X-Gateway-Timestamp and
+// X-Gateway-Signature (see Sign).
 type SignedPost struct {
 	URL, Secret string
 	Body        []byte

@@ -1,4 +1,4 @@
-// Package upstream is the one client of the Inbox Hub WhatsApp API (see UPSTREAM.md).
+// Package upstream is the one client of the Inbox Hub WhatsApp API (see docs/upstream.md).
 //
 // Every call goes through one pipeline: the shared quota (Limiter), a circuit breaker, a
 // per-attempt timeout, retries of idempotent requests with backoff and jitter, credentials

@@ -10,7 +10,7 @@ import (
 // Category names an upstream rate-limit bucket; the quota is kept per category.
 type Category string
 
-// The upstream's rate-limit categories (UPSTREAM.md "Rate limits").
+// The upstream's rate-limit categories (docs/upstream.md, "Rate limits").
 const (
 	CategoryAuth Category = "auth"
 	CategoryRead Category = "read"

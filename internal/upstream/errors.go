@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Upstream error codes the client gives meaning to (UPSTREAM.md "Envelope").
+// Upstream error codes the client gives meaning to (docs/upstream.md, "Envelopes").
 const (
 	CodeMissingAPIKey            = "MISSING_API_KEY"
 	CodeInvalidAPIKey            = "INVALID_API_KEY"

@@ -105,7 +105,8 @@ func rawCategory(method string, segs []string) Category {
 	return CategoryRead
 }
 
-// knownRoutes are the upstream's route patterns (UPSTREAM.md), literal segments before parameters.
+// knownRoutes are the upstream's route patterns (docs/upstream.md), literal segments before
+// parameters.
 var knownRoutes = [][]string{
 	split("/api/auth/login"), split("/api/auth/refresh-token"), split("/api/auth/profile"), split("/api/auth/logout"),
 	split("/api/sessions"), split("/api/sessions/:id"), split("/api/sessions/:id/status"),

@@ -47,7 +47,7 @@ type Parsed struct {
 	Identity string
 }
 
-// sessionIDPattern is a valid string session id (SPEC.md section 3).
+// sessionIDPattern is a valid string session id: 3 to 100 letters, digits, _ or -.
 var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{3,100}$`)
 
 // ValidSessionID reports whether id is a well-formed string session id.

@@ -1,4 +1,4 @@
-// Package webhooks is "webhooks in, events out" (SPEC.md section 5): it receives Inbox Hub's
+// Package webhooks is "webhooks in, events out" (docs/design.md): it receives Inbox Hub's
 // webhooks, keeps the gateway's view of each session current, forwards a normalised event stream
 // to the CRM, and polls session status so that a lost webhook costs at most one interval.
 //
