@@ -2093,7 +2093,7 @@ const docTemplate = `{
         },
         "/webhooks/inbox-hub": {
             "post": {
-                "description": "The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, \"sha256=\" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status); the session id is taken from X-Webhook-Session, else the body's sessionId, else data.sessionId. A repeated event (the same whatsappMessageId, or the same delivery) is answered 202 with duplicate true and done nothing with; an unknown event name is answered 202 with ignored true. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.",
+                "description": "The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, \"sha256=\" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). The signature covers the body only, so no header decides anything the body says: the event name and the session id are the signed body's (sessionId, else data.sessionId); an X-Webhook-Session that disagrees is refused with 400, and X-Webhook-Event or X-Webhook-Session alone (the body naming none) is read only for a session event, the header's session only when the gateway knows it. Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status). A repeated message, contact or conversation event (the same whatsappMessageId, or the same signed body, whatever its timestamp) is answered 202 with duplicate true and done nothing with. A session event is a hint, answered 202 with hint true: the gateway reads the session's status from Inbox Hub (a few reads per session and minute at most, within the upstream quota) and acts only when it differs from the last one known, so a replayed delivery changes nothing. An unknown event name is answered 202 with ignored true. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.",
                 "consumes": [
                     "application/json"
                 ],
@@ -2121,13 +2121,13 @@ const docTemplate = `{
                     },
                     {
                         "type": "string",
-                        "description": "Event name (the body's event wins)",
+                        "description": "Event name (ignored when the body names one)",
                         "name": "X-Webhook-Event",
                         "in": "header"
                     },
                     {
                         "type": "string",
-                        "description": "Session id (wins over the body's)",
+                        "description": "Session id: must equal the signed body's",
                         "name": "X-Webhook-Session",
                         "in": "header"
                     },
@@ -2149,7 +2149,7 @@ const docTemplate = `{
                         }
                     },
                     "400": {
-                        "description": "INVALID_REQUEST: not JSON, no or a malformed session id",
+                        "description": "INVALID_REQUEST: not JSON, no or a malformed session id, an X-Webhook-Session that disagrees with the body",
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
@@ -3314,6 +3314,11 @@ const docTemplate = `{
                     "description": "EventID is the event's id (\"\" when ignored).",
                     "type": "string",
                     "example": "evt_3f0c2b7e8a11d5a3f2b1c431d5a3f2b1"
+                },
+                "hint": {
+                    "description": "Hint: a session event. Nothing is done with it until the session's status, read from Inbox\nHub, confirms a change; the event then forwarded has its own id.",
+                    "type": "boolean",
+                    "example": false
                 },
                 "ignored": {
                     "description": "Ignored: the event name is not one the gateway handles.",

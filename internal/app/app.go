@@ -139,6 +139,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Redis: a.Store.Client, Secret: cfg.WebhookSecret.Reveal(),
 		Cache: a.Cache, Sync: a.Sync, SyncOnConnect: cfg.Sync.OnConnect,
 		Sessions:  a.Upstream, // the poller reads live, never the cache
+		Statuses:  a.Upstream, // and so do the confirmations of session webhooks
 		EventsURL: cfg.CRMEventsURL.Reveal(), SigningSecret: cfg.CRMSigningSecret.Reveal(),
 		Workers: cfg.Webhooks.Workers, DedupeTTL: cfg.Webhooks.DedupeTTL,
 		Attempts: cfg.Webhooks.EventAttempts, Backoff: cfg.Webhooks.EventBackoff, MaxBackoff: cfg.Webhooks.EventMaxBackoff,

@@ -30,26 +30,51 @@ const (
 )
 
 // hookRelay is the webhook URL given to the simulator before the gateway exists: it passes each
-// delivery to the gateway's handler once set.
+// delivery to the gateway's handler once set, and records it (what an attacker on the path sees).
 type hookRelay struct {
 	target atomic.Pointer[http.Handler]
 	url    string
+	mu     sync.Mutex
+	seen   []capturedHook
+}
+
+// capturedHook is one delivery as it crossed the network.
+type capturedHook struct {
+	header http.Header
+	body   string
 }
 
 func newHookRelay(t *testing.T) *hookRelay {
 	t.Helper()
 	r := &hookRelay{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.seen = append(r.seen, capturedHook{header: req.Header.Clone(), body: string(body)})
+		r.mu.Unlock()
 		h := r.target.Load()
 		if h == nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
+		req.Body = io.NopCloser(strings.NewReader(string(body)))
 		(*h).ServeHTTP(w, req)
 	}))
 	t.Cleanup(srv.Close)
 	r.url = srv.URL + "/webhooks/inbox-hub"
 	return r
+}
+
+// find returns the first delivery of event about sid.
+func (r *hookRelay) find(event, sid string) (capturedHook, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range r.seen {
+		if h.header.Get("X-Webhook-Event") == event && h.header.Get("X-Webhook-Session") == sid {
+			return h, true
+		}
+	}
+	return capturedHook{}, false
 }
 
 func (r *hookRelay) to(g *gateway) {
@@ -145,6 +170,17 @@ func (g *gateway) isLeader(t *testing.T) bool {
 	return false
 }
 
+// waitFirstPoll waits until the status poller's first poll recorded the session's status. A change
+// that happens before is recorded by that poll as a first sighting (and not reported), so tests of
+// reported changes start after it.
+func (g *gateway) waitFirstPoll(t *testing.T, sid string) {
+	t.Helper()
+	eventually(t, 3*time.Second, "the first poll recorded "+sid, func() bool {
+		n, err := g.app.Store.Client.HExists(context.Background(), webhooks.DefaultKeyPrefix+"status", sid).Result()
+		return err == nil && n
+	})
+}
+
 func signedHook(body string, at time.Time) map[string]string {
 	mac := hmac.New(sha256.New, []byte(hookSecret))
 	mac.Write([]byte(body))
@@ -168,6 +204,7 @@ func TestWebhooksKeepSessionStateCurrent(t *testing.T) {
 			if st := g.sessionStatus(t, "sales_team"); st != "qr_pending" {
 				t.Fatalf("sales_team starts %q", st)
 			}
+			g.waitFirstPoll(t, "sales_team")
 			// A session.qr arrives every time the QR is renewed; scanning sends session.connected.
 			if err := s.ScanQR("sales_team"); err != nil {
 				t.Fatal(err)
@@ -353,4 +390,83 @@ func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
 		})
 		return ok
 	})
+}
+
+// resend posts a captured delivery again as an attacker can: the same signed body and signature,
+// a fresh timestamp, and the session header set to session ("" drops it).
+func (g *gateway) resend(t *testing.T, h capturedHook, session string) answer {
+	t.Helper()
+	headers := map[string]string{"X-API-Key": "", "Content-Type": "application/json",
+		"X-Webhook-Signature": h.header.Get("X-Webhook-Signature"), "X-Webhook-Event": h.header.Get("X-Webhook-Event"),
+		"X-Webhook-Timestamp": strconv.FormatInt(time.Now().UnixMilli(), 10), "X-Webhook-Session": session}
+	return g.request(t, http.MethodPost, "/webhooks/inbox-hub", strings.NewReader(h.body), headers)
+}
+
+// TestCapturedWebhookReplayChangesNothing: a session.connected captured on the wire and re-sent with
+// a fresh timestamp (with or without its session header) is not forwarded again and queues no second
+// automatic sync; re-targeted at another session through the header, it is refused with 400.
+func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
+	creds := newCreds()
+	relay := newHookRelay(t)
+	s, simURL := startSim(t, creds, sim.Options{WebhookURL: relay.url, WebhookSecret: hookSecret})
+	crm := newCRMEvents(t)
+	g := startGateway(t, simURL, creds, redistest.URL(t), map[string]string{
+		"INBOXHUB_WEBHOOK_SECRET": hookSecret, "GATEWAY_SYNC_ON_CONNECT": "true",
+		"CRM_EVENTS_URL": crm.url, "CRM_SIGNING_SECRET": crmSecret})
+	relay.to(g)
+
+	connectedEvents := func(sid string) int {
+		n := 0
+		for _, ev := range crm.received() {
+			if ev.Type == webhooks.TypeSessionConnected && ev.SessionID == sid {
+				n++
+			}
+		}
+		return n
+	}
+	autoSyncs := func() int {
+		jobs, err := g.app.Sync.SessionJobs(context.Background(), "sales_team", 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(jobs)
+	}
+	g.waitFirstPoll(t, "sales_team")
+	if err := s.ScanQR("sales_team"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "session.connected forwarded and the sync queued", func() bool {
+		return connectedEvents("sales_team") == 1 && autoSyncs() == 1
+	})
+	t.Logf("LOGS %s", g.logs.String())
+	captured, ok := relay.find("session.connected", "sales_team")
+	if !ok {
+		t.Fatal("no session.connected delivery captured")
+	}
+
+	for _, hdr := range []string{"sales_team", ""} {
+		if a := g.resend(t, captured, hdr); a.status != http.StatusAccepted {
+			t.Fatalf("replay with session header %q: %d %s", hdr, a.status, a.body)
+		}
+	}
+	// Let the replays be confirmed (and, were they acted on, forwarded) before counting.
+	eventually(t, 3*time.Second, "the replays confirmed", func() bool {
+		n, err := g.app.Store.Client.HLen(context.Background(), webhooks.DefaultKeyPrefix+"hints").Result()
+		return err == nil && n == 0
+	})
+	time.Sleep(300 * time.Millisecond)
+	if n := connectedEvents("sales_team"); n != 1 {
+		t.Errorf("the CRM received session.connected %d times, want once", n)
+	}
+	a := g.resend(t, captured, "demo_session")
+	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "X-Webhook-Session") {
+		t.Errorf("re-targeted replay: %d %s", a.status, a.body)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := connectedEvents("demo_session"); n != 0 {
+		t.Errorf("the re-targeted replay reached the CRM %d times", n)
+	}
+	if n := autoSyncs(); n != 1 {
+		t.Errorf("%d automatic syncs, want one", n)
+	}
 }

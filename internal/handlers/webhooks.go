@@ -89,17 +89,17 @@ type webhookHandlers struct{ recv WebhookReceiver }
 // receive godoc
 //
 //	@Summary		Receive an Inbox Hub webhook
-//	@Description	The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, "sha256=" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status); the session id is taken from X-Webhook-Session, else the body's sessionId, else data.sessionId. A repeated event (the same whatsappMessageId, or the same delivery) is answered 202 with duplicate true and done nothing with; an unknown event name is answered 202 with ignored true. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.
+//	@Description	The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, "sha256=" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). The signature covers the body only, so no header decides anything the body says: the event name and the session id are the signed body's (sessionId, else data.sessionId); an X-Webhook-Session that disagrees is refused with 400, and X-Webhook-Event or X-Webhook-Session alone (the body naming none) is read only for a session event, the header's session only when the gateway knows it. Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status). A repeated message, contact or conversation event (the same whatsappMessageId, or the same signed body, whatever its timestamp) is answered 202 with duplicate true and done nothing with. A session event is a hint, answered 202 with hint true: the gateway reads the session's status from Inbox Hub (a few reads per session and minute at most, within the upstream quota) and acts only when it differs from the last one known, so a replayed delivery changes nothing. An unknown event name is answered 202 with ignored true. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.
 //	@Tags			webhooks
 //	@Accept			json
 //	@Produce		json
 //	@Param			X-Webhook-Signature	header		string	true	"sha256=<hex HMAC-SHA256(secret, raw body)>"
 //	@Param			X-Webhook-Timestamp	header		string	true	"Unix milliseconds of the delivery"
-//	@Param			X-Webhook-Event		header		string	false	"Event name (the body's event wins)"
-//	@Param			X-Webhook-Session	header		string	false	"Session id (wins over the body's)"
+//	@Param			X-Webhook-Event		header		string	false	"Event name (ignored when the body names one)"
+//	@Param			X-Webhook-Session	header		string	false	"Session id: must equal the signed body's"
 //	@Param			body				body		object	true	"The upstream's payload, either shape"
 //	@Success		202					{object}	WebhookAnswer
-//	@Failure		400					{object}	problem.Details	"INVALID_REQUEST: not JSON, no or a malformed session id"
+//	@Failure		400					{object}	problem.Details	"INVALID_REQUEST: not JSON, no or a malformed session id, an X-Webhook-Session that disagrees with the body"
 //	@Failure		401					{object}	problem.Details	"UNAUTHENTICATED: signature missing or wrong, timestamp missing or out of the window"
 //	@Failure		413					{object}	problem.Details	"PAYLOAD_TOO_LARGE: over 256 KiB"
 //	@Failure		500					{object}	problem.Details	"INTERNAL"

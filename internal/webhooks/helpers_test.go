@@ -55,10 +55,11 @@ func sessionBody(event, sid string) string {
 // testService is a service over a fresh Redis database with short timings, and what it calls.
 type testService struct {
 	*Service
-	rdb   *redis.Client
-	reg   *prometheus.Registry
-	cache *fakeCache
-	sync  *fakeSync
+	rdb      *redis.Client
+	reg      *prometheus.Registry
+	cache    *fakeCache
+	sync     *fakeSync
+	statuses *fakeStatuses
 }
 
 // newTestService builds (and, when start, starts) a service; mod adjusts its configuration.
@@ -67,8 +68,8 @@ func newTestService(t *testing.T, rdb *redis.Client, start bool, mod func(*Confi
 	if rdb == nil {
 		rdb = redistest.New(t)
 	}
-	ts := &testService{rdb: rdb, reg: prometheus.NewRegistry(), cache: &fakeCache{}, sync: &fakeSync{}}
-	cfg := Config{Redis: rdb, Secret: testSecret, Cache: ts.cache, Sync: ts.sync, SyncOnConnect: true,
+	ts := &testService{rdb: rdb, reg: prometheus.NewRegistry(), cache: &fakeCache{}, sync: &fakeSync{}, statuses: &fakeStatuses{}}
+	cfg := Config{Redis: rdb, Secret: testSecret, Cache: ts.cache, Sync: ts.sync, SyncOnConnect: true, Statuses: ts.statuses,
 		Workers: 4, TaskCheck: 20 * time.Millisecond, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		SweepInterval: 100 * time.Millisecond, DrainLease: 3 * time.Second, Registerer: ts.reg,
 		Logger: slog.New(slog.DiscardHandler)}
@@ -248,6 +249,34 @@ func (f *fakeSessions) AllSessions(context.Context, int) iter.Seq2[upstream.Sess
 			}
 		}
 	}
+}
+
+// fakeStatuses is the upstream's status of each session, as tests set it; an unset session is not
+// found. It counts the reads.
+type fakeStatuses struct {
+	mu     sync.Mutex
+	status map[string]string
+	calls  atomic.Int64
+}
+
+func (f *fakeStatuses) set(sid, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.status == nil {
+		f.status = map[string]string{}
+	}
+	f.status[sid] = status
+}
+
+func (f *fakeStatuses) SessionStatus(_ context.Context, sid string) (upstream.SessionStatus, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.status[sid]
+	if !ok {
+		return upstream.SessionStatus{}, upstream.ErrSessionNotFound
+	}
+	return upstream.SessionStatus{SessionID: sid, Status: st, PhoneNumber: "34657032985", IsConnected: st == "connected"}, nil
 }
 
 // eventually polls cond until it holds or the deadline passes.

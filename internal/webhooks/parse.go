@@ -41,10 +41,14 @@ type Parsed struct {
 	RawEvent string
 	// Ignored: the event name is none the gateway knows (it is acknowledged and dropped).
 	Ignored bool
-	// Identity is what makes the event unique (its dedupe key and the source of Event.ID): the
-	// session and whatsappMessageId for messages (and the ack level for acks), else the event
-	// name, session, timestamp and a hash of the body.
+	// Identity is what makes the event unique (its dedupe key and the source of Event.ID), made of
+	// signed content only: the session and whatsappMessageId for messages (and the ack level for
+	// acks), else the event type, session and a hash of the body. A delivery re-sent with another
+	// X-Webhook-Timestamp is therefore the same event.
 	Identity string
+	// SessionFromHeader: the body names no session, and the session id is X-Webhook-Session's,
+	// which the signature does not cover. Only a session event may be read so (see Parse).
+	SessionFromHeader bool
 }
 
 // sessionIDPattern is a valid string session id: 3 to 100 letters, digits, _ or -.
@@ -57,10 +61,22 @@ func ValidSessionID(id string) bool { return sessionIDPattern.MatchString(id) }
 //
 // Shapes: the current one, {"event": "message.received", "data": {"sessionId", "message": {...}}},
 // and the older one, {"event": "message", "sessionId", "data": {"id": {"_serialized"}, "body",
-// "from": "...@c.us", "fromMe", "hasMedia", "timestamp"}, "timestamp"}. The event name is the
-// body's (which the signature covers), else headerEvent; the session id is headerSession, else the
-// body's top-level sessionId, else data.sessionId, and must be a valid id. sentAt is the delivery's
-// X-Webhook-Timestamp; it becomes the event's OccurredAt. Unknown event names give Ignored.
+// "from": "...@c.us", "fromMe", "hasMedia", "timestamp"}, "timestamp"}.
+//
+// The signature covers the body only, so the headers decide nothing the body says:
+//   - The event name is the body's; headerEvent (X-Webhook-Event) is read only when the body has
+//     none, and may then name only a session event.
+//   - The session id is the body's top-level sessionId, else data.sessionId. headerSession
+//     (X-Webhook-Session), when given, must be a valid id equal to it: a header that disagrees is
+//     refused (an *InvalidError on X-Webhook-Session). When the body names no session the
+//     header's is taken for a session event only (SessionFromHeader): a session event is a hint
+//     that the gateway confirms with the upstream before it does anything (see Service.Receive),
+//     so the header can at most make it read a session's status. Any other event without a
+//     session in its body is refused, since the header would decide which session's stream
+//     carries a customer's message.
+//
+// sentAt is the delivery's X-Webhook-Timestamp, checked against the clock by the caller; it
+// becomes the event's OccurredAt and is no part of its identity. Unknown event names give Ignored.
 func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Parsed, error) {
 	var top object
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
@@ -74,7 +90,8 @@ func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Pa
 		data = object{}
 	}
 	name := top.str("event")
-	if name == "" {
+	nameFromHeader := name == ""
+	if nameFromHeader {
 		name = strings.TrimSpace(headerEvent)
 	}
 	if name == "" {
@@ -91,10 +108,17 @@ func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Pa
 		p.Ignored = true
 		return p, nil
 	}
-	sid, err := sessionIDOf(headerSession, top, data)
+	if nameFromHeader && !isSessionType(typ) {
+		return Parsed{}, invalid("event", "missing from the signed body: X-Webhook-Event alone may name only a session event")
+	}
+	sid, fromHeader, err := sessionIDOf(headerSession, top, data)
 	if err != nil {
 		return Parsed{}, err
 	}
+	if fromHeader && !isSessionType(typ) {
+		return Parsed{}, invalid("sessionId", "missing from the signed body: X-Webhook-Session alone may name only the session of a session event")
+	}
+	p.SessionFromHeader = fromHeader
 	ev := Event{Type: typ, SessionID: sid, OccurredAt: sentAt.UTC(), Source: SourceWebhook}
 	identity := ""
 	switch typ {
@@ -124,7 +148,7 @@ func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Pa
 	}
 	if identity == "" {
 		sum := sha256.Sum256(body)
-		identity = "raw|" + typ + "|" + sid + "|" + strconv.FormatInt(sentAt.UnixMilli(), 10) + "|" + hex.EncodeToString(sum[:])
+		identity = "raw|" + typ + "|" + sid + "|" + hex.EncodeToString(sum[:])
 	}
 	ev.ID = eventID(identity)
 	p.Event, p.Identity = ev, identity
@@ -152,24 +176,33 @@ func eventType(name string, data, msg object) string {
 	return ""
 }
 
-// sessionIDOf finds the session id: the header, else the top level, else data; the first one
-// present must be valid.
-func sessionIDOf(header string, top, data object) (string, error) {
-	candidates := []struct{ field, value string }{
-		{"X-Webhook-Session", strings.TrimSpace(header)},
+// sessionIDOf finds the session id: the body's top level, else its data, each valid when present.
+// The header, when present, must be valid and equal to the body's; it is the answer only when the
+// body names no session (fromHeader).
+func sessionIDOf(header string, top, data object) (sid string, fromHeader bool, err error) {
+	const hdr = "X-Webhook-Session"
+	header = strings.TrimSpace(header)
+	if header != "" && !ValidSessionID(header) {
+		return "", false, invalid(hdr, "must be 3 to 100 characters of A-Z, a-z, 0-9, _ and -")
+	}
+	for _, c := range []struct{ field, value string }{
 		{"sessionId", top.str("sessionId")},
 		{"data.sessionId", data.str("sessionId")},
-	}
-	for _, c := range candidates {
-		if c.value == "" {
+	} {
+		switch {
+		case c.value == "":
 			continue
+		case !ValidSessionID(c.value):
+			return "", false, invalid(c.field, "must be 3 to 100 characters of A-Z, a-z, 0-9, _ and -")
+		case header != "" && header != c.value:
+			return "", false, invalid(hdr, "does not match the session id of the signed body")
 		}
-		if !ValidSessionID(c.value) {
-			return "", invalid(c.field, "must be 3 to 100 characters of A-Z, a-z, 0-9, _ and -")
-		}
-		return c.value, nil
+		return c.value, false, nil
 	}
-	return "", invalid("sessionId", "missing: the session id is in none of X-Webhook-Session, sessionId, data.sessionId")
+	if header != "" {
+		return header, true, nil
+	}
+	return "", false, invalid("sessionId", "missing: the session id is in none of sessionId, data.sessionId, X-Webhook-Session")
 }
 
 // msgRaw returns the JSON of the message object (data.message, or data in the older shape).
@@ -319,12 +352,7 @@ func parseSession(typ string, data object) *SessionChange {
 	default:
 		sc.Status = SessionStatus(data.str("status"))
 	}
-	if phone := data.str("phoneNumber", "phone"); phone != "" {
-		if _, kind, p := syncjob.NormalizeJID(phone); kind == syncjob.IDKindPhone {
-			phone = p
-		}
-		sc.PhoneNumber = truncate(phone, 64)
-	}
+	sc.PhoneNumber = normalizePhone(data.str("phoneNumber", "phone"))
 	if typ == TypeSessionQR {
 		sc.QR = &EventQR{Available: true}
 		if t, ok := parseTime(data.str("expiresAt", "qrCodeExpiresAt")); ok {

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -199,10 +200,21 @@ func TestParseShapes(t *testing.T) {
 			wantType: TypeSessionDisconnected, wantSession: "abc_123",
 		},
 		{
-			name:       "session id: the header first",
-			hdrSession: "from_header",
+			name:       "session id: a header that agrees with the signed body",
+			hdrSession: "from_top",
 			body:       `{"event": "session.connected", "sessionId": "from_top", "data": {"sessionId": "from_data"}}`,
-			wantType:   TypeSessionConnected, wantSession: "from_header",
+			wantType:   TypeSessionConnected, wantSession: "from_top",
+		},
+		{
+			name:       "session id: the header alone, for a session event",
+			hdrSession: "from_header",
+			body:       `{"event": "session.disconnected", "data": {"reason": "logout"}}`,
+			wantType:   TypeSessionDisconnected, wantSession: "from_header",
+			check: func(t *testing.T, ev Event) {
+				if ev.Data.Session == nil || ev.Data.Session.Reason != "logout" {
+					t.Errorf("%+v", ev.Data.Session)
+				}
+			},
 		},
 		{
 			name:     "session id: the top level before data",
@@ -254,12 +266,21 @@ func TestParseRefusals(t *testing.T) {
 		{"no event name anywhere", "", `{"data": {"sessionId": "abc_123"}}`, "event"},
 		{"no session id anywhere", "", `{"event": "session.connected", "data": {}}`, "sessionId"},
 		{"a malformed header session id is not skipped", "../../etc", `{"event": "session.connected", "data": {"sessionId": "abc_123"}}`, "X-Webhook-Session"},
+		{"a header that disagrees with the top level", "other_session", `{"event": "session.connected", "sessionId": "abc_123"}`, "X-Webhook-Session"},
+		{"a header that disagrees with data", "other_session", `{"event": "message.received", "data": {"sessionId": "abc_123", "message": {"whatsappMessageId": "X"}}}`, "X-Webhook-Session"},
+		{"a message whose session only the header names", "abc_123", `{"event": "message.received", "data": {"message": {"whatsappMessageId": "X"}}}`, "sessionId"},
+		{"a message whose type only the header names", "", `{"data": {"sessionId": "abc_123", "message": {"whatsappMessageId": "X"}}}`, "event"},
+		{"a contact whose session only the header names", "abc_123", `{"event": "contact.updated", "data": {"contact": {"id": "1@c.us"}}}`, "sessionId"},
 		{"a too short session id", "", `{"event": "session.connected", "sessionId": "ab"}`, "sessionId"},
 		{"a malformed data session id", "", `{"event": "session.connected", "data": {"sessionId": "a b c"}}`, "data.sessionId"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("", tt.hdrSession, sentAt, []byte(tt.body))
+			hdrEvent := ""
+			if strings.Contains(tt.name, "only the header names") && !strings.Contains(tt.body, `"event"`) {
+				hdrEvent = "message.received"
+			}
+			_, err := Parse(hdrEvent, tt.hdrSession, sentAt, []byte(tt.body))
 			var inv *InvalidError
 			if !errors.As(err, &inv) || !errors.Is(err, ErrInvalid) {
 				t.Fatalf("err = %v, want an *InvalidError", err)
@@ -294,16 +315,26 @@ func TestParseIdentity(t *testing.T) {
 	if a, b := msg("3EB0X", "a", sentAt), msg("3EB0Y", "a", sentAt); a.ID == b.ID {
 		t.Error("two whatsappMessageIds gave one event id")
 	}
-	// Other events: the same delivery (body and timestamp) is one event, another timestamp another.
-	sess := func(ts time.Time) string {
-		p, err := Parse("", "", ts, []byte(`{"event": "session.connected", "data": {"sessionId": "abc_123"}}`))
+	// Other events: signed content only. The same body is one event whatever its timestamp; another
+	// body another.
+	other := func(ts time.Time, body string) string {
+		p, err := Parse("", "", ts, []byte(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return p.Event.ID
 	}
-	if sess(sentAt) != sess(sentAt) || sess(sentAt) == sess(sentAt.Add(time.Millisecond)) {
-		t.Error("session event identity does not follow the delivery")
+	contact := `{"event": "contact.updated", "data": {"sessionId": "abc_123", "contact": {"id": "34600111222@c.us", "name": "A"}}}`
+	if other(sentAt, contact) != other(sentAt.Add(time.Minute), contact) {
+		t.Error("the timestamp, which the signature does not cover, changes an event's identity")
+	}
+	if other(sentAt, contact) == other(sentAt, strings.Replace(contact, `"A"`, `"B"`, 1)) {
+		t.Error("two contact bodies gave one event id")
+	}
+	// A session header that agrees changes nothing either.
+	p, err := Parse("", "abc_123", sentAt.Add(time.Hour), []byte(contact))
+	if err != nil || p.Event.ID != other(sentAt, contact) {
+		t.Errorf("%v: identity %s", err, p.Event.ID)
 	}
 	// An ack of another level is another event.
 	ack := func(level string) string {

@@ -2,8 +2,6 @@ package webhooks
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,10 +132,7 @@ func (p *poller) pollOnce(ctx context.Context) {
 		if !ValidSessionID(sid) {
 			continue
 		}
-		status := SessionStatus(sess.Status)
-		if strings.TrimSpace(sess.Status) == "" && sess.IsConnected {
-			status = StatusConnected
-		}
+		status := statusOf(sess.Status, sess.IsConnected)
 		prev, ok := known[sid]
 		if !ok {
 			if err := s.cfg.Redis.HSetNX(ctx, s.k.status(), sid, status).Err(); err != nil && ctx.Err() == nil {
@@ -148,18 +143,15 @@ func (p *poller) pollOnce(ctx context.Context) {
 		if prev == status {
 			continue
 		}
-		now := s.cfg.Clock().UTC()
-		ev := Event{Type: sessionEventType(status), SessionID: sid, OccurredAt: now, Source: SourcePoller,
-			Data: EventData{Session: &SessionChange{Status: status, PreviousStatus: prev, PhoneNumber: phoneOf(sess)}}}
+		change := &SessionChange{Status: status, PhoneNumber: phoneOf(sess)}
 		if status == StatusQRPending {
-			ev.Data.Session.QR = &EventQR{Available: sess.HasQR || sess.QRCode != ""}
+			change.QR = &EventQR{Available: sess.HasQR || sess.QRCode != ""}
 			if !sess.QRCodeExpiresAt.IsZero() {
 				at := sess.QRCodeExpiresAt.UTC()
-				ev.Data.Session.QR.ExpiresAt = &at
+				change.QR.ExpiresAt = &at
 			}
 		}
-		ev.ID = eventID("poll|" + sid + "|" + prev + ">" + status + "|" + strconv.FormatInt(now.UnixNano(), 10))
-		accepted, err := s.accept(ctx, ev, prev)
+		ev, accepted, err := s.emitChange(ctx, sid, prev, change, SourcePoller, s.cfg.Clock())
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {

@@ -4,14 +4,21 @@
 //
 // In: Receive verifies a delivery (X-Webhook-Signature, an HMAC-SHA256 of the raw body under
 // INBOXHUB_WEBHOOK_SECRET, compared in constant time; X-Webhook-Timestamp within MaxAge in the past
-// and MaxFuture in the future), parses either payload shape into an Event (see Parse), and accepts
-// it once: one Redis script claims the event's dedupe key (SET NX with DedupeTTL; the key is the
-// event id, derived from whatsappMessageId for messages), records a session's new status and
-// appends the event to its session's outbox. A session event then drops the session's cached
-// reads at once (so that the next GET /v1/sessions/{id} reads the new state), and an asynq task is
-// queued (queue DefaultQueue) for the rest of the work: the cache of the session's lists for other
-// events, and the automatic sync when a session connects. The webhook is answered within
-// milliseconds.
+// and MaxFuture in the future), and parses either payload shape into an Event (see Parse: nothing
+// the signature does not cover decides anything). A message, contact or conversation event is
+// accepted once: one Redis script claims the event's dedupe key (SET NX with DedupeTTL; the key is
+// the event id, derived from signed content only: whatsappMessageId for messages, else a hash of
+// the body) and appends the event to its session's outbox; an asynq task (queue DefaultQueue)
+// then drops the session's cached lists. The webhook is answered within milliseconds.
+//
+// Session events are hints. Their signed body carries no id and no time, so a captured delivery
+// re-sent later cannot be told from a genuine repeat (a session that connects again). The hint is
+// kept (the latest per session), and the confirmer reads the session's status from the upstream
+// (Statuses, at most ConfirmRate per session fleet-wide, within the upstream quota as background
+// work); only when that status differs from the last one known does the gateway act: it records
+// it, drops the session's cached reads, forwards the session event, and queues the automatic sync
+// when the session connected. A replayed hint thus costs at most a rate-limited read and changes
+// nothing.
 //
 // Out: when EventsURL is set, every replica that runs workers forwards outboxes. One drainer per
 // session at a time, fleet-wide (a lock in Redis with a lease renewed while it works), delivers the
@@ -22,6 +29,10 @@
 // SweepInterval, so another one resumes. An event whose answer was lost may be delivered twice:
 // its id is stable, for the CRM to ignore repeats. Dead letters are listed and replayed by the
 // admin routes; a replayed event goes to the tail of its session's outbox.
+//
+// Confirmer: every replica that runs the workers confirms the hints it receives at once, and
+// sweeps every SweepInterval for hints left over (received by a replica that does not run them, or
+// refused by the rate).
 //
 // Poller: one replica at a time (a leader lease in Redis, renewed while held and released on
 // shutdown) lists every session each PollInterval with a background-priority context and, for
@@ -35,6 +46,8 @@
 //	outbox:{sid}            list of event JSON, oldest first: the session's events not yet delivered
 //	outbox:{sid}:lock       string with a lease: the drainer of the session's outbox
 //	outbox-pending          set of session ids whose outbox may hold events
+//	hints                   hash: session id -> its latest unconfirmed session event (JSON)
+//	confirm:{sid}           GCRA state of the session's confirming reads (package quota)
 //	dead                    hash: event id -> dead letter record (JSON)
 //	dead-index              sorted set of event ids by the time they failed
 //	poller-leader           string with a lease: the replica that polls
@@ -65,6 +78,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -78,6 +92,12 @@ type CacheInvalidator interface {
 // returns the session's running job instead when there is one.
 type SyncQueue interface {
 	Enqueue(ctx context.Context, sessionID string, req syncjob.Request) (syncjob.Job, bool, error)
+}
+
+// StatusReader reads one session's status live from the upstream (*upstream.Client, not the
+// cache: a confirmation must see the state after the webhook, not one cached before it).
+type StatusReader interface {
+	SessionStatus(ctx context.Context, sessionID string) (upstream.SessionStatus, error)
 }
 
 // SessionLister lists every session live from the upstream (*upstream.Client, not the cache).
@@ -105,6 +125,7 @@ const (
 	DefaultLeaderLease    = 15 * time.Second
 	DefaultTaskCheck      = 200 * time.Millisecond
 	DefaultTaskRetries    = 5
+	DefaultMaxConfirmers  = 16
 	taskType              = "gateway:webhook-event"
 )
 
@@ -120,6 +141,16 @@ type Config struct {
 	SyncOnConnect bool
 	// Sessions is the live session list the poller reads; nil: no poller.
 	Sessions SessionLister
+	// Statuses confirms session events (hints) with the upstream; nil: session events are
+	// acknowledged and ignored (session state then follows the poller only).
+	Statuses StatusReader
+	// ConfirmRate bounds the confirming reads of one session, fleet-wide (default
+	// DefaultConfirmRate): however many session events arrive, replayed or not, a session costs at
+	// most that many upstream reads. A hint refused by the rate waits for its turn; the latest hint
+	// of a session replaces the earlier ones. MaxConfirmers bounds the reads this replica makes at
+	// once (default 16).
+	ConfirmRate   quota.Rate
+	MaxConfirmers int
 
 	// EventsURL (CRM_EVENTS_URL) receives the events, signed with SigningSecret
 	// (CRM_SIGNING_SECRET); empty: events are not forwarded.
@@ -223,6 +254,13 @@ func (c *Config) defaults() error {
 	def(&c.SweepInterval, DefaultSweepInterval)
 	defInt(&c.MaxDrainers, DefaultMaxDrainers)
 	def(&c.PollInterval, DefaultPollInterval)
+	if c.ConfirmRate == (quota.Rate{}) {
+		c.ConfirmRate = DefaultConfirmRate
+	}
+	if err := c.ConfirmRate.Validate(); err != nil {
+		return fmt.Errorf("webhooks: confirm rate: %w", err)
+	}
+	defInt(&c.MaxConfirmers, DefaultMaxConfirmers)
 	// A short interval (tests, demos) gets a short lease, so that a standby takes over quickly.
 	def(&c.LeaderLease, min(DefaultLeaderLease, max(time.Second, 3*c.PollInterval)))
 	if c.KeyPrefix == "" {
@@ -253,6 +291,8 @@ type Service struct {
 	started bool
 	fwd     atomic.Pointer[forwarder]
 	poll    atomic.Pointer[poller]
+	conf    atomic.Pointer[confirmer]
+	limit   *quota.Keyed // confirming reads per session
 }
 
 // New builds a service; it starts nothing (see Start). Without a secret every delivery is refused,
@@ -265,10 +305,18 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, k: keys{prefix: cfg.KeyPrefix}, log: cfg.Logger, m: m,
+	limit, err := quota.NewKeyed(cfg.Redis, cfg.ConfirmRate, cfg.KeyPrefix+"confirm:")
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: confirm rate: %w", err)
+	}
+	s := &Service{cfg: cfg, k: keys{prefix: cfg.KeyPrefix}, log: cfg.Logger, m: m, limit: limit,
 		client: asynq.NewClientFromRedisClient(cfg.Redis)}
 	if cfg.Secret == "" {
 		s.log.Warn("INBOXHUB_WEBHOOK_SECRET is not set: POST /webhooks/inbox-hub refuses every delivery with 503 " +
+			"(session state then follows the status poller only)")
+	}
+	if cfg.Secret != "" && cfg.Statuses == nil {
+		s.log.Warn("no session status reader: session webhooks are acknowledged and ignored " +
 			"(session state then follows the status poller only)")
 	}
 	if cfg.EventsURL == "" {
@@ -313,6 +361,11 @@ func (s *Service) Start() error {
 		s.fwd.Store(f)
 		s.wg.Go(func() { f.run(ctx) })
 	}
+	if s.cfg.Statuses != nil {
+		c := newConfirmer(s)
+		s.conf.Store(c)
+		s.wg.Go(func() { c.run(ctx) })
+	}
 	if s.cfg.Sessions != nil {
 		p := newPoller(s)
 		s.poll.Store(p)
@@ -335,6 +388,9 @@ func (s *Service) Shutdown() {
 		s.wg.Wait()
 		if f := s.fwd.Load(); f != nil {
 			f.wait()
+		}
+		if c := s.conf.Load(); c != nil {
+			c.wait()
 		}
 	}
 	_ = s.client.Close()
@@ -387,6 +443,9 @@ type Receipt struct {
 	Duplicate bool `json:"duplicate" example:"false"`
 	// Ignored: the event name is not one the gateway handles.
 	Ignored bool `json:"ignored" example:"false"`
+	// Hint: a session event. Nothing is done with it until the session's status, read from Inbox
+	// Hub, confirms a change; the event then forwarded has its own id.
+	Hint bool `json:"hint" example:"false"`
 }
 
 // Receive verifies, parses and accepts one delivery; the work it implies runs later. The errors
@@ -427,6 +486,9 @@ func (s *Service) Receive(ctx context.Context, d Delivery) (Receipt, error) {
 		return Receipt{Ignored: true}, nil
 	}
 	ev := p.Event
+	if isSessionType(ev.Type) {
+		return s.receiveHint(ctx, p)
+	}
 	accepted, err := s.accept(ctx, ev, "*")
 	if err != nil {
 		s.m.received.WithLabelValues(ev.Type, "error").Inc()
@@ -629,6 +691,7 @@ type metrics struct {
 	forwarded *prometheus.CounterVec
 	dead      prometheus.Counter
 	leader    prometheus.Gauge
+	checks    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -636,7 +699,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "webhooks_received_total",
 			Help: "Inbox Hub webhook deliveries, by event type (unverified and unknown before it is known) and result " +
-				"(accepted, duplicate, ignored, invalid, unauthenticated, too_large, disabled, error).",
+				"(accepted, duplicate, hint: a session event to confirm, ignored, invalid, unauthenticated, too_large, disabled, error).",
 		}, []string{"event", "result"}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "events_forwarded_total",
@@ -648,9 +711,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "poller_leader", Help: "1 while this replica holds the status poller's leadership.",
 		}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "webhook_session_checks_total",
+			Help: "Upstream reads confirming session webhooks, by result (changed, unchanged, not_found, error).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.received, m.forwarded, m.dead, m.leader} {
+		for _, c := range []prometheus.Collector{m.received, m.forwarded, m.dead, m.leader, m.checks} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("webhooks: metrics: %w", err)
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
 )
 
@@ -95,13 +96,16 @@ func TestReceiveLimitsTheBody(t *testing.T) {
 func TestSessionEventsInvalidateAndQueueTheSync(t *testing.T) {
 	ts := newTestService(t, nil, true, nil)
 	ctx := context.Background()
-	if _, err := ts.Receive(ctx, signed(sessionBody("session.qr", "sess_qr"))); err != nil {
-		t.Fatal(err)
+	ts.statuses.set("sess_qr", "qr")
+	rec, err := ts.Receive(ctx, signed(sessionBody("session.qr", "sess_qr")))
+	if err != nil || !rec.Hint || rec.EventID != "" || rec.Type != TypeSessionQR {
+		t.Fatalf("%+v %v", rec, err)
 	}
-	// Session events drop the cached reads before the answer.
-	if ts.cache.count("sess_qr") == 0 {
-		t.Fatal("session.qr did not invalidate the session's cached reads at once")
-	}
+	// A confirmed session event drops the cached reads as soon as the upstream confirmed it.
+	eventually(t, 3*time.Second, "session.qr confirmed and the cached reads dropped", func() bool {
+		return ts.cache.count("sess_qr") == 1
+	})
+	ts.statuses.set("sess_qr", "connected")
 	if _, err := ts.Receive(ctx, signed(sessionBody("session.connected", "sess_qr"))); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +125,7 @@ func TestSessionEventsInvalidateAndQueueTheSync(t *testing.T) {
 
 func TestNoSyncOnConnectWhenDisabled(t *testing.T) {
 	ts := newTestService(t, nil, true, func(c *Config) { c.SyncOnConnect = false })
+	ts.statuses.set("abc_123", "connected")
 	if _, err := ts.Receive(context.Background(), signed(sessionBody("session.connected", "abc_123"))); err != nil {
 		t.Fatal(err)
 	}
@@ -367,17 +372,20 @@ func TestPollerEmitsChangesNoWebhookReported(t *testing.T) {
 		t.Error("the poller's event did not invalidate the cache")
 	}
 
-	// A change the webhook reported is not reported again by the poller.
+	// One change reported by both a webhook (confirmed with the upstream) and the poller is
+	// forwarded once, by whichever saw it first.
+	sessions.set("poll_2", "connected")
+	ts.statuses.set("poll_2", "connected")
 	if _, err := ts.Receive(ctx, signed(sessionBody("session.connected", "poll_2"))); err != nil {
 		t.Fatal(err)
 	}
-	sessions.set("poll_2", "connected")
 	calls = sessions.calls.Load()
 	eventually(t, 2*time.Second, "two more polls", func() bool { return sessions.calls.Load() > calls+2 })
-	eventually(t, 2*time.Second, "the webhook's event delivered", func() bool { return len(sink.received()) == 2 })
+	eventually(t, 2*time.Second, "the change delivered", func() bool { return len(sink.received()) == 2 })
 	time.Sleep(100 * time.Millisecond)
 	got := sink.received()
-	if len(got) != 2 || got[1].Source != SourceWebhook || got[1].Type != TypeSessionConnected {
+	if len(got) != 2 || got[1].Type != TypeSessionConnected || got[1].SessionID != "poll_2" ||
+		got[1].Data.Session.PreviousStatus != StatusQRPending {
 		t.Fatalf("events %+v", got)
 	}
 	// The connected change from the poller queues the sync too (a change to connected).
@@ -455,5 +463,192 @@ func FuzzReceive(f *testing.F) {
 		default:
 			t.Fatalf("unexpected error %v", err)
 		}
+	})
+}
+
+// replayed is a captured delivery re-sent now (a fresh X-Webhook-Timestamp), with the session
+// header set to hdrSession ("" for none): all an attacker can change without the secret.
+func replayed(body, hdrSession string, age time.Duration) Delivery {
+	d := signed(body)
+	d.Timestamp = strconv.FormatInt(time.Now().Add(-age).UnixMilli(), 10)
+	d.Session = hdrSession
+	return d
+}
+
+// TestReplayedDeliveriesChangeNothing: captured deliveries re-sent with a fresh timestamp or with
+// another X-Webhook-Session change nothing: no second forward, no second automatic sync, no second
+// cache drop; a header that disagrees with the signed body is refused. A session that really
+// connects again (the same signed body, confirmed by the upstream) is still reported.
+func TestReplayedDeliveriesChangeNothing(t *testing.T) {
+	sink := newCRMSink(t)
+	ts := newTestService(t, nil, true, func(c *Config) {
+		sink.forwardTo(c)
+		c.ConfirmRate = quota.Rate{N: 1000, Per: time.Second}
+	})
+	ctx := context.Background()
+	settled := func(what string, events int) {
+		t.Helper()
+		eventually(t, 3*time.Second, what, func() bool {
+			n, _ := ts.rdb.HLen(ctx, ts.k.hints()).Result()
+			return n == 0 && len(sink.received()) >= events
+		})
+		time.Sleep(150 * time.Millisecond) // room for a wrong extra event to show
+		if got := len(sink.received()); got != events {
+			t.Fatalf("%s: the CRM received %d events, want %d: %+v", what, got, events, sink.received())
+		}
+	}
+
+	// The session shows a QR, then connects: two confirmed changes, one automatic sync.
+	ts.statuses.set("abc_123", "qr")
+	if _, err := ts.Receive(ctx, signed(sessionBody("session.qr", "abc_123"))); err != nil {
+		t.Fatal(err)
+	}
+	settled("session.qr confirmed", 1)
+	ts.statuses.set("abc_123", "connected")
+	connected := sessionBody("session.connected", "abc_123")
+	if _, err := ts.Receive(ctx, signed(connected)); err != nil {
+		t.Fatal(err)
+	}
+	settled("session.connected confirmed", 2)
+	eventually(t, 3*time.Second, "the automatic sync", func() bool { return len(ts.sync.queued()) == 1 })
+	drops := ts.cache.count("abc_123")
+
+	// The captured session.connected, re-sent with fresh timestamps, with and without an agreeing
+	// header: hints that the upstream does not confirm.
+	for i := range 5 {
+		hdr := ""
+		if i%2 == 1 {
+			hdr = "abc_123"
+		}
+		rec, err := ts.Receive(ctx, replayed(connected, hdr, time.Duration(i)*time.Second))
+		if err != nil || !rec.Hint || rec.SessionID != "abc_123" {
+			t.Fatalf("replay %d: %+v %v", i, rec, err)
+		}
+	}
+	settled("the replays confirmed as no change", 2)
+	if q := ts.sync.queued(); len(q) != 1 {
+		t.Errorf("automatic syncs %v, want one", q)
+	}
+	if n := ts.cache.count("abc_123"); n != drops {
+		t.Errorf("the replays dropped the session's cache %d more times", n-drops)
+	}
+	if ts.counter("webhook_session_checks_total", map[string]string{"result": checkUnchanged}) == 0 {
+		t.Error("the replays were not checked with the upstream")
+	}
+
+	// Re-targeted: the same signed body with another session in the header is refused, and
+	// nothing is kept for either session.
+	for _, other := range []string{"sales_team", "zz_other_9"} {
+		_, err := ts.Receive(ctx, replayed(connected, other, 0))
+		var inv *InvalidError
+		if !errors.As(err, &inv) || inv.Field != "X-Webhook-Session" {
+			t.Fatalf("re-targeted to %s: %v", other, err)
+		}
+	}
+	if n, _ := ts.rdb.HLen(ctx, ts.k.hints()).Result(); n != 0 {
+		t.Errorf("a re-targeted delivery left %d hints", n)
+	}
+
+	// A message and a contact event re-sent with fresh timestamps are the same events.
+	msg := messageBody("abc_123", "3EB0REPLAY")
+	contact := `{"event": "contact.updated", "data": {"sessionId": "abc_123", "contact": {"id": "34600111222@c.us", "name": "Ana"}}}`
+	for _, body := range []string{msg, contact} {
+		first, err := ts.Receive(ctx, signed(body))
+		if err != nil || first.Duplicate {
+			t.Fatalf("%+v %v", first, err)
+		}
+		for i := 1; i <= 3; i++ {
+			rec, err := ts.Receive(ctx, replayed(body, "abc_123", time.Duration(i)*time.Second))
+			if err != nil || !rec.Duplicate || rec.EventID != first.EventID {
+				t.Fatalf("replay %d of %s: %+v %v", i, first.Type, rec, err)
+			}
+		}
+	}
+	settled("the message and the contact forwarded once each", 4)
+
+	// A genuine repeat: the session drops and connects again. The same signed body is then
+	// confirmed by the upstream, forwarded, and queues a second sync.
+	ts.statuses.set("abc_123", "disconnected")
+	if _, err := ts.Receive(ctx, signed(sessionBody("session.disconnected", "abc_123"))); err != nil {
+		t.Fatal(err)
+	}
+	settled("the drop confirmed", 5)
+	ts.statuses.set("abc_123", "connected")
+	if _, err := ts.Receive(ctx, replayed(connected, "", 0)); err != nil {
+		t.Fatal(err)
+	}
+	settled("the reconnection confirmed", 6)
+	eventually(t, 3*time.Second, "the second automatic sync", func() bool { return len(ts.sync.queued()) == 2 })
+	got := sink.received()
+	for i, want := range []string{TypeSessionQR, TypeSessionConnected, TypeMessageReceived, TypeContactUpdated,
+		TypeSessionDisconnected, TypeSessionConnected} {
+		if got[i].Type != want {
+			t.Errorf("event %d: %s, want %s", i, got[i].Type, want)
+		}
+	}
+	if ev := got[5]; ev.Data.Session == nil || ev.Data.Session.PreviousStatus != StatusDisconnected || ev.Source != SourceWebhook {
+		t.Errorf("the reconnection event %+v", ev.Data.Session)
+	}
+}
+
+// TestSessionEventFloodCostsBoundedReads: a hundred replays of one session event cost at most the
+// burst of the confirm rate in upstream reads, and change nothing.
+func TestSessionEventFloodCostsBoundedReads(t *testing.T) {
+	sink := newCRMSink(t)
+	ts := newTestService(t, nil, true, func(c *Config) {
+		sink.forwardTo(c)
+		c.ConfirmRate = quota.Rate{N: 6, Per: time.Minute, Burst: 3}
+	})
+	ctx := context.Background()
+	ts.statuses.set("abc_123", "connected")
+	if err := ts.rdb.HSet(ctx, ts.k.status(), "abc_123", StatusConnected).Err(); err != nil {
+		t.Fatal(err)
+	}
+	body := sessionBody("session.connected", "abc_123")
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() {
+			if _, err := ts.Receive(ctx, replayed(body, "", time.Duration(i)*time.Millisecond)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, 3*time.Second, "a confirming read", func() bool { return ts.statuses.calls.Load() >= 1 })
+	time.Sleep(300 * time.Millisecond) // room for reads beyond the bound to show
+	if n := ts.statuses.calls.Load(); n > 3 {
+		t.Errorf("%d upstream reads for 100 replays, want at most the burst of 3", n)
+	}
+	if len(sink.received()) != 0 || len(ts.sync.queued()) != 0 || ts.cache.count("abc_123") != 0 {
+		t.Errorf("the flood changed something: %d events, syncs %v, %d cache drops",
+			len(sink.received()), ts.sync.queued(), ts.cache.count("abc_123"))
+	}
+}
+
+// TestHeaderOnlySession: a session event whose body names no session takes the header's only for
+// a session the gateway knows; an unknown one is refused without an upstream read.
+func TestHeaderOnlySession(t *testing.T) {
+	ts := newTestService(t, nil, true, nil)
+	ctx := context.Background()
+	body := `{"event": "session.disconnected", "data": {"reason": "logout"}}`
+	_, err := ts.Receive(ctx, replayed(body, "never_seen", 0))
+	var inv *InvalidError
+	if !errors.As(err, &inv) || inv.Field != "X-Webhook-Session" {
+		t.Fatalf("unknown session: %v", err)
+	}
+	if ts.statuses.calls.Load() != 0 {
+		t.Error("an unknown header session was read upstream")
+	}
+	ts.statuses.set("known_1", "disconnected")
+	if err := ts.rdb.HSet(ctx, ts.k.status(), "known_1", StatusConnected).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ts.Receive(ctx, replayed(body, "known_1", 0))
+	if err != nil || !rec.Hint || rec.SessionID != "known_1" {
+		t.Fatalf("%+v %v", rec, err)
+	}
+	eventually(t, 3*time.Second, "the drop confirmed", func() bool {
+		st, _ := ts.rdb.HGet(ctx, ts.k.status(), "known_1").Result()
+		return st == StatusDisconnected
 	})
 }

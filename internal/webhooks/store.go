@@ -24,6 +24,7 @@ func (k keys) pending() string                    { return k.prefix + "outbox-pe
 func (k keys) dead() string                       { return k.prefix + "dead" }
 func (k keys) deadIndex() string                  { return k.prefix + "dead-index" }
 func (k keys) leader() string                     { return k.prefix + "poller-leader" }
+func (k keys) hints() string                      { return k.prefix + "hints" }
 
 // Answers of ingestScript.
 const (
