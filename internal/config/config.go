@@ -22,8 +22,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/inboxhub-gateway/gateway/internal/cache"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
+	"github.com/inboxhub-gateway/gateway/internal/redisurl"
 )
 
 // Scopes a caller may hold; each route of the API needs one (see docs/swagger.yaml).
@@ -235,7 +235,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 	c.RedisURL = r.secret("REDIS_URL", false)
 	if c.RedisURL.IsSet() {
-		if _, err := cache.ParseURL(c.RedisURL.Reveal()); err != nil {
+		if _, err := redisurl.Parse(c.RedisURL.Reveal()); err != nil {
 			r.bad("REDIS_URL", strings.TrimPrefix(err.Error(), "REDIS_URL: "))
 		}
 	}

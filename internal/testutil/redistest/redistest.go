@@ -4,7 +4,6 @@
 package redistest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,8 +85,8 @@ func sharedServer(t testing.TB) *Server {
 // port to check how code behaves while Redis is away.
 type Server struct {
 	Addr string
-	cmd  *exec.Cmd
 	mu   sync.Mutex
+	proc *proc // nil while stopped
 }
 
 // Start runs a private redis-server on a free loopback port and stops it when the test ends.
@@ -109,12 +107,11 @@ func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd == nil {
+	if s.proc == nil {
 		return
 	}
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
-	s.cmd = nil
+	s.proc.kill()
+	s.proc = nil
 }
 
 // Restart starts the server again on its old address after Stop.
@@ -122,77 +119,28 @@ func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cmd != nil {
+	if s.proc != nil {
 		return
 	}
 	_, port, _ := net.SplitHostPort(s.Addr)
-	cmd, err := spawn(port)
+	p, err := launch(port, serverArgs(port, "--databases", strconv.Itoa(Databases)))
 	if err != nil {
 		t.Fatalf("restart redis-server: %v", err)
 	}
-	s.cmd = cmd
+	s.proc = p
 }
 
 func startProcess() (*Server, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		return nil, fmt.Errorf("redis-server not found on PATH (install it: apt-get install redis-server, or run ./scripts/test)")
+		return nil, errNoRedis
 	}
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		cmd, err := spawn(strconv.Itoa(port))
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		return &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}, nil
-	}
-	return nil, lastErr
-}
-
-func spawn(port string) (*exec.Cmd, error) {
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--databases", strconv.Itoa(Databases), "--loglevel", "warning")
-	// The server dies with the test binary, even when the binary is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
+	p, err := startFree(func(port string) []string {
+		return serverArgs(port, "--databases", strconv.Itoa(Databases))
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			_ = sc.Text()
-		}
-	}()
-	addr := net.JoinHostPort("127.0.0.1", port)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			_ = c.Close()
-			return cmd, nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	return nil, fmt.Errorf("redis-server on port %s did not start", port)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return &Server{Addr: p.Addr, proc: p}, nil
 }
 
 // skipOrFail skips a test that needs Redis when none can be had, except under CI or the test script
