@@ -11,11 +11,11 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
@@ -148,8 +148,8 @@ func syncProblem(err error) error {
 	return err
 }
 
-// readSyncRequest decodes the optional body: unknown fields, unknown resources and trailing data
-// are refused.
+// readSyncRequest decodes the optional body (jsonbody.Decode): unknown or repeated members,
+// unknown resources and trailing data are refused.
 func readSyncRequest(c *gin.Context) (syncjob.Request, bool) {
 	var body SyncRequest
 	raw, err := io.ReadAll(c.Request.Body)
@@ -163,15 +163,8 @@ func readSyncRequest(c *gin.Context) (syncjob.Request, bool) {
 				"The body must be JSON (Content-Type: application/json)."))
 			return syncjob.Request{}, false
 		}
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			middleware.Fail(c, problem.Invalid("The body is not a valid sync request.", syncBodyField(err)))
-			return syncjob.Request{}, false
-		}
-		if dec.More() {
-			middleware.Fail(c, problem.Invalid("The body holds more than one JSON value.",
-				problem.Field("body", "must be one JSON object")))
+		if err := jsonbody.Decode(raw, &body); err != nil {
+			middleware.Fail(c, err)
 			return syncjob.Request{}, false
 		}
 	}
@@ -187,29 +180,6 @@ func readSyncRequest(c *gin.Context) (syncjob.Request, bool) {
 		}
 	}
 	return syncjob.Request{Resources: body.Resources, Full: body.Full, Trigger: syncjob.TriggerAPI}, true
-}
-
-// syncBodyField names what is wrong with a JSON body without echoing it.
-func syncBodyField(err error) problem.FieldError {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		name := te.Field
-		if name == "" {
-			name = "body"
-		}
-		return problem.Field(name, "has the wrong type (want "+te.Type.String()+")")
-	case errors.As(err, &se):
-		return problem.Field("body", "is not valid JSON (at byte "+strconv.FormatInt(se.Offset, 10)+")")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		if len(name) > 64 {
-			name = name[:64]
-		}
-		return problem.Field(name, "is not a field of the sync request (resources, full)")
-	}
-	return problem.Field("body", "must be a JSON object such as {\"resources\": [\"contacts\"], \"full\": false}")
 }
 
 // start godoc

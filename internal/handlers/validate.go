@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -171,8 +171,9 @@ func chatIDParam(c *gin.Context) (string, bool) {
 }
 
 // bindJSON decodes a JSON request body into v: the Content-Type must be application/json (415
-// otherwise), the body one JSON value with no unknown fields and nothing after it (400). A body
-// over the configured limit fails with the *http.MaxBytesError that the error mapping answers 413.
+// otherwise), the body one JSON value whose members match v's fields exactly, none unknown and
+// none named twice in any case (jsonbody.Decode; 400). A body over the configured limit fails
+// with the *http.MaxBytesError that the error mapping answers 413.
 func bindJSON(c *gin.Context, v any) bool {
 	if msg := checkJSONContentType(c.Request.Header.Values("Content-Type")); msg != "" {
 		middleware.Fail(c, problem.New(http.StatusUnsupportedMediaType, problem.CodeUnsupportedMediaType, msg))
@@ -196,18 +197,8 @@ func bindJSON(c *gin.Context, v any) bool {
 		middleware.Fail(c, problem.Invalid("The request body is empty: send a JSON object."))
 		return false
 	}
-	if !utf8.Valid(body) {
-		middleware.Fail(c, problem.Invalid("The request body is not UTF-8."))
-		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		middleware.Fail(c, jsonProblem(err))
-		return false
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		middleware.Fail(c, problem.Invalid("The request body holds more than one JSON value."))
+	if err := jsonbody.Decode(body, v); err != nil {
+		middleware.Fail(c, err)
 		return false
 	}
 	return true
@@ -230,30 +221,6 @@ func checkJSONContentType(values []string) string {
 		}
 	}
 	return ""
-}
-
-// jsonProblem turns a decoding error into a 400 that says where the body is wrong.
-func jsonProblem(err error) *problem.Error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return problem.Invalid(fmt.Sprintf("The request body is not valid JSON (at byte %d).", syn.Offset))
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return problem.Invalid("The request body is not valid JSON (it ends too early).")
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return problem.Invalid("The request body must be a JSON object.")
-		}
-		return problem.Invalid("A field of the request body has the wrong type.",
-			problem.Field(clip(typ.Field, 64), "must be a JSON "+typ.Type.Kind().String()))
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		name, _ = strconv.Unquote(name)
-		return problem.Invalid("The request body has a field this route does not take.",
-			problem.Field(clip(name, 64), "unknown field"))
-	}
-	return problem.Invalid("The request body is not valid JSON.")
 }
 
 // clip shortens caller-supplied text before it is echoed in an answer.

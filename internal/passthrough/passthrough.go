@@ -30,7 +30,6 @@ package passthrough
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +47,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/auth"
 	"github.com/inboxhub-gateway/gateway/internal/cache"
+	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -408,7 +408,9 @@ func (h *Handler) query(raw string) (url.Values, []problem.FieldError) {
 	return q, fields
 }
 
-// body reads a POST or PUT body: JSON only, within the size limit, well-formed.
+// body reads a POST or PUT body: JSON only, within the size limit, well-formed, and with no
+// member named twice in any case (jsonbody.Check): the upstream must not read it another way
+// than the gateway did.
 func (h *Handler) body(c *gin.Context) ([]byte, error) {
 	if c.Request.Body == nil {
 		return nil, nil
@@ -432,8 +434,8 @@ func (h *Handler) body(c *gin.Context) ([]byte, error) {
 		return nil, problem.New(http.StatusUnsupportedMediaType, problem.CodeUnsupportedMediaType,
 			"A request body must be JSON, sent with Content-Type: application/json.")
 	}
-	if !json.Valid(b) {
-		return nil, problem.Invalid("The request body is not valid JSON.", problem.Field("body", "must be valid JSON"))
+	if err := jsonbody.Check(b); err != nil {
+		return nil, err
 	}
 	return b, nil
 }

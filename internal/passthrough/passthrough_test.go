@@ -290,6 +290,9 @@ func TestRefusedWithoutReachingTheUpstream(t *testing.T) {
 		{name: "bad query", method: "GET", path: "/api/sessions?page=%zz", status: 400, code: "INVALID_REQUEST"},
 		{name: "text body", method: "POST", path: "/api/messages/demo_session/send", contentType: "text/plain", body: "hola", status: 415, code: "UNSUPPORTED_MEDIA_TYPE"},
 		{name: "broken JSON", method: "POST", path: "/api/messages/demo_session/send", contentType: "application/json", body: `{"to":`, status: 400, code: "INVALID_REQUEST"},
+		{name: "duplicate member", method: "POST", path: "/api/messages/demo_session/send", contentType: "application/json", body: `{"to":"34600111222@s.whatsapp.net","message":"a","to":"34600999888@s.whatsapp.net"}`, status: 400, code: "INVALID_REQUEST", detail: "twice"},
+		{name: "case variant member", method: "POST", path: "/api/messages/demo_session/send", contentType: "application/json", body: `{"to":"34600111222@s.whatsapp.net","message":"a","To":"34600999888@s.whatsapp.net"}`, status: 400, code: "INVALID_REQUEST", detail: "twice"},
+		{name: "nested case variant", method: "POST", path: "/api/sessions", contentType: "application/json", body: `{"sessionId":"dup_1","sessionName":"D","meta":{"a":1,"A":2}}`, status: 400, code: "INVALID_REQUEST", detail: "twice"},
 		{name: "large body", method: "POST", path: "/api/sessions", contentType: "application/json", body: `{"x":"` + strings.Repeat("x", 2<<20) + `"}`, status: 413, code: "PAYLOAD_TOO_LARGE"},
 	}
 	for _, tc := range cases {
