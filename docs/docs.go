@@ -25,7 +25,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],
@@ -124,7 +124,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],
@@ -223,7 +223,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],
@@ -322,7 +322,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],

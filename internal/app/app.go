@@ -157,10 +157,18 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		}
 	}
 
-	relay := passthrough.New(a.Upstream,
+	webhookTarget := handlers.WebhookTarget{Registrar: a.Upstream, PublicURL: cfg.PublicURL, Secret: cfg.WebhookSecret.Reveal()}
+	relayOpts := []passthrough.Option{
 		passthrough.WithCache(readCache, passthrough.DefaultPolicy()),
 		passthrough.WithMaxBodyBytes(cfg.MaxBodyBytes),
-		passthrough.WithLogger(logger.With("component", "passthrough")))
+		passthrough.WithLogger(logger.With("component", "passthrough")),
+	}
+	if target, err := webhookTarget.Webhook(); err == nil {
+		// Sessions created through the relay report to the gateway; without a target, webhook
+		// settings of callers without the admin scope are dropped.
+		relayOpts = append(relayOpts, passthrough.WithWebhookTarget(target))
+	}
+	relay := passthrough.New(a.Upstream, relayOpts...)
 
 	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.Registry})
 	if err != nil {
@@ -191,7 +199,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Sync:           a.Sync,
 		Webhooks:       a.Webhooks,
 		DeadLetters:    a.Webhooks,
-		WebhookTarget:  &handlers.WebhookTarget{Registrar: a.Upstream, PublicURL: cfg.PublicURL, Secret: cfg.WebhookSecret.Reveal()},
+		WebhookTarget:  &webhookTarget,
 		Idempotency:    idempotency.New(a.Store.Client, idempotency.WithLogger(logger.With("component", "idempotency"))),
 	})
 	if err != nil {

@@ -99,7 +99,7 @@ func (h webhookTargetHandlers) register(c *gin.Context) {
 	if _, ok := queryParams(c); !ok {
 		return
 	}
-	target, err := h.t.webhook()
+	target, err := h.t.Webhook()
 	if err != nil {
 		middleware.Fail(c, err)
 		return
@@ -116,8 +116,10 @@ func (h webhookTargetHandlers) register(c *gin.Context) {
 	}})
 }
 
-// webhook is the webhook to register, or a 409 problem saying which setting is missing.
-func (t WebhookTarget) webhook() (upstream.Webhook, error) {
+// Webhook is the gateway's own webhook target, as this route registers it and as the /api
+// passthrough sets it on the sessions it creates, or a 409 problem saying which setting is
+// missing.
+func (t WebhookTarget) Webhook() (upstream.Webhook, error) {
 	var missing []string
 	if t.PublicURL == "" {
 		missing = append(missing, "GATEWAY_PUBLIC_URL (the gateway's externally reachable base URL)")

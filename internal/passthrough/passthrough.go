@@ -7,7 +7,10 @@
 //     characters (400 INVALID_REQUEST);
 //   - /api/auth/* is refused with 403 FORBIDDEN: the gateway holds the upstream login and tokens;
 //   - the method and path are on the allow-list (AllowList), else 404 NOT_FOUND;
-//   - the caller holds the route's scope, else 403 FORBIDDEN naming it;
+//   - the caller holds the route's scope, else 403 FORBIDDEN naming it (a session's webhook
+//     target is the admin scope's: whoever holds it receives every customer message, so a
+//     session create by a caller without admin gets the gateway's own target instead of any
+//     webhook settings it sent, see WithWebhookTarget);
 //   - session ids and JIDs in the path, page and limit in the query, the query's size and the
 //     body (JSON only, size-limited, well-formed) are valid, else 400, 413 or 415.
 //
@@ -105,6 +108,7 @@ type Handler struct {
 	maxBody  int64
 	maxQuery int
 	log      *slog.Logger
+	target   *upstream.Webhook // the gateway's own webhook target; nil: none configured
 }
 
 // New returns the relay of /api/... over doer. Mount Handle as ANY /api/*path behind caller
@@ -125,7 +129,7 @@ func New(doer RawDoer, opts ...Option) *Handler {
 // Handle godoc
 //
 //	@Summary		Inbox Hub API, relayed
-//	@Description	Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete, webhook: sessions:write; contacts and messages reads: messages:read; send and mark read: messages:send). /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).
+//	@Description	Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).
 //	@Tags			passthrough
 //	@Accept			json
 //	@Produce		json
@@ -193,6 +197,9 @@ func (h *Handler) Handle(c *gin.Context) {
 	req := upstream.RawRequest{Method: method, Path: "/" + strings.Join(segs, "/"), Query: query, Route: r.Pattern}
 	if method == http.MethodPost || method == http.MethodPut {
 		body, err := h.body(c)
+		if err == nil && r.WebhookFields {
+			body, err = h.ownWebhook(body, caller.Has(ScopeAdmin))
+		}
 		if err != nil {
 			middleware.Fail(c, err)
 			return
@@ -217,7 +224,12 @@ func (h *Handler) Handle(c *gin.Context) {
 				"requestId", middleware.RequestIDOf(c), "route", r.Pattern, "error", err.Error())
 		}
 	}
-	write(c, answer{Status: resp.Status, Header: relayHeaders(resp.Header), Body: resp.Body}, "", 0)
+	write(c, h.answerOf(resp), "", 0)
+}
+
+// answerOf is an upstream answer as it is relayed (and cached).
+func (h *Handler) answerOf(resp *upstream.RawResponse) answer {
+	return answer{Status: resp.Status, Header: relayHeaders(resp.Header), Body: h.scrub(resp.Body)}
 }
 
 // answer is an upstream answer as relayed (and as cached).
@@ -256,7 +268,7 @@ func (h *Handler) cached(c *gin.Context, r *Route, params map[string]string, req
 		if err != nil {
 			return answer{}, err
 		}
-		a := answer{Status: resp.Status, Header: relayHeaders(resp.Header), Body: resp.Body}
+		a := h.answerOf(resp)
 		switch {
 		case resp.Status == http.StatusTooManyRequests:
 			return answer{}, &relayedError{answer: a, sentinel: upstream.ErrRateLimited}

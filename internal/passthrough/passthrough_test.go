@@ -37,10 +37,12 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Callers' gateway keys (generated per run): one with every scope, one that may only read sessions.
+// Callers' gateway keys (generated per run): one with every scope, one that may only read
+// sessions, one that may read and write sessions but is no admin.
 var (
 	fullKey   = "test-full-" + randHex(12)
 	readerKey = "test-reader-" + randHex(12)
+	writerKey = "test-writer-" + randHex(12)
 )
 
 // The upstream client is what the passthrough relays through.
@@ -72,6 +74,7 @@ func gateway(t *testing.T, doer passthrough.RawDoer, opts ...passthrough.Option)
 	authn, err := auth.New(auth.Options{APIKeys: []config.APIKey{
 		{Name: "full", SHA256: sha256.Sum256([]byte(fullKey)), Scopes: config.Scopes},
 		{Name: "reader", SHA256: sha256.Sum256([]byte(readerKey)), Scopes: []string{"sessions:read"}},
+		{Name: "writer", SHA256: sha256.Sum256([]byte(writerKey)), Scopes: []string{"sessions:read", "sessions:write"}},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -503,7 +506,7 @@ func TestAllowListCoversTheUpstreamRoutes(t *testing.T) {
 		"GET /api/sessions/:id": "sessions:read", "DELETE /api/sessions/:id": "sessions:write",
 		"GET /api/sessions/:id/status": "sessions:read", "GET /api/sessions/:id/qr": "sessions:read",
 		"POST /api/sessions/:id/connect": "sessions:write", "POST /api/sessions/:id/disconnect": "sessions:write",
-		"PUT /api/sessions/:id/webhook": "sessions:write",
+		"PUT /api/sessions/:id/webhook": "admin",
 		"GET /api/contacts/:sessionId":  "messages:read", "GET /api/contacts/:sessionId/info/:contactId": "messages:read",
 		"GET /api/messages/:sessionId/chats": "messages:read", "GET /api/messages/:sessionId": "messages:read",
 		"GET /api/messages/:sessionId/:chatId": "messages:read",
@@ -520,5 +523,96 @@ func TestAllowListCoversTheUpstreamRoutes(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("allow-list has %d routes, want %d", len(got), len(want))
+	}
+}
+
+// simSession reads a session from the simulator directly, as the upstream holds it.
+func simSession(t *testing.T, simURL, id string) (status int, webhookURL string) {
+	t.Helper()
+	r := call(t, http.MethodGet, simURL+"/api/sessions/"+id, upstreamKey, "", "")
+	var env struct {
+		Data struct {
+			WebhookURL *string `json:"webhookUrl"`
+			Session    *struct {
+				WebhookURL *string `json:"webhookUrl"`
+			} `json:"session"`
+		} `json:"data"`
+	}
+	_ = json.Unmarshal(r.body, &env)
+	w := env.Data.WebhookURL
+	if env.Data.Session != nil {
+		w = env.Data.Session.WebhookURL
+	}
+	if w == nil {
+		return r.status, ""
+	}
+	return r.status, *w
+}
+
+// TestWebhookTargetIsAnAdminDecision: a key that may write sessions but is no admin can neither
+// point a session's webhook elsewhere (PUT .../webhook is 403, nothing reaches the upstream) nor
+// create a session with its own webhook settings, in any spelling: those are replaced by the
+// gateway's own target (or dropped when none is configured). An admin's settings are relayed.
+func TestWebhookTargetIsAnAdminDecision(t *testing.T) {
+	const attacker = "http://127.0.0.1:9/steal"
+	secret := "test-webhook-secret-" + randHex(8)
+	target := upstream.Webhook{URL: "https://gateway.example.invalid/webhooks/inbox-hub", Secret: secret,
+		Events: []string{"message.received", "session.connected"}}
+
+	for _, withTarget := range []bool{true, false} {
+		t.Run(fmt.Sprintf("target=%v", withTarget), func(t *testing.T) {
+			s, simURL := startSim(t)
+			doer := &countingDoer{next: client(t, simURL)}
+			var opts []passthrough.Option
+			want := ""
+			if withTarget {
+				opts, want = append(opts, passthrough.WithWebhookTarget(target)), target.URL
+			}
+			gw := gateway(t, doer, opts...)
+
+			r := call(t, http.MethodPut, gw+"/api/sessions/demo_session/webhook", writerKey, "application/json",
+				`{"webhookUrl":"`+attacker+`"}`)
+			if d := problemOf(t, r); r.status != http.StatusForbidden || d.Code != problem.CodeForbidden || !strings.Contains(d.Detail, `"admin"`) {
+				t.Fatalf("PUT webhook by a write key = %d %s, want 403 naming the admin scope", r.status, r.body)
+			}
+			if n := doer.calls.Load(); n != 0 {
+				t.Fatalf("%d calls reached the upstream, want 0", n)
+			}
+			if got := s.Counters().Requests["PUT /api/sessions/{id}/webhook"]; got != 0 {
+				t.Fatalf("the upstream saw %d webhook changes", got)
+			}
+
+			for i, body := range []string{
+				`{"sessionId":"wh_%d","sessionName":"W","webhookUrl":"` + attacker + `","webhookSecret":"0123456789abcdef0123"}`,
+				`{"sessionId":"wh_%d","sessionName":"W","WebhookURL":"` + attacker + `"}`,
+				`{"sessionId":"wh_%d","sessionName":"W","WEBHOOKURL":"` + attacker + `","webhook_events":["message.received"]}`,
+				`{"sessionId":"wh_%d","sessionName":"W","webhook\u0055rl":"` + attacker + `"}`,
+				`{"sessionId":"wh_%d","sessionName":"W"}`,
+			} {
+				id := fmt.Sprintf("wh_%d", i)
+				r := call(t, http.MethodPost, gw+"/api/sessions", writerKey, "application/json", fmt.Sprintf(body, i))
+				if r.status != http.StatusCreated {
+					t.Fatalf("create %d by a write key = %d %s", i, r.status, r.body)
+				}
+				if strings.Contains(string(r.body), secret) {
+					t.Fatalf("the create answer holds the gateway's webhook secret: %s", r.body)
+				}
+				if _, got := simSession(t, simURL, id); got != want {
+					t.Errorf("create %d: the upstream's session reports to %q, want %q", i, got, want)
+				}
+			}
+
+			// An admin decides where a session's events go.
+			r = call(t, http.MethodPost, gw+"/api/sessions", fullKey, "application/json",
+				`{"sessionId":"by_admin","sessionName":"A","webhookUrl":"https://crm.example.invalid/hook"}`)
+			if _, got := simSession(t, simURL, "by_admin"); r.status != http.StatusCreated || got != "https://crm.example.invalid/hook" {
+				t.Errorf("admin create = %d, webhook %q", r.status, got)
+			}
+			r = call(t, http.MethodPut, gw+"/api/sessions/demo_session/webhook", fullKey, "application/json",
+				`{"webhookUrl":"https://crm.example.invalid/other"}`)
+			if _, got := simSession(t, simURL, "demo_session"); r.status != http.StatusOK || got != "https://crm.example.invalid/other" {
+				t.Errorf("admin PUT webhook = %d %s, webhook %q", r.status, r.body, got)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ const (
 	ScopeSessionsWrite = "sessions:write"
 	ScopeMessagesRead  = "messages:read"
 	ScopeMessagesSend  = "messages:send"
+	ScopeAdmin         = "admin"
 )
 
 // Route is one upstream route the gateway relays: method, pattern (":name" segments are
@@ -26,6 +27,10 @@ type Route struct {
 	// NoStale: a cached answer of this route is never served past its freshness (a QR code
 	// that has expired cannot be scanned).
 	NoStale bool
+	// WebhookFields: the body may carry the session's webhook settings (webhookUrl,
+	// webhookSecret, webhookEvents). Where a session's events go is an admin decision: a caller
+	// without the admin scope gets the gateway's own target instead (see WithWebhookTarget).
+	WebhookFields bool
 
 	segs []string
 }
@@ -36,14 +41,16 @@ type Route struct {
 // first listed wins (literal segments are listed before parameters).
 var routes = []Route{
 	{Method: http.MethodGet, Pattern: "/api/sessions", Scope: ScopeSessionsRead},
-	{Method: http.MethodPost, Pattern: "/api/sessions", Scope: ScopeSessionsWrite},
+	{Method: http.MethodPost, Pattern: "/api/sessions", Scope: ScopeSessionsWrite, WebhookFields: true},
 	{Method: http.MethodGet, Pattern: "/api/sessions/:id", Scope: ScopeSessionsRead},
 	{Method: http.MethodDelete, Pattern: "/api/sessions/:id", Scope: ScopeSessionsWrite},
 	{Method: http.MethodGet, Pattern: "/api/sessions/:id/status", Scope: ScopeSessionsRead},
 	{Method: http.MethodGet, Pattern: "/api/sessions/:id/qr", Scope: ScopeSessionsRead, NoStale: true},
 	{Method: http.MethodPost, Pattern: "/api/sessions/:id/connect", Scope: ScopeSessionsWrite},
 	{Method: http.MethodPost, Pattern: "/api/sessions/:id/disconnect", Scope: ScopeSessionsWrite},
-	{Method: http.MethodPut, Pattern: "/api/sessions/:id/webhook", Scope: ScopeSessionsWrite},
+	// Pointing a session's events somewhere is an admin decision: whoever holds the target
+	// receives every customer message.
+	{Method: http.MethodPut, Pattern: "/api/sessions/:id/webhook", Scope: ScopeAdmin},
 
 	{Method: http.MethodGet, Pattern: "/api/contacts/:sessionId", Scope: ScopeMessagesRead},
 	{Method: http.MethodGet, Pattern: "/api/contacts/:sessionId/info/:contactId", Scope: ScopeMessagesRead},
