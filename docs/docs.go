@@ -25,7 +25,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. The upstream's JSON answers are relayed with their status and body and an allow-list of headers (Content-Type, Content-Language, Cache-Control, ETag, Last-Modified, Retry-After); an answer that is not JSON (a proxy's HTML error page, a redirect) becomes a problem+json answer; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],
@@ -96,7 +96,7 @@ const docTemplate = `{
                         }
                     },
                     "502": {
-                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "description": "UPSTREAM_AUTH_FAILED, or UPSTREAM_ERROR (also for an answer of the upstream that is not JSON)",
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
@@ -124,7 +124,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. The upstream's JSON answers are relayed with their status and body and an allow-list of headers (Content-Type, Content-Language, Cache-Control, ETag, Last-Modified, Retry-After); an answer that is not JSON (a proxy's HTML error page, a redirect) becomes a problem+json answer; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],
@@ -195,7 +195,7 @@ const docTemplate = `{
                         }
                     },
                     "502": {
-                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "description": "UPSTREAM_AUTH_FAILED, or UPSTREAM_ERROR (also for an answer of the upstream that is not JSON)",
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
@@ -223,7 +223,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. The upstream's JSON answers are relayed with their status and body and an allow-list of headers (Content-Type, Content-Language, Cache-Control, ETag, Last-Modified, Retry-After); an answer that is not JSON (a proxy's HTML error page, a redirect) becomes a problem+json answer; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],
@@ -294,7 +294,7 @@ const docTemplate = `{
                         }
                     },
                     "502": {
-                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "description": "UPSTREAM_AUTH_FAILED, or UPSTREAM_ERROR (also for an answer of the upstream that is not JSON)",
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
@@ -322,7 +322,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).",
+                "description": "Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. The upstream's JSON answers are relayed with their status and body and an allow-list of headers (Content-Type, Content-Language, Cache-Control, ETag, Last-Modified, Retry-After); an answer that is not JSON (a proxy's HTML error page, a redirect) becomes a problem+json answer; GET answers carry X-Cache (hit, miss, stale).",
                 "consumes": [
                     "application/json"
                 ],
@@ -393,7 +393,7 @@ const docTemplate = `{
                         }
                     },
                     "502": {
-                        "description": "UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR",
+                        "description": "UPSTREAM_AUTH_FAILED, or UPSTREAM_ERROR (also for an answer of the upstream that is not JSON)",
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }

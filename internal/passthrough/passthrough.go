@@ -16,13 +16,17 @@
 //
 // The upstream's credentials are added by the upstream client; nothing of the caller's request
 // but the method, path, query and body is sent on (no X-API-Key, Authorization, Cookie or other
-// header of the caller). The upstream's answer is relayed as it is (status, body, Content-Type
-// and other end-to-end headers), error answers included: that is what a drop-in means. Dropped
-// from the answer: hop-by-hop headers (as net/http/httputil does), Set-Cookie, WWW-Authenticate
-// (the caller could not answer the upstream's challenge), the upstream's RateLimit-* and
-// X-RateLimit-* headers (they describe the gateway's shared upstream quota, not the caller's
-// own limit, which the gateway enforces and reports itself), CORS headers (the gateway's CORS
-// middleware owns those), Date, Age, Server and X-Powered-By. Retry-After is kept.
+// header of the caller). A JSON answer of the upstream is relayed with its status and body, error
+// answers included: that is what a drop-in means. Of its headers only an allow-list is passed on
+// (RelayedHeaders: Content-Type, Content-Language, Cache-Control, ETag, Last-Modified,
+// Retry-After); nothing that could send the caller elsewhere or set state in its client
+// (Location, Refresh, Link, Set-Cookie), describe the upstream (Server, X-Powered-By, its
+// RateLimit-* headers, which are about the gateway's shared quota and not the caller's own limit)
+// or contradict the gateway's own headers (CORS, X-Request-ID). An answer that is not JSON (an
+// HTML error page of a proxy in front of the upstream, a redirect) is never relayed: it becomes
+// the gateway's problem+json with the status its upstream status maps to (a 5xx: 503
+// UPSTREAM_UNAVAILABLE; a 404: 404 NOT_FOUND; a 429: 429 RATE_LIMITED; others: 502
+// UPSTREAM_ERROR). An empty 2xx (204) is relayed as it is.
 //
 // Failures that are the gateway's own (the shared quota refused the call, the breaker is open,
 // the upstream rejected the gateway's credentials, no answer in time) are answered as the
@@ -33,6 +37,7 @@ package passthrough
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -129,7 +134,7 @@ func New(doer RawDoer, opts ...Option) *Handler {
 // Handle godoc
 //
 //	@Summary		Inbox Hub API, relayed
-//	@Description	Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. Upstream answers are relayed verbatim; GET answers carry X-Cache (hit, miss, stale).
+//	@Description	Drop-in passthrough of the Inbox Hub API: the same paths, queries and bodies, authenticated with the caller's gateway key; the gateway adds the upstream credentials. Only the allow-listed routes are relayed, each with its scope (sessions reads: sessions:read; create, connect, disconnect, delete: sessions:write; a session's webhook, PUT sessions/{id}/webhook: admin; contacts and messages reads: messages:read; send and mark read: messages:send). Where a session's events go is an admin decision: on create, the webhook settings (webhookUrl, webhookSecret, webhookEvents, in any spelling) of a caller without the admin scope are replaced by the gateway's own target when GATEWAY_PUBLIC_URL and INBOXHUB_WEBHOOK_SECRET are set, and dropped otherwise. /api/auth/* is refused. The upstream's JSON answers are relayed with their status and body and an allow-list of headers (Content-Type, Content-Language, Cache-Control, ETag, Last-Modified, Retry-After); an answer that is not JSON (a proxy's HTML error page, a redirect) becomes a problem+json answer; GET answers carry X-Cache (hit, miss, stale).
 //	@Tags			passthrough
 //	@Accept			json
 //	@Produce		json
@@ -144,7 +149,7 @@ func New(doer RawDoer, opts ...Option) *Handler {
 //	@Failure		413		{object}	problem.Details			"PAYLOAD_TOO_LARGE"
 //	@Failure		415		{object}	problem.Details			"UNSUPPORTED_MEDIA_TYPE"
 //	@Failure		429		{object}	problem.Details			"RATE_LIMITED"
-//	@Failure		502		{object}	problem.Details			"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		502		{object}	problem.Details			"UPSTREAM_AUTH_FAILED, or UPSTREAM_ERROR (also for an answer of the upstream that is not JSON)"
 //	@Failure		503		{object}	problem.Details			"UPSTREAM_UNAVAILABLE"
 //	@Failure		504		{object}	problem.Details			"UPSTREAM_TIMEOUT"
 //	@Router			/api/{path} [get]
@@ -224,7 +229,7 @@ func (h *Handler) Handle(c *gin.Context) {
 				"requestId", middleware.RequestIDOf(c), "route", r.Pattern, "error", err.Error())
 		}
 	}
-	write(c, h.answerOf(resp), "", 0)
+	relay(c, r, h.answerOf(resp), "", 0)
 }
 
 // answerOf is an upstream answer as it is relayed (and cached).
@@ -277,7 +282,7 @@ func (h *Handler) cached(c *gin.Context, r *Route, params map[string]string, req
 		}
 		return a, nil
 	}, func(a answer) time.Duration {
-		if a.Status != http.StatusOK {
+		if a.Status != http.StatusOK || !a.relayable() {
 			return 0
 		}
 		return pol.Fresh
@@ -285,12 +290,12 @@ func (h *Handler) cached(c *gin.Context, r *Route, params map[string]string, req
 	var rel *relayedError
 	switch {
 	case errors.As(err, &rel):
-		write(c, rel.answer, cache.StatusMiss, 0)
+		relay(c, r, rel.answer, cache.StatusMiss, 0)
 	case err != nil:
 		middleware.Fail(c, err)
 	default:
 		info, _ := rec.Info()
-		write(c, a, info.Status, info.Age)
+		relay(c, r, a, info.Status, info.Age)
 	}
 }
 
@@ -321,38 +326,46 @@ func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// hopByHop are the headers of one connection (RFC 9110 section 7.6.1), as net/http/httputil
-// removes them.
-var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// notRelayed are end-to-end headers the gateway does not pass on (see the package comment).
-var notRelayed = []string{"Set-Cookie", "Set-Cookie2", "Www-Authenticate", "Content-Length", "Date", "Age",
-	"Server", "X-Powered-By", "X-Request-Id", HeaderCache}
-
-// notRelayedPrefixes are header families the gateway does not pass on.
-var notRelayedPrefixes = []string{"Ratelimit", "X-Ratelimit", "Access-Control-"}
+// RelayedHeaders are the upstream headers passed on to the caller; every other one is dropped.
+var RelayedHeaders = []string{"Content-Type", "Content-Language", "Cache-Control", "Etag", "Last-Modified", "Retry-After"}
 
 // relayHeaders returns the upstream headers that are passed on to the caller.
 func relayHeaders(in http.Header) http.Header {
 	out := http.Header{}
-	named := map[string]bool{}
-	for _, v := range in.Values("Connection") {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = strings.TrimSpace(f); f != "" {
-				named[http.CanonicalHeaderKey(f)] = true
-			}
+	for _, k := range RelayedHeaders {
+		if vs := in.Values(k); len(vs) > 0 {
+			out[k] = slices.Clone(vs)
 		}
-	}
-	for k, vs := range in {
-		ck := http.CanonicalHeaderKey(k)
-		if named[ck] || slices.Contains(hopByHop, ck) || slices.Contains(notRelayed, ck) ||
-			slices.ContainsFunc(notRelayedPrefixes, func(p string) bool { return strings.HasPrefix(ck, p) }) {
-			continue
-		}
-		out[ck] = slices.Clone(vs)
 	}
 	return out
+}
+
+// relayable reports whether an upstream answer may be passed on as it is: a JSON body, or a 2xx
+// without a body.
+func (a answer) relayable() bool {
+	if len(a.Body) == 0 {
+		return a.Status >= 200 && a.Status < 300
+	}
+	mt, _, err := mime.ParseMediaType(a.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return false
+	}
+	return json.Valid(a.Body)
+}
+
+// relay answers with an upstream answer: as it is when it is relayable, else as the gateway's
+// problem for the upstream status it carries.
+func relay(c *gin.Context, r *Route, a answer, status cache.Status, age time.Duration) {
+	if !a.relayable() {
+		raw := upstream.RawResponse{Status: a.Status, Header: a.Header, Body: a.Body}
+		var err error = raw.AsError(r.Method, r.Pattern)
+		if a.Status >= 200 && a.Status < 300 {
+			err = fmt.Errorf("passthrough: %s %s answered %d with a body that is not JSON: %w", r.Method, r.Pattern, a.Status, upstream.ErrBadResponse)
+		}
+		middleware.Fail(c, err)
+		return
+	}
+	write(c, a, status, age)
 }
 
 // cleanPath splits a request path under /api/ into segments, refusing anything that could

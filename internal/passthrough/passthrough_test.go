@@ -330,9 +330,13 @@ func TestHeadersRelayedAndDropped(t *testing.T) {
 		h.Set("X-Hop-Named", "hop")
 		for _, k := range []string{"Keep-Alive", "Proxy-Authenticate", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 			"Set-Cookie", "Www-Authenticate", "RateLimit-Limit", "RateLimit-Remaining", "X-RateLimit-Reset",
-			"Access-Control-Allow-Origin", "X-Powered-By", "X-Request-Id", "X-Cache"} {
+			"Access-Control-Allow-Origin", "X-Powered-By", "X-Request-Id", "X-Cache", "Server",
+			"X-Upstream-Debug", "X-Frame-Options", "Content-Security-Policy", "Strict-Transport-Security"} {
 			h.Set(k, "upstream")
 		}
+		h.Set("Location", "https://evil.example.invalid/next")
+		h.Set("Refresh", "0; url=https://evil.example.invalid/")
+		h.Set("Link", "<https://evil.example.invalid/>; rel=preload")
 		h.Set("Retry-After", "7")
 		h.Set("ETag", `"v1"`)
 		return &upstream.RawResponse{Status: http.StatusCreated, Header: h, Body: []byte(`{"success":true,"data":{"id":5}}`)}, nil
@@ -344,7 +348,8 @@ func TestHeadersRelayedAndDropped(t *testing.T) {
 	}
 	for _, k := range []string{"X-Hop-Named", "Keep-Alive", "Proxy-Authenticate", "Te", "Trailer", "Upgrade", "Set-Cookie",
 		"Www-Authenticate", "Ratelimit-Limit", "Ratelimit-Remaining", "X-Ratelimit-Reset", "Access-Control-Allow-Origin",
-		"X-Powered-By", "X-Cache"} {
+		"X-Powered-By", "X-Cache", "Server", "X-Upstream-Debug", "Location", "Refresh", "Link", "X-Frame-Options",
+		"Content-Security-Policy", "Strict-Transport-Security"} {
 		if v := r.header.Get(k); v != "" {
 			t.Errorf("%s relayed: %q", k, v)
 		}
@@ -612,6 +617,95 @@ func TestWebhookTargetIsAnAdminDecision(t *testing.T) {
 				`{"webhookUrl":"https://crm.example.invalid/other"}`)
 			if _, got := simSession(t, simURL, "demo_session"); r.status != http.StatusOK || got != "https://crm.example.invalid/other" {
 				t.Errorf("admin PUT webhook = %d %s, webhook %q", r.status, r.body, got)
+			}
+		})
+	}
+}
+
+// TestAnswersThatAreNotJSONBecomeProblems: what the upstream answers without JSON (a proxy's HTML
+// error page, a redirect, a text error) is never relayed: the caller gets the gateway's
+// problem+json with the mapped status, without the upstream's body or its Location, Refresh or
+// Link. JSON answers, errors included, are still relayed as they are.
+func TestAnswersThatAreNotJSONBecomeProblems(t *testing.T) {
+	s, simURL := startSim(t)
+	// The simulator answers an injected 502 and 504 with nginx's HTML page, as the real deployment does.
+	s.SetFaults(sim.Faults{RouteStatus: map[string]int{
+		"GET /api/sessions/{id}/status":       http.StatusBadGateway,
+		"GET /api/messages/{sessionId}/chats": http.StatusGatewayTimeout,
+		"GET /api/contacts/{sessionId}":       http.StatusNotFound, // a JSON error: relayed
+	}})
+	gw := gateway(t, client(t, simURL), passthrough.WithCache(newCache(t), passthrough.DefaultPolicy()))
+	for _, tc := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/api/sessions/demo_session/status", 503, problem.CodeUpstreamUnavailable},
+		{"/api/messages/demo_session/chats", 503, problem.CodeUpstreamUnavailable},
+	} {
+		direct := call(t, http.MethodGet, simURL+tc.path, upstreamKey, "", "")
+		if !strings.Contains(direct.header.Get("Content-Type"), "text/html") {
+			t.Fatalf("the simulator's %d is not HTML: %q", direct.status, direct.header.Get("Content-Type"))
+		}
+		r := call(t, http.MethodGet, gw+tc.path, fullKey, "", "")
+		if r.status != tc.status || problemOf(t, r).Code != tc.code || strings.Contains(string(r.body), "nginx") {
+			t.Errorf("%s: %d %s, want %d %s without the upstream's page", tc.path, r.status, r.body, tc.status, tc.code)
+		}
+	}
+	direct := call(t, http.MethodGet, simURL+"/api/contacts/demo_session", upstreamKey, "", "")
+	r := call(t, http.MethodGet, gw+"/api/contacts/demo_session", fullKey, "", "")
+	if r.status != http.StatusNotFound || !bytes.Equal(r.body, direct.body) {
+		t.Errorf("a JSON error of the upstream: %d %s, want it relayed: %d %s", r.status, r.body, direct.status, direct.body)
+	}
+
+	cases := []struct {
+		name        string
+		status      int
+		contentType string
+		body        string
+		header      map[string]string
+		want        int
+		code        string
+	}{
+		{"redirect", 302, "text/html", `<a href="https://evil.example.invalid/">moved</a>`,
+			map[string]string{"Location": "https://evil.example.invalid/", "Refresh": "0; url=https://evil.example.invalid/"}, 502, problem.CodeUpstreamError},
+		{"html 403", 403, "text/html", `<html><body>Forbidden by WAF, rule 942100</body></html>`, nil, 502, problem.CodeUpstreamError},
+		{"text 404", 404, "text/plain", `Cannot GET /api/sessions`, nil, 404, problem.CodeNotFound},
+		{"text 429", 429, "text/plain", `Too many requests`, map[string]string{"Retry-After": "7"}, 429, problem.CodeRateLimited},
+		{"html 500", 500, "text/html", `<pre>TypeError: at /srv/app/index.js:12</pre>`, nil, 503, problem.CodeUpstreamUnavailable},
+		{"json type, broken body", 400, "application/json", `{"success":false,"error":`, nil, 502, problem.CodeUpstreamError},
+		{"html 200", 200, "text/html", `<script>alert(1)</script>`, nil, 502, problem.CodeUpstreamError},
+		{"no content type 200", 200, "", `{"success":true}`, nil, 502, problem.CodeUpstreamError},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			doer := doerFunc(func(context.Context, upstream.RawRequest) (*upstream.RawResponse, error) {
+				h := http.Header{}
+				if tc.contentType != "" {
+					h.Set("Content-Type", tc.contentType)
+				}
+				for k, v := range tc.header {
+					h.Set(k, v)
+				}
+				h.Set("Link", "<https://evil.example.invalid/>; rel=preload")
+				return &upstream.RawResponse{Status: tc.status, Header: h, Body: []byte(tc.body)}, nil
+			})
+			for _, method := range []string{http.MethodGet, http.MethodPost} {
+				r := call(t, method, gateway(t, doer)+"/api/sessions", fullKey, "application/json", `{"sessionId":"abc","sessionName":"A"}`)
+				if r.status != tc.want || problemOf(t, r).Code != tc.code {
+					t.Fatalf("%s: %d %s, want %d %s", method, r.status, r.body, tc.want, tc.code)
+				}
+				if strings.Contains(string(r.body), tc.body) || strings.Contains(string(r.body), "evil") {
+					t.Errorf("%s: the upstream's body reached the caller: %s", method, r.body)
+				}
+				for _, k := range []string{"Location", "Refresh", "Link"} {
+					if v := r.header.Get(k); v != "" {
+						t.Errorf("%s: %s relayed: %q", method, k, v)
+					}
+				}
+				if tc.header["Retry-After"] != "" && r.header.Get("Retry-After") != tc.header["Retry-After"] {
+					t.Errorf("%s: Retry-After = %q, want %q", method, r.header.Get("Retry-After"), tc.header["Retry-After"])
+				}
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // RawRequest is a request relayed as is to the upstream, for the drop-in /api passthrough.
@@ -137,4 +138,13 @@ func matchRoute(segs []string) string {
 		}
 	}
 	return "/api/*"
+}
+
+// AsError is the error a raw answer stands for when a relay does not pass it on as it is: the
+// *Error the typed methods return for the same answer, named by method and route pattern, so that
+// errors.Is maps it to its sentinel (a 5xx to ErrUnavailable, a 404 to ErrNotFound, ...) and a
+// 429 or 503 carries its Retry-After. Only the text of a JSON error envelope is kept, cleaned and
+// cut; nothing else of the body is.
+func (r *RawResponse) AsError(method, route string) *Error {
+	return answerError(&call{method: method, route: route}, r.Status, r.Header, r.Body, time.Now())
 }
