@@ -1,17 +1,27 @@
-// Client Script for the "WhatsApp Session" doctype (Inbox Hub gateway kit; see README.md).
+// Form script of the Inbox Hub gateway kit for "WhatsApp Session" (hooks.py doctype_js; see the
+// kit's README).
 //
-// "Sincronizar Ahora" (under "Acciones") asks the CRM for a short-lived JWT
-// (inboxhub_gateway.api.gateway_token), starts a sync on the gateway
-// (POST /v1/sessions/{session_id}/sync), follows the job's Server-Sent Events with fetch() (an
-// EventSource cannot send the Authorization header), falling back to polling
+// The WhatsApp app's own form script adds a "Sincronizar Ahora" button under "Acciones" that runs
+// the app's old first-page sync. Frappe keeps the first button of a label in a group, and this
+// script runs after the app's, so its refresh handler removes the app's button and adds the
+// gateway's: exactly one "Sincronizar Ahora", which runs the gateway's sync. The app's other
+// buttons are left as they are.
+//
+// Clicking asks the CRM for a short-lived JWT for this session
+// (inboxhub_gateway.api.gateway_token; its scopes follow the user's role on the session), starts a
+// sync on the gateway (POST /v1/sessions/{session_id}/sync), follows the job's Server-Sent Events
+// with fetch() (an EventSource cannot send the Authorization header), falling back to polling
 // GET /v1/sync-jobs/{id}, shows the progress in Frappe's progress dialog and the final counts per
 // resource. A disconnected session (409 SESSION_NOT_CONNECTED) is offered a reconnection: connect,
-// then the QR code to scan with its expiry countdown until the session is connected.
+// then the QR code to scan with its expiry countdown until the session is connected. The gateway
+// pushes what it reads to the CRM (inboxhub_gateway.api.ingest); the form reloads at the end.
 // Plain ES2017, no build step.
 (function () {
 	"use strict";
 
 	const TOKEN_METHOD = "inboxhub_gateway.api.gateway_token";
+	const BUTTON = "Sincronizar Ahora";
+	const GROUP = "Acciones";
 	const SESSION_ID = /^[A-Za-z0-9_-]{3,100}$/;
 	const POLL_MS = 1500;
 	const SESSION_POLL_MS = 2000;
@@ -32,17 +42,20 @@
 		return new Promise((resolve) => setTimeout(resolve, ms));
 	}
 
-	// ---- the gateway token (minted by the CRM; cached until shortly before it expires) ----
+	// ---- the gateway token (minted by the CRM per session; cached until shortly before it expires) ----
 
-	let cachedToken = null; // {token, gatewayURL, until}
+	const tokens = {}; // session document name -> {token, gatewayURL, scopes, until}
 
-	function getToken() {
-		if (cachedToken && Date.now() < cachedToken.until) {
-			return Promise.resolve(cachedToken);
+	function getToken(frm) {
+		const name = frm.doc.name;
+		const cached = tokens[name];
+		if (cached && Date.now() < cached.until) {
+			return Promise.resolve(cached);
 		}
 		return new Promise((resolve, reject) => {
 			frappe.call({
 				method: TOKEN_METHOD,
+				args: { session: name },
 				callback: (r) => {
 					const m = r && r.message;
 					if (!m || !m.token || !m.gateway_url) {
@@ -50,16 +63,23 @@
 						return;
 					}
 					const ttl = Math.max(10, Number(m.expires_in) || 300);
-					cachedToken = {
+					tokens[name] = {
 						token: m.token,
 						gatewayURL: String(m.gateway_url).replace(/\/+$/, ""),
+						scopes: String(m.scope || "").split(" ").filter(Boolean),
 						until: Date.now() + (ttl - 30) * 1000,
 					};
-					resolve(cachedToken);
+					resolve(tokens[name]);
 				},
-				error: (e) => reject(new GatewayError(0, "", __("No se pudo obtener un token del gateway."), e)),
+				error: (e) => reject(new GatewayError(403, "NOT_PERMITTED", __("No tiene permiso para usar el gateway con esta sesión."), e)),
 			});
 		});
+	}
+
+	function requireScope(t, scope) {
+		if (t.scopes.indexOf(scope) < 0) {
+			throw new GatewayError(403, "NOT_PERMITTED", __("Su rol en esta sesión no permite esta acción ({0}).", [scope]));
+		}
 	}
 
 	// ---- calls to the gateway ----
@@ -77,9 +97,9 @@
 
 	// gw sends one request; it resolves to the Response for 2xx and rejects with a GatewayError
 	// carrying the problem+json detail otherwise.
-	async function gw(method, path, opts) {
+	async function gw(frm, method, path, opts) {
 		opts = opts || {};
-		const t = await getToken();
+		const t = await getToken(frm);
 		const headers = { Authorization: "Bearer " + t.token, Accept: opts.accept || "application/json" };
 		const init = { method: method, headers: headers, cache: "no-store", signal: opts.signal };
 		if (opts.body !== undefined) {
@@ -105,8 +125,8 @@
 		throw new GatewayError(res.status, p.code || "", p.detail || p.title || res.statusText || "", p, isNaN(ra) ? undefined : ra);
 	}
 
-	async function gwJSON(method, path, opts) {
-		const res = await gw(method, path, opts);
+	async function gwJSON(frm, method, path, opts) {
+		const res = await gw(frm, method, path, opts);
 		return res.json();
 	}
 
@@ -122,7 +142,7 @@
 		} else if (e.status >= 500) {
 			msg = __("El gateway de WhatsApp o Inbox Hub no está disponible ahora mismo.") +
 				(e.retryAfter !== undefined ? " " + __("Vuelva a intentarlo en {0} s.", [e.retryAfter]) : "");
-		} else if (e.status === 401 || e.status === 403) {
+		} else if ((e.status === 401 || e.status === 403) && e.code !== "NOT_PERMITTED") {
 			msg = __("El gateway rechazó la autorización del CRM.");
 		} else {
 			msg = "";
@@ -218,8 +238,8 @@
 	}
 
 	// streamJob resolves to the final job, or rejects when the stream cannot be read to its end.
-	async function streamJob(jobID, onJob) {
-		const res = await gw("GET", "/v1/sync-jobs/" + encodeURIComponent(jobID) + "/events", { accept: "text/event-stream" });
+	async function streamJob(frm, jobID, onJob) {
+		const res = await gw(frm, "GET", "/v1/sync-jobs/" + encodeURIComponent(jobID) + "/events", { accept: "text/event-stream" });
 		if (!res.body || !res.body.getReader || typeof TextDecoder === "undefined") {
 			throw new Error("no readable stream");
 		}
@@ -252,9 +272,9 @@
 		}
 	}
 
-	async function pollJob(jobID, onJob) {
+	async function pollJob(frm, jobID, onJob) {
 		for (;;) {
-			const body = await gwJSON("GET", "/v1/sync-jobs/" + encodeURIComponent(jobID));
+			const body = await gwJSON(frm, "GET", "/v1/sync-jobs/" + encodeURIComponent(jobID));
 			onJob(body.data);
 			if (FINAL_STATES.indexOf(body.data.state) >= 0) {
 				return body.data;
@@ -263,14 +283,14 @@
 		}
 	}
 
-	async function followJob(jobID, onJob) {
+	async function followJob(frm, jobID, onJob) {
 		try {
-			return await streamJob(jobID, onJob);
+			return await streamJob(frm, jobID, onJob);
 		} catch (e) {
 			if (e instanceof GatewayError && e.status && e.status !== 429 && e.status < 500) {
 				throw e; // 401, 403, 404: polling would be refused the same way
 			}
-			return pollJob(jobID, onJob);
+			return pollJob(frm, jobID, onJob);
 		}
 	}
 
@@ -287,9 +307,10 @@
 		}
 		frm.__inboxhubSyncing = true;
 		try {
+			requireScope(await getToken(frm), "sync");
 			frappe.show_progress(__("Sincronizando {0}", [sessionID]), 0, 100, __("Iniciando la sincronización…"));
-			const started = await gwJSON("POST", "/v1/sessions/" + encodeURIComponent(sessionID) + "/sync", { body: {} });
-			const job = await followJob(started.data.id, (j) => showProgress(sessionID, j));
+			const started = await gwJSON(frm, "POST", "/v1/sessions/" + encodeURIComponent(sessionID) + "/sync", { body: {} });
+			const job = await followJob(frm, started.data.id, (j) => showProgress(sessionID, j));
 			showFinal(frm, job);
 		} catch (e) {
 			if (e instanceof GatewayError && e.code === "SESSION_NOT_CONNECTED") {
@@ -317,8 +338,9 @@
 	async function reconnect(frm) {
 		const sessionID = frm.doc.session_id;
 		const base = "/v1/sessions/" + encodeURIComponent(sessionID);
+		requireScope(await getToken(frm), "sessions:write");
 		try {
-			await gw("POST", base + "/connect");
+			await gw(frm, "POST", base + "/connect");
 		} catch (e) {
 			if (!(e instanceof GatewayError && e.code === "SESSION_ALREADY_CONNECTED")) {
 				throw e;
@@ -365,9 +387,9 @@
 		async function loadQR() {
 			for (let tries = 0; open && tries < 60; tries++) {
 				try {
-					const meta = await gwJSON("GET", base + "/qr");
+					const meta = await gwJSON(frm, "GET", base + "/qr");
 					expiresAt = meta.data && meta.data.expiresAt ? Date.parse(meta.data.expiresAt) : null;
-					const res = await gw("GET", base + "/qr", { accept: "image/png" });
+					const res = await gw(frm, "GET", base + "/qr", { accept: "image/png" });
 					const blob = await res.blob();
 					if (blobURL) {
 						URL.revokeObjectURL(blobURL);
@@ -396,7 +418,7 @@
 			await loadQR();
 			while (open) {
 				await sleep(SESSION_POLL_MS);
-				const s = await gwJSON("GET", base);
+				const s = await gwJSON(frm, "GET", base);
 				const status = s.data && s.data.status;
 				if (status === "connected") {
 					setStatus(__("Conectada."));
@@ -419,12 +441,30 @@
 		}
 	}
 
+	// Frappe also lists a grouped button in the form's menu ("Acciones > Sincronizar Ahora", shown
+	// on narrow screens), first one kept, and remove_custom_button leaves that entry: remove the
+	// app's entry too, so the menu runs the gateway's sync as well.
+	function removeMenuItem(frm, label) {
+		const menu = frm.page && frm.page.menu;
+		if (!menu || typeof menu.find !== "function") {
+			return;
+		}
+		menu.find("[data-label=\"" + encodeURIComponent(label) + "\"]").each(function () {
+			const li = this.closest("li");
+			(li || this).remove();
+		});
+	}
+
 	frappe.ui.form.on("WhatsApp Session", {
 		refresh(frm) {
 			if (frm.is_new()) {
 				return;
 			}
-			frm.add_custom_button(__("Sincronizar Ahora"), () => syncNow(frm), __("Acciones"));
+			// The app's handler ran first and may have added its own button with this label: Frappe
+			// would keep that one and drop ours, so remove it, then add the gateway's.
+			frm.remove_custom_button(BUTTON, GROUP);
+			removeMenuItem(frm, __(GROUP) + " > " + __(BUTTON));
+			frm.add_custom_button(__(BUTTON), () => syncNow(frm), __(GROUP));
 		},
 	});
 })();
