@@ -252,6 +252,58 @@ class IngestTest(unittest.TestCase):
         self.assertEqual(kit.deliver(body)[0], 401)
 
 
+class HostileTest(unittest.TestCase):
+    """Signed but malformed deliveries (a gateway of another version, a bug): a clear 4xx, or the
+    bad items counted as failed; never a 500 (which the gateway would retry for minutes), never a
+    value echoed into the answer or the Error Log."""
+
+    def setUp(self):
+        kit.new_site()
+        testing.add_session("demo_session")
+
+    def test_bad_items_never_answer_500(self):
+        phone = "34600111222"
+        good = {"contacts": kit.contact(phone), "chats": kit.chat(phone), "messages": kit.message("M1", phone)}
+        bad = {
+            "contacts": [{"id": phone + "@s.whatsapp.net", "name": 5}, {"id": phone + "@s.whatsapp.net", "isWhatsApp": "yes"},
+                         {"id": "x" * 200 + "@s.whatsapp.net"}, {"id": phone + "@s.whatsapp.net", "pushName": ["a"]}],
+            "chats": [{"id": phone + "@s.whatsapp.net", "unreadCount": "lots"}, {"id": phone + "@s.whatsapp.net", "lastMessage": "hi"},
+                      {"id": phone + "@s.whatsapp.net", "lastMessage": {"fromMe": "no"}}, {"id": phone + "@s.whatsapp.net", "messageCount": True}],
+            "messages": [dict(kit.message("B1", phone), chatId=7), dict(kit.message("B2", phone), media="image"),
+                         dict(kit.message("B3", phone), timestamp=1700000000), dict(kit.message("B4", phone), text={"t": 1}),
+                         dict(kit.message("B5", phone), chatId=""), dict(kit.message("B6", phone), fromMe="true"),
+                         dict(kit.message("B7", phone), media={"kind": 3}), dict(kit.message("x" * 141, phone))],
+        }
+        for resource, items in bad.items():
+            status, answer = kit.deliver(kit.batch(resource, items + [good[resource]]))
+            self.assertEqual(status, 200, (resource, answer, frappe.app.last_traceback))
+            counts = answer["message"]["counts"]
+            self.assertEqual((counts["failed"], counts["created"] + counts["updated"]), (len(items), 1), resource)
+        self.assertEqual((frappe.db.count(CONTACT), frappe.db.count(MSG)), (1, 1))
+        for entry in frappe.error_log:
+            self.assertNotIn(phone, entry["message"])
+        for body in ([], "x", 5, {"resource": "contacts", "items": "all"}, {"resource": "contacts", "items": [None]},
+                     {"resource": "contacts", "items": [{"id": 5}]}, kit.batch("contacts", [{}] * 5001),
+                     {"resource": ["contacts"], "items": []}, {"id": "e", "type": 5}, {"id": ["e"], "type": "message.received"}):
+            status, answer = kit.deliver(body)
+            self.assertIn(status, (400, 422), (body if len(str(body)) < 200 else "big", answer))
+
+    def test_bad_events_never_answer_500(self):
+        events = [kit.event("e1", "message.received", {"message": "hola"}), kit.event("e2", "message.received", "x"),
+                  kit.event("e3", "message.ack", {"ack": {"messageId": 5}}), kit.event("e4", "session.connected", {"session": {"status": 1}}),
+                  kit.event("e5", "session.connected", {"session": "connected"}), kit.event("e6", "contact.updated", {"contact": []}),
+                  kit.event("e7", "conversation.updated", {"chat": {"id": None}}), kit.event("e8", "session.qr", {}, occurred=12),
+                  kit.event("e9", "message.received", {"message": kit.message("M1", "1")}, occurred={"at": 1})]
+        for ev in events:
+            status, answer = kit.deliver(ev)
+            self.assertEqual(status, 200, (ev["id"], answer, frappe.app.last_traceback))
+        logs = {r["webhook_id"]: r["status"] for r in kit.rows(LOG, fields=("webhook_id", "status"))}
+        self.assertEqual(logs["e1"], "Failed")
+        self.assertEqual(logs["e4"], "Failed")
+        self.assertEqual(logs["e9"], "Success")
+        self.assertEqual(frappe.db.get_value(SESSION, {"session_id": "demo_session"}, "status"), "Connected")
+
+
 class EventTest(unittest.TestCase):
     def setUp(self):
         kit.new_site(time_zone="America/Mexico_City")

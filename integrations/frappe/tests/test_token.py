@@ -69,7 +69,10 @@ class TokenTest(unittest.TestCase):
                               ("other@example.invalid", None),  # a WhatsApp Manager of another session
                               ("manager@example.invalid", "sales_team"),  # the session id is not the document's name
                               ("manager@example.invalid", "no-such-session"),
-                              ("manager@example.invalid", "")):
+                              ("manager@example.invalid", ""),
+                              ("manager@example.invalid", ["x"]),
+                              ("manager@example.invalid", {"name": "x"}),
+                              ("manager@example.invalid", "x" * 10000)):
             status, out = self.token(user, session)
             self.assertEqual(status, 403, (user, session, out))
             self.assertNotIn("token", json.dumps(out))

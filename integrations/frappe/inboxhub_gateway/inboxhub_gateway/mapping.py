@@ -74,6 +74,46 @@ LOG_EVENT_TYPES = {
 DATA_LENGTH = 140  # the app's Data fields are varchar(140)
 
 
+# The item schemas of the gateway's sync (and of the items inside events): each field's JSON type.
+# A field may be absent or null; present, it must have its type.
+STR, BOOL, INT, OBJ = (str,), (bool,), (int,), (dict,)
+ITEM_FIELDS = {
+    "contacts": {"id": STR, "idKind": STR, "type": STR, "phone": STR, "name": STR, "pushName": STR,
+                 "verifiedName": STR, "imageUrl": STR, "isWhatsApp": BOOL},
+    "chats": {"id": STR, "idKind": STR, "type": STR, "phone": STR, "name": STR, "unreadCount": INT,
+              "messageCount": INT, "lastMessageAt": STR, "lastMessage": OBJ},
+    "messages": {"id": STR, "upstreamId": STR, "chatId": STR, "chatType": STR, "from": STR, "fromPhone": STR,
+                 "to": STR, "fromMe": BOOL, "type": STR, "text": STR, "media": OBJ, "timestamp": STR,
+                 "status": STR, "isRead": BOOL},
+    "lastMessage": {"text": STR, "at": STR, "fromMe": BOOL},
+    "media": {"kind": STR, "fileName": STR},
+    "session": {"status": STR, "previousStatus": STR, "phoneNumber": STR, "reason": STR, "qr": OBJ},
+    "ack": {"messageId": STR, "chatId": STR, "level": INT, "status": STR},
+}
+ID_FIELDS = ("id", "chatId", "upstreamId", "messageId")
+
+
+class BadItem(ValueError):
+    """An item that is not of the gateway's schema; the message names the field, never a value."""
+
+
+def check_item(kind, item):
+    """Raise BadItem naming the first field of ``item`` whose type is not the schema's, or an id
+    longer than the app's keys hold."""
+    if not isinstance(item, dict):
+        raise BadItem("%s: not an object" % kind)
+    for field, types in ITEM_FIELDS[kind].items():
+        value = item.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (types is INT and isinstance(value, bool)):
+            raise BadItem("%s.%s: wrong type" % (kind, field))
+        if types is OBJ and field in ITEM_FIELDS:
+            check_item(field, value)
+        if field in ID_FIELDS and len(value) > DATA_LENGTH:
+            raise BadItem("%s.%s: longer than %d characters" % (kind, field, DATA_LENGTH))
+
+
 def split_jid(jid):
     """(user, server) of a JID, the device part (":12") dropped and the server lower-cased."""
     user, sep, server = (jid or "").strip().partition("@")

@@ -149,7 +149,7 @@ class Site:
     def upsert_contact(self, item):
         cid = (mapping.id_forms(item.get("id")) or [""])[0]
         if not cid:
-            raise ValueError("a contact without an id")
+            raise mapping.BadItem("a contact without an id")
         phone = item.get("phone") or mapping.phone_of(cid)
         is_group = item.get("type") == "group" or item.get("idKind") == "group"
         wanted = {
@@ -217,7 +217,7 @@ class Site:
         none."""
         key = (mapping.id_forms(chat_id) or [""])[0]
         if not key:
-            raise ValueError("a message without a chatId")
+            raise mapping.BadItem("a message without a chatId")
         if key in self.conversations:
             return self.conversations[key]
         row = self.find_conversation(key)
@@ -235,7 +235,7 @@ class Site:
     def upsert_conversation(self, item):
         key = (mapping.id_forms(item.get("id")) or [""])[0]
         if not key:
-            raise ValueError("a chat without an id")
+            raise mapping.BadItem("a chat without an id")
         is_group = item.get("type") == "group" or item.get("idKind") == "group"
         last = item.get("lastMessage") or {}
         wanted = self._conversation_values(key, is_group, item.get("phone") or mapping.phone_of(key))
@@ -295,7 +295,7 @@ class Site:
     def upsert_message(self, item, occurred_at=None):
         ids = self.message_ids(item)
         if not ids:
-            raise ValueError("a message without an id")
+            raise mapping.BadItem("a message without an id")
         row = self.find_message(item)
         if row is not None and row.get("session") != self.session:
             return "skipped"  # the app keeps one row per message id across the site
@@ -348,6 +348,7 @@ class Site:
     def apply_ack(self, message, ack, occurred_at):
         """A delivery state for a message the site may hold: status, ack_status and the time it
         was delivered or read. A message the site does not hold is left alone."""
+        mapping.check_item("ack", ack)
         item = dict(message or {})
         if ack and ack.get("messageId") and not item.get("id"):
             item["id"] = ack["messageId"]
@@ -372,18 +373,23 @@ class Site:
 
     # ---- batches ----
 
-    def apply(self, fn, item, *args):
-        """Apply one item in a savepoint; a refusal by the site rolls back that item only."""
+    def apply(self, kind, fn, item, *args):
+        """Check one item against its schema and apply it in a savepoint; an item of the wrong
+        shape, or one the site refuses, is rolled back, logged and counted as failed."""
         frappe.db.savepoint("inboxhub_item")
         try:
+            mapping.check_item(kind, item)
             result = fn(item, *args)
         except (frappe.ValidationError, frappe.NameError, ValueError) as e:
             frappe.db.rollback(save_point="inboxhub_item")
             self.contacts.clear()
             self.conversations.clear()
             self.counts["failed"] += 1
+            # The exception's type, and the field for a shape error: Frappe's own messages may
+            # quote the row's name (a phone number).
+            why = "%s: %s" % (type(e).__name__, e) if isinstance(e, mapping.BadItem) else type(e).__name__
             frappe.log_error(title="Inbox Hub gateway: an item was refused",
-                             message="session %s, %s: %s" % (self.session_id, type(e).__name__, e))
+                             message="session %s, %s item: %s" % (self.session_id, kind, why))
             return "failed"
         self.counts[result] += 1
         return result
@@ -432,7 +438,7 @@ def apply_batch(batch):
     site = lock_session(batch.get("sessionId"))
     fn = {"contacts": site.upsert_contact, "chats": site.upsert_conversation, "messages": site.upsert_message}[resource]
     for item in items:
-        site.apply(fn, item)
+        site.apply(resource, fn, item)
     site.update_session(site.counters())
     return site.counts
 
@@ -450,15 +456,22 @@ def apply_event(event, headers):
         return {"stored": False}
     occurred = event.get("occurredAt")
     result = "unchanged"
-    if etype in ("message.received", "message.sent") and isinstance(data.get("message"), dict):
-        result = site.apply(site.upsert_message, data["message"], occurred)
+    if etype in ("message.received", "message.sent") and data.get("message") is not None:
+        result = site.apply("messages", site.upsert_message, data["message"], occurred)
     elif etype == "message.ack":
-        result = site.apply(lambda m: site.apply_ack(m, data.get("ack"), occurred), data.get("message") or {})
-    elif etype.startswith("contact.") and isinstance(data.get("contact"), dict):
-        result = site.apply(site.upsert_contact, data["contact"])
-    elif etype.startswith("conversation.") and isinstance(data.get("chat"), dict):
-        result = site.apply(site.upsert_conversation, data["chat"])
-    applied = apply_session_change(site, etype, data.get("session"), occurred)
+        ack = data.get("ack") if isinstance(data.get("ack"), dict) else {}
+        result = site.apply("messages", lambda m: site.apply_ack(m, ack, occurred), data.get("message") or {})
+    elif etype.startswith("contact.") and data.get("contact") is not None:
+        result = site.apply("contacts", site.upsert_contact, data["contact"])
+    elif etype.startswith("conversation.") and data.get("chat") is not None:
+        result = site.apply("chats", site.upsert_conversation, data["chat"])
+    change = data.get("session")
+    try:
+        if change is not None:
+            mapping.check_item("session", change)
+    except ValueError:
+        change, result = None, "failed"
+    applied = apply_session_change(site, etype, change, occurred)
     counters = site.counters() if etype.startswith(("message.", "contact.", "conversation.")) else {}
     site.update_session(counters)
     log = {
