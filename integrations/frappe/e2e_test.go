@@ -1,6 +1,7 @@
 package frappe_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/inboxhub-gateway/gateway/internal/sim"
+	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
 const (
@@ -160,6 +162,12 @@ func TestEventsUpdateTheSession(t *testing.T) {
 		"CRM_EVENTS_URL": site.ingestURL(), "CRM_SIGNING_SECRET": secret, "INBOXHUB_WEBHOOK_SECRET": hookSecret,
 		"GATEWAY_STATUS_POLL_INTERVAL": "200ms"})
 	relay.target.Store(&gatewayHandler{h: g.app.Handler()})
+	// A change before the status poller's first poll is that poll's first sighting, not a change:
+	// start once the gateway knows the session's status.
+	eventually(t, 20*time.Second, "the gateway knows demo_session's status", func() bool {
+		n, err := g.app.Store.Client.HExists(context.Background(), webhooks.DefaultKeyPrefix+"status", "demo_session").Result()
+		return err == nil && n
+	})
 
 	if err := s.SetSessionStatus("demo_session", "disconnected"); err != nil {
 		t.Fatal(err)
