@@ -2093,7 +2093,7 @@ const docTemplate = `{
         },
         "/webhooks/inbox-hub": {
             "post": {
-                "description": "The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, \"sha256=\" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). The signature covers the body only, so no header decides anything the body says: the event name and the session id are the signed body's (sessionId, else data.sessionId); an X-Webhook-Session that disagrees is refused with 400, and X-Webhook-Event or X-Webhook-Session alone (the body naming none) is read only for a session event, the header's session only when the gateway knows it. Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status). A repeated message, contact or conversation event (the same whatsappMessageId, or the same signed body, whatever its timestamp) is answered 202 with duplicate true and done nothing with. A session event is a hint, answered 202 with hint true: the gateway reads the session's status from Inbox Hub (a few reads per session and minute at most, within the upstream quota) and acts only when it differs from the last one known, so a replayed delivery changes nothing. An unknown event name is answered 202 with ignored true. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.",
+                "description": "The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, \"sha256=\" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). The signature covers the body only, so no header decides anything the body says: the event name and the session id are the signed body's (sessionId, else data.sessionId); an X-Webhook-Session that disagrees is refused with 400, and X-Webhook-Event or X-Webhook-Session alone (the body naming none) is read only for a session event, the header's session only when the gateway knows it. Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status). A repeated message, contact or conversation event (the same whatsappMessageId, or the same signed body, whatever its timestamp) is answered 202 with duplicate true and done nothing with. A session event is a hint, answered 202 with hint true: the gateway reads the session's status from Inbox Hub (a few reads per session and minute at most, within the upstream quota) and acts only when it differs from the last one known, so a replayed delivery changes nothing. An unknown event name is answered 202 with ignored true. While the gateway's store (Redis) is unreachable, an authentic delivery is kept on the replica's disk (fsynced, GATEWAY_WEBHOOK_SPOOL_DIR) and answered 202 with spooled true, then handled in arrival order when the store returns; when that spool is full it is answered 503. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.",
                 "consumes": [
                     "application/json"
                 ],
@@ -2173,7 +2173,7 @@ const docTemplate = `{
                         }
                     },
                     "503": {
-                        "description": "WEBHOOKS_DISABLED: INBOXHUB_WEBHOOK_SECRET is not configured",
+                        "description": "WEBHOOKS_DISABLED: INBOXHUB_WEBHOOK_SECRET is not configured; WEBHOOK_SPOOL_FULL: the store is unreachable and the local spool is full",
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
@@ -3329,6 +3329,11 @@ const docTemplate = `{
                     "description": "SessionID is the session the event is about.",
                     "type": "string",
                     "example": "demo_session"
+                },
+                "spooled": {
+                    "description": "Spooled: the gateway's store was unreachable; the delivery is kept on this replica's disk\nand handled when the store returns.",
+                    "type": "boolean",
+                    "example": false
                 },
                 "type": {
                     "description": "Type is the normalised event type (\"\" when ignored).",

@@ -144,7 +144,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Workers: cfg.Webhooks.Workers, DedupeTTL: cfg.Webhooks.DedupeTTL,
 		Attempts: cfg.Webhooks.EventAttempts, Backoff: cfg.Webhooks.EventBackoff, MaxBackoff: cfg.Webhooks.EventMaxBackoff,
 		PollInterval: cfg.Webhooks.PollInterval,
-		Registerer:   a.Registry, Logger: logger.With("component", "webhooks"),
+		SpoolDir:     spoolDir(cfg.WebhookSpool), SpoolMaxBytes: cfg.WebhookSpool.MaxBytes,
+		Registerer: a.Registry, Logger: logger.With("component", "webhooks"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: %w", err)
@@ -217,6 +218,14 @@ func (a *App) Close() {
 		a.closers[i]()
 	}
 	a.closers = nil
+}
+
+// spoolDir is the webhook spool's directory, "" when the spool is off (no bytes allowed).
+func spoolDir(c config.WebhookSpoolConfig) string {
+	if c.MaxBytes <= 0 {
+		return ""
+	}
+	return c.Dir
 }
 
 // redisProblem describes a Redis failure for /readyz without internals such as addresses.

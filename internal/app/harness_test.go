@@ -102,6 +102,8 @@ func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string,
 		"UPSTREAM_RATE_READ":    "0",
 		"UPSTREAM_RATE_SEND":    "0",
 		"UPSTREAM_RATE_AUTH":    "100/1m",
+		// Each replica its own webhook spool, as on separate machines.
+		"GATEWAY_WEBHOOK_SPOOL_DIR": t.TempDir(),
 	}
 	for k, v := range extra {
 		env[k] = v

@@ -470,3 +470,63 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 		t.Errorf("%d automatic syncs, want one", n)
 	}
 }
+
+// TestWebhooksSpooledWhileRedisIsDown: Redis stops; authentic webhooks are still answered 202
+// (kept on the replica's disk, spooled true) instead of 500 and lost; when Redis returns they reach
+// the CRM in order. A full spool answers 503 WEBHOOK_SPOOL_FULL with Retry-After.
+func TestWebhooksSpooledWhileRedisIsDown(t *testing.T) {
+	creds := newCreds()
+	_, simURL := startSim(t, creds, sim.Options{})
+	crm := newCRMEvents(t)
+	rs := redistest.Start(t)
+	g := startGateway(t, simURL, creds, rs.URL(), map[string]string{
+		"INBOXHUB_WEBHOOK_SECRET": hookSecret, "GATEWAY_SYNC_ON_CONNECT": "false",
+		"CRM_EVENTS_URL": crm.url, "CRM_SIGNING_SECRET": crmSecret,
+		"GATEWAY_WEBHOOK_SPOOL_MAX_BYTES": "2500"})
+	send := func(id string) answer {
+		body := fmt.Sprintf(`{"event": "message.received", "data": {"sessionId": "demo_session", "message": {"whatsappMessageId": %q, "content": "n", "chatId": "34600111222@s.whatsapp.net"}}}`, id)
+		return g.post(t, "/webhooks/inbox-hub", body, signedHook(body, time.Now()))
+	}
+	messages := func() []string {
+		var ids []string
+		for _, ev := range crm.received() {
+			if ev.Data.Message != nil {
+				ids = append(ids, ev.Data.Message.ID)
+			}
+		}
+		return ids
+	}
+	if a := send("M000"); a.status != http.StatusAccepted {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	eventually(t, 3*time.Second, "the first message forwarded", func() bool { return len(messages()) == 1 })
+
+	rs.Stop()
+	for _, id := range []string{"M001", "M002", "M003"} {
+		if a := send(id); a.status != http.StatusAccepted || !strings.Contains(a.body, `"spooled":true`) {
+			t.Fatalf("%s with Redis down: %d %s", id, a.status, a.body)
+		}
+	}
+	rs.Restart(t)
+	eventually(t, 15*time.Second, "the spooled messages forwarded", func() bool { return len(messages()) == 4 })
+	if got := fmt.Sprint(messages()); got != "[M000 M001 M002 M003]" {
+		t.Errorf("messages forwarded %s", got)
+	}
+
+	// Down again, until the spool is full: refused with 503, never a 500, never a false 202.
+	rs.Stop()
+	full := false
+	for i := range 20 {
+		a := send(fmt.Sprintf("F%03d", i))
+		if a.status == http.StatusServiceUnavailable && strings.Contains(a.body, "WEBHOOK_SPOOL_FULL") && a.header.Get("Retry-After") != "" {
+			full = true
+			break
+		}
+		if a.status != http.StatusAccepted {
+			t.Fatalf("F%03d: %d %s", i, a.status, a.body)
+		}
+	}
+	if !full {
+		t.Fatal("the spool never filled")
+	}
+}

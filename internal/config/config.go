@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +55,8 @@ type Config struct {
 
 	Webhooks WebhookConfig
 
+	WebhookSpool WebhookSpoolConfig
+
 	PublicURL        string // GATEWAY_PUBLIC_URL: the gateway's externally reachable base URL
 	WebhookSecret    Secret // INBOXHUB_WEBHOOK_SECRET
 	CRMSinkURL       Secret // CRM_SINK_URL: a URL may carry a token in its query
@@ -67,6 +70,12 @@ type SyncConfig struct {
 	ItemTTL   time.Duration // GATEWAY_SYNC_ITEM_TTL: how long a job's new and changed items are kept
 	SinkBatch int           // GATEWAY_SYNC_SINK_BATCH: items per batch pushed to CRM_SINK_URL
 	OnConnect bool          // GATEWAY_SYNC_ON_CONNECT: queue a sync when a session becomes connected
+}
+
+// WebhookSpoolConfig is the local spool that keeps webhook deliveries while Redis is unreachable.
+type WebhookSpoolConfig struct {
+	Dir      string // GATEWAY_WEBHOOK_SPOOL_DIR: a directory of this replica's, created private
+	MaxBytes int64  // GATEWAY_WEBHOOK_SPOOL_MAX_BYTES: the most it holds; 0 = no spool
 }
 
 // WebhookConfig tunes webhooks in and events out (docs/design.md, "Webhooks and events").
@@ -286,6 +295,8 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Webhooks.EventMaxBackoff = r.duration("GATEWAY_EVENTS_MAX_BACKOFF", time.Minute)
 	c.Webhooks.PollInterval = r.duration("GATEWAY_STATUS_POLL_INTERVAL", 30*time.Second)
 
+	c.WebhookSpool = r.webhookSpool()
+
 	c.PublicURL = strings.TrimRight(r.str("GATEWAY_PUBLIC_URL", ""), "/")
 	if c.PublicURL != "" {
 		if msg := checkHTTPURL(c.PublicURL); msg != "" {
@@ -346,6 +357,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("events_backoff", c.Webhooks.EventBackoff.String()),
 		slog.String("events_max_backoff", c.Webhooks.EventMaxBackoff.String()),
 		slog.String("status_poll_interval", c.Webhooks.PollInterval.String()),
+		slog.String("webhook_spool_dir", c.WebhookSpool.Dir),
+		slog.Int64("webhook_spool_max_bytes", c.WebhookSpool.MaxBytes),
 		slog.String("public_url", c.PublicURL),
 		slog.String("webhook_secret", c.WebhookSecret.String()),
 		slog.String("crm_sink_url", redactURL(c.CRMSinkURL.Reveal())),
@@ -375,6 +388,34 @@ func redactURL(raw string) string {
 	}
 	u.RawQuery = ""
 	return u.String()
+}
+
+// DefaultWebhookSpoolDir is where webhook deliveries wait while Redis is unreachable, unless
+// GATEWAY_WEBHOOK_SPOOL_DIR says otherwise: under $XDG_STATE_HOME, else $HOME/.local/state, else
+// the system's temporary directory.
+func DefaultWebhookSpoolDir(getenv func(string) string) string {
+	base := getenv("XDG_STATE_HOME")
+	if base == "" {
+		if home := getenv("HOME"); home != "" {
+			base = filepath.Join(home, ".local", "state")
+		}
+	}
+	if base == "" {
+		return filepath.Join(os.TempDir(), "inboxhub-gateway-webhook-spool")
+	}
+	return filepath.Join(base, "inboxhub-gateway", "webhook-spool")
+}
+
+// webhookSpool reads GATEWAY_WEBHOOK_SPOOL_DIR and GATEWAY_WEBHOOK_SPOOL_MAX_BYTES.
+func (r *reader) webhookSpool() WebhookSpoolConfig {
+	c := WebhookSpoolConfig{
+		Dir:      r.str("GATEWAY_WEBHOOK_SPOOL_DIR", DefaultWebhookSpoolDir(r.getenv)),
+		MaxBytes: int64(r.integer("GATEWAY_WEBHOOK_SPOOL_MAX_BYTES", 64<<20, 0, 1<<40)),
+	}
+	if !filepath.IsAbs(c.Dir) {
+		r.bad("GATEWAY_WEBHOOK_SPOOL_DIR", fmt.Sprintf("%q is not an absolute path", c.Dir))
+	}
+	return c
 }
 
 // reader collects problems while reading variables.

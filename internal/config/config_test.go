@@ -289,3 +289,42 @@ func assertNoSecrets(t *testing.T, s string) {
 		}
 	}
 }
+
+func TestLoadWebhookSpool(t *testing.T) {
+	load := func(extra map[string]string) (WebhookSpoolConfig, error) {
+		e := validEnv()
+		for k, v := range extra {
+			e[k] = v
+		}
+		c, err := Load(env(e))
+		return c.WebhookSpool, err
+	}
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"XDG_STATE_HOME":       {map[string]string{"XDG_STATE_HOME": "/var/state", "HOME": "/home/gw"}, "/var/state/inboxhub-gateway/webhook-spool"},
+		"HOME":                 {map[string]string{"HOME": "/home/gw"}, "/home/gw/.local/state/inboxhub-gateway/webhook-spool"},
+		"neither":              {nil, filepath.Join(os.TempDir(), "inboxhub-gateway-webhook-spool")},
+		"set":                  {map[string]string{"GATEWAY_WEBHOOK_SPOOL_DIR": "/data/spool", "HOME": "/home/gw"}, "/data/spool"},
+		"max bytes, 0 disable": {map[string]string{"GATEWAY_WEBHOOK_SPOOL_MAX_BYTES": "0", "HOME": "/h"}, "/h/.local/state/inboxhub-gateway/webhook-spool"},
+	} {
+		c, err := load(tc.env)
+		if err != nil || c.Dir != tc.want {
+			t.Errorf("%s: %+v %v, want dir %s", name, c, err, tc.want)
+		}
+	}
+	if c, _ := load(nil); c.MaxBytes != 64<<20 {
+		t.Errorf("default max bytes %d", c.MaxBytes)
+	}
+	if c, _ := load(map[string]string{"GATEWAY_WEBHOOK_SPOOL_MAX_BYTES": "0"}); c.MaxBytes != 0 {
+		t.Errorf("max bytes 0 read as %d", c.MaxBytes)
+	}
+	for v, val := range map[string]string{"GATEWAY_WEBHOOK_SPOOL_DIR": "relative/spool", "GATEWAY_WEBHOOK_SPOOL_MAX_BYTES": "-1"} {
+		_, err := load(map[string]string{v: val})
+		var ce *Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), v) {
+			t.Errorf("%s=%s: %v", v, val, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -89,7 +90,7 @@ type webhookHandlers struct{ recv WebhookReceiver }
 // receive godoc
 //
 //	@Summary		Receive an Inbox Hub webhook
-//	@Description	The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, "sha256=" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). The signature covers the body only, so no header decides anything the body says: the event name and the session id are the signed body's (sessionId, else data.sessionId); an X-Webhook-Session that disagrees is refused with 400, and X-Webhook-Event or X-Webhook-Session alone (the body naming none) is read only for a session event, the header's session only when the gateway knows it. Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status). A repeated message, contact or conversation event (the same whatsappMessageId, or the same signed body, whatever its timestamp) is answered 202 with duplicate true and done nothing with. A session event is a hint, answered 202 with hint true: the gateway reads the session's status from Inbox Hub (a few reads per session and minute at most, within the upstream quota) and acts only when it differs from the last one known, so a replayed delivery changes nothing. An unknown event name is answered 202 with ignored true. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.
+//	@Description	The target of the upstream's webhooks (set webhookUrl of a session to it). Not behind caller authentication: each delivery must carry X-Webhook-Signature, "sha256=" and the hex HMAC-SHA256 of the raw body under INBOXHUB_WEBHOOK_SECRET, and X-Webhook-Timestamp (Unix milliseconds) within the last 5 minutes (1 minute ahead at most). The signature covers the body only, so no header decides anything the body says: the event name and the session id are the signed body's (sessionId, else data.sessionId); an X-Webhook-Session that disagrees is refused with 400, and X-Webhook-Event or X-Webhook-Session alone (the body naming none) is read only for a session event, the header's session only when the gateway knows it. Both payload shapes and every event name of the upstream are read (message.received, message.sent, message.ack, session.connected, session.disconnected, session.qr, contact.created, contact.updated, conversation.created, conversation.updated, and the older message, message_status, session_status). A repeated message, contact or conversation event (the same whatsappMessageId, or the same signed body, whatever its timestamp) is answered 202 with duplicate true and done nothing with. A session event is a hint, answered 202 with hint true: the gateway reads the session's status from Inbox Hub (a few reads per session and minute at most, within the upstream quota) and acts only when it differs from the last one known, so a replayed delivery changes nothing. An unknown event name is answered 202 with ignored true. While the gateway's store (Redis) is unreachable, an authentic delivery is kept on the replica's disk (fsynced, GATEWAY_WEBHOOK_SPOOL_DIR) and answered 202 with spooled true, then handled in arrival order when the store returns; when that spool is full it is answered 503. The work (cache, automatic sync, forwarding to CRM_EVENTS_URL) happens after the answer.
 //	@Tags			webhooks
 //	@Accept			json
 //	@Produce		json
@@ -103,7 +104,7 @@ type webhookHandlers struct{ recv WebhookReceiver }
 //	@Failure		401					{object}	problem.Details	"UNAUTHENTICATED: signature missing or wrong, timestamp missing or out of the window"
 //	@Failure		413					{object}	problem.Details	"PAYLOAD_TOO_LARGE: over 256 KiB"
 //	@Failure		500					{object}	problem.Details	"INTERNAL"
-//	@Failure		503					{object}	problem.Details	"WEBHOOKS_DISABLED: INBOXHUB_WEBHOOK_SECRET is not configured"
+//	@Failure		503					{object}	problem.Details	"WEBHOOKS_DISABLED: INBOXHUB_WEBHOOK_SECRET is not configured; WEBHOOK_SPOOL_FULL: the store is unreachable and the local spool is full"
 //	@Router			/webhooks/inbox-hub [post]
 func (h webhookHandlers) receive(c *gin.Context) {
 	rec, err := h.recv.Receive(c.Request.Context(), webhooks.Delivery{
@@ -129,6 +130,10 @@ func webhookProblem(err error) error {
 	case errors.Is(err, webhooks.ErrNotConfigured):
 		return &problem.Error{Status: http.StatusServiceUnavailable, Code: codeWebhooksDisabled,
 			Detail: "Webhooks are disabled: the gateway has no INBOXHUB_WEBHOOK_SECRET to verify them with.", Cause: err}
+	case errors.Is(err, webhooks.ErrSpoolFull):
+		return &problem.Error{Status: http.StatusServiceUnavailable, Code: problem.CodeWebhookSpoolFull,
+			Detail:     "The gateway cannot keep the webhook now: its store is unreachable and its local spool is full. It was not accepted.",
+			RetryAfter: 30 * time.Second, Cause: err}
 	case errors.As(err, &tooLarge):
 		return problem.From(&http.MaxBytesError{Limit: tooLarge.Limit})
 	case errors.As(err, &auth):

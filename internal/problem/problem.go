@@ -38,6 +38,7 @@ const (
 	CodeUpstreamTimeout         = "UPSTREAM_TIMEOUT"
 	CodeInternal                = "INTERNAL"
 	CodeWebhooksDisabled        = "WEBHOOKS_DISABLED"
+	CodeWebhookSpoolFull        = "WEBHOOK_SPOOL_FULL"
 )
 
 // ContentType is the media type of every error answer.

@@ -56,16 +56,15 @@ return 0
 `)
 
 // receiveHint keeps a session event for the confirmer and answers at once; nothing else happens
-// until the upstream confirms a change.
-func (s *Service) receiveHint(ctx context.Context, p Parsed) (Receipt, error) {
+// until the upstream confirms a change. It returns the result for webhooks_received_total.
+func (s *Service) receiveHint(ctx context.Context, p Parsed) (Receipt, string, error) {
 	ev := p.Event
 	if s.cfg.Statuses == nil {
-		s.m.received.WithLabelValues(ev.Type, "ignored").Inc()
-		return Receipt{Type: ev.Type, SessionID: ev.SessionID, Ignored: true}, nil
+		return Receipt{Type: ev.Type, SessionID: ev.SessionID, Ignored: true}, "ignored", nil
 	}
 	raw, err := json.Marshal(hint{Nonce: newToken(), Type: ev.Type, SentAt: ev.OccurredAt, Change: ev.Data.Session})
 	if err != nil {
-		return Receipt{}, fmt.Errorf("webhooks: encode a session event: %w", err)
+		return Receipt{}, "error", fmt.Errorf("webhooks: encode a session event: %w", err)
 	}
 	mustBeKnown := "0"
 	if p.SessionFromHeader {
@@ -73,18 +72,15 @@ func (s *Service) receiveHint(ctx context.Context, p Parsed) (Receipt, error) {
 	}
 	n, err := hintScript.Run(ctx, s.cfg.Redis, []string{s.k.hints(), s.k.status()}, ev.SessionID, raw, mustBeKnown).Int()
 	if err != nil {
-		s.m.received.WithLabelValues(ev.Type, "error").Inc()
-		return Receipt{}, fmt.Errorf("webhooks: keep a session event: %w", err)
+		return Receipt{}, "error", fmt.Errorf("webhooks: keep a session event: %w", err)
 	}
 	if n == 0 {
-		s.m.received.WithLabelValues(ev.Type, "invalid").Inc()
-		return Receipt{}, invalid("X-Webhook-Session", "names a session the gateway does not know, and the signed body names none")
+		return Receipt{}, "invalid", invalid("X-Webhook-Session", "names a session the gateway does not know, and the signed body names none")
 	}
-	s.m.received.WithLabelValues(ev.Type, "hint").Inc()
 	if c := s.conf.Load(); c != nil {
 		c.nudge(ev.SessionID)
 	}
-	return Receipt{Type: ev.Type, SessionID: ev.SessionID, Hint: true}, nil
+	return Receipt{Type: ev.Type, SessionID: ev.SessionID, Hint: true}, "hint", nil
 }
 
 // confirm reads the session's status from the upstream and, when it differs from the last one

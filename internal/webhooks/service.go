@@ -126,6 +126,8 @@ const (
 	DefaultTaskCheck      = 200 * time.Millisecond
 	DefaultTaskRetries    = 5
 	DefaultMaxConfirmers  = 16
+	DefaultSpoolMaxBytes  = 64 << 20
+	DefaultSpoolRetry     = time.Second
 	taskType              = "gateway:webhook-event"
 )
 
@@ -199,6 +201,16 @@ type Config struct {
 	PollInterval time.Duration
 	LeaderLease  time.Duration
 
+	// SpoolDir keeps authentic deliveries on this replica's disk while Redis is unreachable
+	// (GATEWAY_WEBHOOK_SPOOL_DIR), so that they are answered 202 and not lost (the upstream never
+	// retries); they are handed to Redis, in arrival order, when it returns. Empty: no spool (such
+	// a delivery is answered 500 and lost). SpoolMaxBytes bounds the spool (default 64 MiB): a
+	// delivery that finds it full is answered 503 (ErrSpoolFull). SpoolRetry is how often a
+	// non-empty spool tries Redis (default 1s).
+	SpoolDir      string
+	SpoolMaxBytes int64
+	SpoolRetry    time.Duration
+
 	// KeyPrefix is the prefix of the Redis keys (default DefaultKeyPrefix).
 	KeyPrefix string
 	// Registerer receives the metrics; nil: not registered.
@@ -261,6 +273,10 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("webhooks: confirm rate: %w", err)
 	}
 	defInt(&c.MaxConfirmers, DefaultMaxConfirmers)
+	if c.SpoolMaxBytes <= 0 {
+		c.SpoolMaxBytes = DefaultSpoolMaxBytes
+	}
+	def(&c.SpoolRetry, DefaultSpoolRetry)
 	// A short interval (tests, demos) gets a short lease, so that a standby takes over quickly.
 	def(&c.LeaderLease, min(DefaultLeaderLease, max(time.Second, 3*c.PollInterval)))
 	if c.KeyPrefix == "" {
@@ -293,10 +309,15 @@ type Service struct {
 	poll    atomic.Pointer[poller]
 	conf    atomic.Pointer[confirmer]
 	limit   *quota.Keyed // confirming reads per session
+
+	spool      *spool // nil: none
+	spoolKick  chan struct{}
+	spoolStop  context.CancelFunc
+	spoolEnded chan struct{}
 }
 
-// New builds a service; it starts nothing (see Start). Without a secret every delivery is refused,
-// which New logs as a warning, once.
+// New builds a service; it starts only the replay of its spool, when it has one (the rest is
+// Start's). Without a secret every delivery is refused, which New logs as a warning, once.
 func New(cfg Config) (*Service, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
@@ -321,6 +342,11 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.EventsURL == "" {
 		s.log.Info("CRM_EVENTS_URL is not set: events are not forwarded")
+	}
+	if cfg.SpoolDir != "" {
+		if err := s.openSpool(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -393,6 +419,10 @@ func (s *Service) Shutdown() {
 			c.wait()
 		}
 	}
+	if s.spoolStop != nil {
+		s.spoolStop()
+		<-s.spoolEnded
+	}
 	_ = s.client.Close()
 }
 
@@ -446,6 +476,9 @@ type Receipt struct {
 	// Hint: a session event. Nothing is done with it until the session's status, read from Inbox
 	// Hub, confirms a change; the event then forwarded has its own id.
 	Hint bool `json:"hint" example:"false"`
+	// Spooled: the gateway's store was unreachable; the delivery is kept on this replica's disk
+	// and handled when the store returns.
+	Spooled bool `json:"spooled" example:"false"`
 }
 
 // Receive verifies, parses and accepts one delivery; the work it implies runs later. The errors
@@ -485,21 +518,69 @@ func (s *Service) Receive(ctx context.Context, d Delivery) (Receipt, error) {
 		s.log.Info("webhook event ignored: unknown event name", "event", p.RawEvent)
 		return Receipt{Ignored: true}, nil
 	}
+	return s.deliver(ctx, p, spooled{Event: d.Event, Session: d.Session, SentAt: sentAt.UnixMilli(),
+		Signature: d.Signature, Body: body})
+}
+
+// deliver hands an authentic, parsed delivery to Redis or, while Redis is unreachable, to the local
+// spool (and there too while earlier deliveries wait in it, so that they keep their order). It
+// answers only once the delivery is durable in one of them.
+func (s *Service) deliver(ctx context.Context, p Parsed, d spooled) (Receipt, error) {
+	ev := p.Event
+	var redisErr error
+	if s.spool == nil || s.spool.empty() {
+		rec, result, err := s.ingest(ctx, p)
+		if err == nil || errors.Is(err, ErrInvalid) || s.spool == nil {
+			s.m.received.WithLabelValues(ev.Type, result).Inc()
+			return rec, err
+		}
+		redisErr = err
+	}
+	err := s.spool.put(d)
+	if err == nil {
+		s.m.received.WithLabelValues(ev.Type, "spooled").Inc()
+		s.kickSpool()
+		rec := Receipt{Type: ev.Type, SessionID: ev.SessionID, Hint: isSessionType(ev.Type), Spooled: true}
+		if !rec.Hint {
+			rec.EventID = ev.ID
+		}
+		return rec, nil
+	}
+	if redisErr == nil {
+		// Deliveries wait in the spool, but this one cannot join them: Redis may be back, try it.
+		rec, result, ierr := s.ingest(ctx, p)
+		if ierr == nil || errors.Is(ierr, ErrInvalid) {
+			s.m.received.WithLabelValues(ev.Type, result).Inc()
+			return rec, ierr
+		}
+		redisErr = ierr
+	}
+	switch {
+	case errors.Is(err, ErrSpoolFull):
+		s.m.received.WithLabelValues(ev.Type, "spool_full").Inc()
+		s.log.Warn("webhook refused: Redis is unreachable and the spool is full", "type", ev.Type,
+			"sessionId", ev.SessionID, "error", redisErr.Error())
+		return Receipt{}, ErrSpoolFull
+	}
+	s.m.received.WithLabelValues(ev.Type, "error").Inc()
+	return Receipt{}, errors.Join(redisErr, err)
+}
+
+// ingest hands an authentic, parsed event to Redis: a session event is kept as a hint, any other
+// is accepted once. It returns the result for webhooks_received_total.
+func (s *Service) ingest(ctx context.Context, p Parsed) (Receipt, string, error) {
 	ev := p.Event
 	if isSessionType(ev.Type) {
 		return s.receiveHint(ctx, p)
 	}
 	accepted, err := s.accept(ctx, ev, "*")
 	if err != nil {
-		s.m.received.WithLabelValues(ev.Type, "error").Inc()
-		return Receipt{}, err
+		return Receipt{}, "error", err
 	}
-	result := "accepted"
 	if !accepted {
-		result = "duplicate"
+		return Receipt{EventID: ev.ID, Type: ev.Type, SessionID: ev.SessionID, Duplicate: true}, "duplicate", nil
 	}
-	s.m.received.WithLabelValues(ev.Type, result).Inc()
-	return Receipt{EventID: ev.ID, Type: ev.Type, SessionID: ev.SessionID, Duplicate: !accepted}, nil
+	return Receipt{EventID: ev.ID, Type: ev.Type, SessionID: ev.SessionID}, "accepted", nil
 }
 
 // Metric labels of deliveries refused before their event was known.
@@ -699,7 +780,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "webhooks_received_total",
 			Help: "Inbox Hub webhook deliveries, by event type (unverified and unknown before it is known) and result " +
-				"(accepted, duplicate, hint: a session event to confirm, ignored, invalid, unauthenticated, too_large, disabled, error).",
+				"(accepted, duplicate, hint: a session event to confirm, ignored, invalid, unauthenticated, too_large, disabled, " +
+				"spooled: kept on local disk while Redis is unreachable, spool_full, error).",
 		}, []string{"event", "result"}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "events_forwarded_total",
