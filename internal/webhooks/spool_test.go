@@ -91,7 +91,14 @@ func TestSpoolKeepsDeliveriesWhileRedisIsDown(t *testing.T) {
 	if _, err := ts.Receive(ctx, signed(messageBody("abc_123", "M004"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "every message forwarded", func() bool { return len(sink.received()) == 6 })
+	deadline := time.Now().Add(20 * time.Second)
+	for len(sink.received()) != 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 20s: %d events forwarded (%+v), %d deliveries left in the spool",
+				len(sink.received()), sink.received(), len(spoolFiles(t, dir)))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	eventually(t, 3*time.Second, "the session event confirmed", func() bool {
 		st, _ := ts.rdb.HGet(ctx, ts.k.status(), "abc_123").Result()
 		return st == StatusDisconnected
