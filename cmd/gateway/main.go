@@ -1,6 +1,10 @@
 // Command gateway runs the Inbox Hub gateway: the one holder of the Inbox Hub credentials and token,
 // serving the CRM's REST API.
 //
+// It owns the command line, the demo mode and the HTTP server's lifetime (timeouts, graceful
+// shutdown); package app builds everything else. It must not hold gateway behaviour of its own;
+// settings come from package config (only the healthcheck command reads GATEWAY_ADDR itself).
+//
 //	gateway               run the server (configuration from the environment, see README)
 //	gateway -demo         run with the embedded store and the built-in Inbox Hub simulator
 //	gateway healthcheck   exit 0 when the local server answers /healthz (for Docker HEALTHCHECK)

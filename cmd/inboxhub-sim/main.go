@@ -35,6 +35,9 @@
 // Credentials left unset are generated and printed once at startup: they are fake and only
 // open this simulator. Logs are JSON on stdout. SIGINT or SIGTERM shuts the server down
 // gracefully.
+//
+// It holds nothing but flags, settings and the server's lifetime (the simulation is package sim),
+// and must not be deployed as a stand-in for Inbox Hub for real users.
 package main
 
 import (

@@ -1,6 +1,10 @@
 // Package app wires the gateway together from its configuration: the store, the upstream client
 // and token source, and the HTTP router. cmd/gateway runs one App; tests start several in one
 // process (each with its own Redis client and HTTP server) to act as a fleet of replicas.
+//
+// It owns the order in which a replica's parts are built, started and closed, and the readiness
+// checks. It holds no behaviour of its own: a rule about tokens, quotas, caching, jobs or events
+// belongs in the package of that concern, and no package imports app.
 package app
 
 import (

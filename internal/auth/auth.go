@@ -19,6 +19,9 @@
 //
 // Credentials never reach a log line, an error, a metric or the context: the caller is known
 // afterwards by name only.
+//
+// It must not call Inbox Hub or see its credentials: it decides who the caller is and what the
+// caller may do, nothing about the upstream.
 package auth
 
 import (

@@ -1,9 +1,3 @@
-// Package cache opens the gateway's Redis connection and keeps the gateway's cached state in it.
-//
-// With REDIS_URL set it connects to one Redis server, a Sentinel-managed master or a Redis
-// Cluster (see package redisurl); without it, it starts an embedded in-process Redis-compatible
-// server (miniredis) and connects to that over loopback. Either way the rest of the program holds one
-// redis.UniversalClient and only ever speaks Redis, so there is a single code path to test.
 package cache
 
 import (

@@ -4,6 +4,10 @@
 // as a file through the same name with a _FILE suffix, for Docker and Kubernetes secrets. Load
 // collects every problem it finds and reports them together, naming each variable and never
 // repeating a secret's value.
+//
+// It owns the names, defaults and validation of every setting and the typed Config the rest of the
+// program receives. It must not read the environment after Load, print a Secret's value, or start
+// anything; no other package reads the environment (cmd/gateway passes os.Getenv to Load).
 package config
 
 import (

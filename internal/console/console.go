@@ -2,6 +2,11 @@
 // CSS and JavaScript, no build step, no third-party requests) that lists sessions, connects them
 // with a QR code, runs "sync now" with live progress and shows the gateway's readiness. The page
 // calls the /v1 API with a key or JWT the operator types in; it holds no credential itself.
+//
+// It must not load anything from another origin, keep the operator's credential beyond the
+// browser tab's session storage, or insert text into the page as HTML (text goes in as text
+// nodes); its strict Content Security Policy (same origin only, no inline script) enforces the
+// first.
 package console
 
 import (

@@ -1,6 +1,11 @@
 // Package handlers is the gateway's HTTP API: the router, its middleware order, and thin handlers
 // that bind and validate input, call one dependency and answer. Errors go through c.Error to the
 // one problem+json mapping in package middleware.
+//
+// It owns the routes, their scopes, input validation, the answer envelopes and the swag
+// annotations the API reference is generated from. It must not let unvalidated input reach a
+// dependency, talk to Redis or Inbox Hub except through the small interfaces of Deps, or write an
+// error answer of its own shape.
 package handlers
 
 import (

@@ -18,6 +18,10 @@
 // The request runs on a context detached from the caller's cancellation (with its values, and
 // bounded by LockTTL): a caller that gives up mid-send and retries with the same key gets the
 // stored answer rather than a second message.
+//
+// It knows nothing of WhatsApp or of routes: it keys on the caller's name, the key and the
+// request's fingerprint. It must not run a request when it cannot keep the promise (Redis down),
+// nor keep an answer that was not a success.
 package idempotency
 
 import (

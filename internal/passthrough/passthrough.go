@@ -33,6 +33,9 @@
 // gateway's problem+json. GET answers are cached and coalesced through the read cache (200s
 // only), marked with X-Cache: hit, miss or stale, and a stale 200 stands in for a 5xx or 429 of
 // the upstream while it lasts. A successful write drops the cached reads of the session it names.
+//
+// It must not relay a route that is not on the allow-list, forward any header of the caller, or
+// let the caller reach /api/auth/*.
 package passthrough
 
 import (

@@ -1,6 +1,10 @@
 // Package problem is the gateway's one error answer: RFC 9457 problem details
 // (application/problem+json) with a stable machine-readable code, and the mapping from the
 // program's typed errors to those codes and HTTP statuses.
+//
+// It owns the codes, their statuses and titles. It must not put an error's internals (causes,
+// addresses, upstream text) into an answer: a 500 says only that something failed and gives the
+// request id, and the full error goes to the log.
 package problem
 
 import (

@@ -4,7 +4,12 @@
 // than the upstream allows (see params). A reserved share of each category is kept for
 // interactive calls, so that a background sync never starves the CRM's clicks.
 //
-// Limiter implements upstream.Limiter.
+// Limiter implements upstream.Limiter. Keyed applies the same script to a rate per key (the
+// per-caller limit of package auth).
+//
+// It must not admit more calls than the configured limits in any window, whatever the number of
+// replicas, nor report a Redis failure as a rate limit: without Redis it fails with an error, or
+// decides locally on a share of each limit when WithLocalFallback is set. It knows nothing of HTTP.
 package quota
 
 import (

@@ -24,6 +24,14 @@
 // recovery resumes from the checkpoint; at most the sink batch in flight is delivered twice, and
 // items carry stable ids so that the CRM can upsert.
 //
+// The package also holds, for now, the CRM item schema (normalize.go: Contact, Chat, Message, also
+// used by the v1 lists and by webhook events) and the signed push to the CRM (sink.go: Sign,
+// PostSigned, also used for events); both are to move to a package of their own.
+//
+// It must not read through the read cache (a sync reads the upstream live), take the interactive
+// share of the upstream quota, hold more than one page of a list in memory, or move a session's
+// hashes forward for items the CRM has not acknowledged.
+//
 // Redis layout (prefix DefaultKeyPrefix, one Cluster slot):
 //
 //	job:{id}                 hash: meta, state, attempts, error, times, cancel, rev, checkpoint,

@@ -5,6 +5,10 @@
 // background before it expires; a token the upstream rejected is dropped by generation, so a late
 // rejection cannot throw away a newer token; rejected credentials back off instead of storming the
 // upstream's 5-logins-per-15-minutes limit; and a Redis outage is never taken for bad credentials.
+//
+// It must not write a token to a log line, an error or a metric (logs carry Fingerprint), log in
+// or refresh without holding the fleet's renewal lease (except at most once a minute per process
+// while Redis is unreachable), or keep the token in Redis unencrypted when a key is configured.
 package tokens
 
 import (

@@ -1,12 +1,18 @@
 // Package upstream is the one client of the Inbox Hub WhatsApp API (see docs/upstream.md).
 //
-// Every call goes through one pipeline: the shared quota (Limiter), a circuit breaker, a
-// per-attempt timeout, retries of idempotent requests with backoff and jitter, credentials
-// injection (X-API-Key always, a bearer token when a TokenProvider is configured), one retry with a
-// fresh token after a 401, and the translation of error answers into *Error values that match the
-// sentinel errors of contract.go with errors.Is.
+// Every call goes through one pipeline: a circuit breaker (checked first, so that an open breaker
+// spends no quota), the shared quota (Limiter), a per-attempt timeout, retries of idempotent
+// requests with backoff and jitter, credentials injection (X-API-Key always, a bearer token when a
+// TokenProvider is configured), one retry with a fresh token after a 401, and the translation of
+// error answers into *Error values that match the sentinel errors of contract.go with errors.Is.
 //
 // No credential, token or request body ever appears in an error string or a log line.
+//
+// It owns the wire format of Inbox Hub (routes, envelopes, the tolerant decoding of its answers,
+// the mapping between the two session ids) and the call pipeline. It must not repeat a request
+// that may have reached the upstream unless the request is idempotent (a send is never sent
+// twice), follow redirects, cache answers, or know about the gateway's callers, the CRM or Redis:
+// the quota and the token come in through the Limiter and TokenProvider interfaces.
 package upstream
 
 import (

@@ -39,6 +39,11 @@
 // every status that differs from the last one known (kept per session in Redis, written by
 // webhooks too), emits the session event through the same pipeline.
 //
+// It must not act on a delivery that is not authentic (signature and timestamp are checked before
+// the body is parsed), do slow work before answering the upstream, read session state from the
+// cache (the poller reads the upstream live, at background priority), or drop an event the CRM has
+// not accepted: it is delivered, or kept as a dead letter.
+//
 // Redis layout (prefix DefaultKeyPrefix, one Cluster slot):
 //
 //	seen:{eventId}          string with a TTL: the event was accepted (dedupe)

@@ -1,6 +1,8 @@
 // Package redistest gives tests a real Redis: a fresh, empty logical database on the server that
 // the test script started (TEST_REDIS_URL), or a redis-server process of the test's own when a test
 // needs to stop and restart it. Tests never use the embedded store in place of Redis.
+//
+// It is for tests only: no package outside tests imports it.
 package redistest
 
 import (
