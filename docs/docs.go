@@ -455,7 +455,7 @@ const docTemplate = `{
         },
         "/readyz": {
             "get": {
-                "description": "Runs every readiness check (Redis, and as they are added the upstream token state and time left, the last refresh error and the circuit breaker state) and answers 200 when all pass, 503 with the failing checks' reasons otherwise.",
+                "description": "Runs every readiness check (Redis; the upstream token's state, time left and last refresh error; the circuit breaker's state) and answers 200 when all pass, 503 with the failing checks' reasons otherwise.",
                 "produces": [
                     "application/json"
                 ],

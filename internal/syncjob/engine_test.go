@@ -135,8 +135,8 @@ func TestSyncOnEmbeddedStore(t *testing.T) {
 	}
 }
 
-// scale is the share of the data set (25,000 contacts, 2,000 chats, 60,000 messages) that
-// TestSyncAtScale uses: SYNC_SCALE=1 runs the full size.
+// scale is the share of the full data set (25,000 contacts, 2,000 chats, 60,000 messages) that
+// TestSyncAtScale uses: SYNC_SCALE=1 runs the full size.
 func scale(t *testing.T) float64 {
 	if v := os.Getenv("SYNC_SCALE"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
