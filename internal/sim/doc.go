@@ -45,9 +45,10 @@
 // qr, INTERNAL_ERROR elsewhere); injected 502 and 504 answer nginx's HTML page, as the real
 // deployment does when the app behind it is down.
 //
-// It must not be lenient: a stand-in that accepts anything proves nothing, so it enforces the
-// upstream's rules (credentials, rate limits, id forms, connected sessions) as strictly as the real
-// service. The gateway uses it only in tests and the demo mode, never in front of real traffic.
+// It must not be lenient, since tests that pass against a forgiving fake prove nothing: it
+// enforces the upstream's rules (credentials, rate limits, id forms, connected sessions) as
+// strictly as the real service. The gateway uses it only in tests and the demo mode, never in
+// front of real traffic.
 //
 // The admin API, in plain JSON, guarded by X-Sim-Admin-Key when Options.AdminKey is set:
 //
