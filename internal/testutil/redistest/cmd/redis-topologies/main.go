@@ -3,6 +3,8 @@
 // as shell exports to a file once both are ready, and stops them when it is signalled (or dies).
 // ./scripts/test runs it in the background and sources the file.
 //
+// It is a test tool: it binds loopback ports only and must not be shipped or run in a deployment.
+//
 //	redis-topologies -dir DIR -env FILE [-cluster-replicas N]
 package main
 
