@@ -9,6 +9,9 @@
 //
 // Every refusal is a 400 INVALID_REQUEST *problem.Error that names the offending member by its
 // JSON Pointer and never repeats a value from the body.
+//
+// It knows nothing of routes, callers or the upstream, and must not accept a body that a second
+// parser could read differently.
 package jsonbody
 
 import (
