@@ -79,17 +79,15 @@ func allContacts(t *testing.T, c *client, query string) []contactData {
 	}
 }
 
-func TestLargeDataPagesThroughFast(t *testing.T) {
+func TestLargeDataPagesThrough(t *testing.T) {
 	o := testOptions()
 	o.Contacts, o.Chats, o.MessagesPerChat = 25_000, 2_000, 30
 	_, c := startSim(t, o)
 	start := time.Now()
 	contacts := allContacts(t, c, "")
-	// About 3 s under -race on an idle machine; the bound only catches work that grows with
-	// the data on every request (regenerating it, or scanning it per page).
-	if elapsed := time.Since(start); elapsed > 20*time.Second {
-		t.Errorf("paging through 25,000 contacts took %v", elapsed)
-	}
+	// Logged, not asserted: a test never judges wall time (about 3 s under -race on an idle
+	// machine; work that grows with the data on every request shows here as minutes).
+	t.Logf("paged through 25,000 contacts in %v", time.Since(start).Round(time.Millisecond))
 	if len(contacts) != 25_000 {
 		t.Fatalf("got %d contacts", len(contacts))
 	}
