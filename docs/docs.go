@@ -112,8 +112,24 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
+                    },
+                    "default": {
+                        "description": "Any other answer of the upstream, relayed as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
                     }
-                }
+                },
+                "x-relayed": [
+                    "400",
+                    "403",
+                    "404",
+                    "429",
+                    "502",
+                    "503",
+                    "504"
+                ]
             },
             "put": {
                 "security": [
@@ -211,8 +227,24 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
+                    },
+                    "default": {
+                        "description": "Any other answer of the upstream, relayed as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
                     }
-                }
+                },
+                "x-relayed": [
+                    "400",
+                    "403",
+                    "404",
+                    "429",
+                    "502",
+                    "503",
+                    "504"
+                ]
             },
             "post": {
                 "security": [
@@ -310,8 +342,24 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
+                    },
+                    "default": {
+                        "description": "Any other answer of the upstream, relayed as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
                     }
-                }
+                },
+                "x-relayed": [
+                    "400",
+                    "403",
+                    "404",
+                    "429",
+                    "502",
+                    "503",
+                    "504"
+                ]
             },
             "delete": {
                 "security": [
@@ -409,8 +457,24 @@ const docTemplate = `{
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
+                    },
+                    "default": {
+                        "description": "Any other answer of the upstream, relayed as it is",
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": true
+                        }
                     }
-                }
+                },
+                "x-relayed": [
+                    "400",
+                    "403",
+                    "404",
+                    "429",
+                    "502",
+                    "503",
+                    "504"
+                ]
             }
         },
         "/healthz": {
@@ -553,7 +617,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "admin"
+                ]
             }
         },
         "/v1/admin/dead-letters/replay-all": {
@@ -611,7 +678,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "admin"
+                ]
             }
         },
         "/v1/admin/dead-letters/{eventId}/replay": {
@@ -690,7 +760,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "admin"
+                ]
             }
         },
         "/v1/admin/sessions/{sessionId}/webhook": {
@@ -787,7 +860,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "admin"
+                ]
             }
         },
         "/v1/sessions": {
@@ -851,7 +927,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sessions:read"
+                ]
             }
         },
         "/v1/sessions/{sessionId}": {
@@ -936,7 +1015,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sessions:read"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/chats": {
@@ -1045,7 +1127,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "messages:read"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/chats/{chatId}/messages": {
@@ -1161,7 +1246,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "messages:read"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/connect": {
@@ -1264,7 +1352,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sessions:write"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/contacts": {
@@ -1380,7 +1471,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "messages:read"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/messages": {
@@ -1513,7 +1607,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "messages:send"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/qr": {
@@ -1617,7 +1714,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sessions:read"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/sync": {
@@ -1749,7 +1849,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sync"
+                ]
             }
         },
         "/v1/sessions/{sessionId}/sync-jobs": {
@@ -1810,7 +1913,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sync"
+                ]
             }
         },
         "/v1/sync-jobs/{jobId}": {
@@ -1871,7 +1977,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sync"
+                ]
             },
             "delete": {
                 "security": [
@@ -1942,7 +2051,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sync"
+                ]
             }
         },
         "/v1/sync-jobs/{jobId}/events": {
@@ -2003,7 +2115,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sync"
+                ]
             }
         },
         "/v1/sync-jobs/{jobId}/items/{resource}": {
@@ -2088,7 +2203,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "sync"
+                ]
             }
         },
         "/webhooks/inbox-hub": {

@@ -69,6 +69,7 @@ type sessionLifecycle struct {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sessions:write"]
 //	@Param			sessionId	path		string			true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Success		202			{object}	SessionAnswer	"Connecting; status is connecting or qr_pending"
 //	@Header			202			{string}	Location		"The QR route of the session"
@@ -142,6 +143,7 @@ func connectingSession(id string, before, res upstream.SessionStatus) Session {
 //	@Produce		png
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sessions:read"]
 //	@Param			sessionId	path		string			true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Param			Accept		header		string			false	"application/json (default) or image/png"
 //	@Success		200			{object}	QRAnswer		"JSON, or the PNG bytes with Accept: image/png"

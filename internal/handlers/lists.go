@@ -110,6 +110,7 @@ type listHandlers struct {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["messages:read"]
 //	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Param			page		query		int		false	"Page, from 1"																minimum(1)	maximum(100000)	default(1)
 //	@Param			limit		query		int		false	"Contacts per page"															minimum(1)	maximum(100)	default(50)
@@ -153,6 +154,7 @@ func (h listHandlers) listContacts(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["messages:read"]
 //	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Param			page		query		int		false	"Page, from 1"		minimum(1)	maximum(100000)	default(1)
 //	@Param			limit		query		int		false	"Chats per page"	minimum(1)	maximum(100)	default(20)
@@ -195,6 +197,7 @@ func (h listHandlers) listChats(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["messages:read"]
 //	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Param			chatId		path		string	true	"Chat JID (^[0-9A-Za-z._:-]{1,64}@(s.whatsapp.net|g.us|lid|c.us|broadcast|newsletter)$)"
 //	@Param			page		query		int		false	"Page, from 1"		minimum(1)	maximum(100000)	default(1)

@@ -65,6 +65,17 @@ type Deps struct {
 	WebhookTarget *WebhookTarget
 }
 
+// Media types of the OpenAPI 3 document's two forms.
+const (
+	contentTypeJSON = "application/json"
+	contentTypeYAML = "application/yaml"
+)
+
+// document serves one of the API's documents, embedded in the binary.
+func document(contentType string, body []byte) gin.HandlerFunc {
+	return func(c *gin.Context) { c.Data(http.StatusOK, contentType, body) }
+}
+
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
 // recovery, access log, metrics, error mapping (which answers what any later step records), CORS,
 // body limit; then the routes, each /v1 route behind caller authentication, the per-caller limit
@@ -125,9 +136,13 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 		r.Any("/api/*path", append(append([]gin.HandlerFunc{}, d.Authenticate...), d.Passthrough)...)
 	}
 
+	// The API's documents: OpenAPI 3 (what Swagger UI shows) and the Swagger 2.0 it is converted
+	// from (still at /swagger/doc.json).
+	r.GET("/openapi.json", document(contentTypeJSON, docs.OpenAPIJSON()))
+	r.GET("/openapi.yaml", document(contentTypeYAML, docs.OpenAPIYAML()))
 	docs.SwaggerInfo.BasePath = "/"
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })
-	r.GET("/swagger/*any", ginSwagger.WrapHandler(swaggerFiles.Handler))
+	r.GET("/swagger/*any", ginSwagger.WrapHandler(swaggerFiles.Handler, ginSwagger.URL("../openapi.json")))
 	console.Register(r) // GET /console: the operator console (a static page; its API calls authenticate)
 	return r, nil
 }

@@ -62,6 +62,7 @@ type sendHandlers struct {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["messages:send"]
 //	@Param			sessionId		path		string				true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Param			Idempotency-Key	header		string				false	"Makes the send safe to retry (1 to 128 printable ASCII characters)"
 //	@Param			message			body		SendMessageRequest	true	"Recipient and text"

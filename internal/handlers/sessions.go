@@ -191,6 +191,7 @@ type renderedList struct {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sessions:read"]
 //	@Success		200	{object}	SessionList
 //	@Failure		401	{object}	problem.Details	"UNAUTHENTICATED"
 //	@Failure		403	{object}	problem.Details	"FORBIDDEN: needs sessions:read"
@@ -259,6 +260,7 @@ func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool)
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sessions:read"]
 //	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Success		200			{object}	SessionAnswer
 //	@Failure		400			{object}	problem.Details	"INVALID_REQUEST"

@@ -191,6 +191,7 @@ func readSyncRequest(c *gin.Context) (syncjob.Request, bool) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sync"]
 //	@Param			sessionId	path		string			true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Param			body		body		SyncRequest		false	"What to sync; omit for everything, incrementally"
 //	@Success		202			{object}	SyncJobAnswer	"A new job was queued"
@@ -240,6 +241,7 @@ func (h syncHandlers) start(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sync"]
 //	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Param			limit		query		int		false	"How many (1..50, default 20)"
 //	@Success		200			{object}	SyncJobList
@@ -291,6 +293,7 @@ func syncIntQuery(c *gin.Context, name string, def, lo, hi int) (int, bool) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sync"]
 //	@Param			jobId	path		string	true	"Job id"
 //	@Success		200		{object}	SyncJobGetAnswer
 //	@Failure		400		{object}	problem.Details	"INVALID_REQUEST"
@@ -320,6 +323,7 @@ func (h syncHandlers) get(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sync"]
 //	@Param			jobId	path		string				true	"Job id"
 //	@Success		200		{object}	SyncJobGetAnswer	"The job is canceled"
 //	@Success		202		{object}	SyncJobGetAnswer	"The job will stop after its current page"
@@ -355,6 +359,7 @@ func (h syncHandlers) cancel(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sync"]
 //	@Param			jobId		path		string	true	"Job id"
 //	@Param			resource	path		string	true	"contacts, chats or messages"	Enums(contacts, chats, messages)
 //	@Param			cursor		query		string	false	"nextCursor of the previous page; omit for the first"
@@ -406,6 +411,7 @@ func (h syncHandlers) items(c *gin.Context) {
 //	@Produce		text/event-stream
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["sync"]
 //	@Param			jobId	path		string			true	"Job id"
 //	@Success		200		{string}	string			"event: progress / event: done, data: the job as JSON"
 //	@Failure		400		{object}	problem.Details	"INVALID_REQUEST"

@@ -78,6 +78,7 @@ type webhookTargetHandlers struct{ t WebhookTarget }
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["admin"]
 //	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
 //	@Success		200			{object}	WebhookTargetAnswer
 //	@Failure		400			{object}	problem.Details	"INVALID_REQUEST: bad sessionId or unknown query parameters"

@@ -155,6 +155,7 @@ type deadLetterHandlers struct{ admin DeadLetterAdmin }
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["admin"]
 //	@Param			page	query		int	false	"Page, from 1"			minimum(1)	default(1)
 //	@Param			limit	query		int	false	"Dead letters per page"	minimum(1)	maximum(100)	default(50)
 //	@Success		200		{object}	DeadLetterList
@@ -185,6 +186,7 @@ func (h deadLetterHandlers) list(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["admin"]
 //	@Param			eventId	path		string	true	"Event id (evt_ and 32 hex digits)"
 //	@Success		202		{object}	DeadLetterAnswer
 //	@Failure		400		{object}	problem.Details	"INVALID_REQUEST"
@@ -218,6 +220,7 @@ func (h deadLetterHandlers) replay(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["admin"]
 //	@Success		202	{object}	ReplayAllAnswer
 //	@Failure		401	{object}	problem.Details	"UNAUTHENTICATED"
 //	@Failure		403	{object}	problem.Details	"FORBIDDEN: needs admin"

@@ -155,6 +155,8 @@ func New(doer RawDoer, opts ...Option) *Handler {
 //	@Failure		502		{object}	problem.Details			"UPSTREAM_AUTH_FAILED, or UPSTREAM_ERROR (also for an answer of the upstream that is not JSON)"
 //	@Failure		503		{object}	problem.Details			"UPSTREAM_UNAVAILABLE"
 //	@Failure		504		{object}	problem.Details			"UPSTREAM_TIMEOUT"
+//	@Failure		default	{object}	map[string]interface{}	"Any other answer of the upstream, relayed as it is"
+//	@x-relayed		["400","403","404","429","502","503","504"]
 //	@Router			/api/{path} [get]
 //	@Router			/api/{path} [post]
 //	@Router			/api/{path} [put]
