@@ -12,7 +12,8 @@ import (
 
 // TestSwaggerUIInChromium loads the Swagger UI page in headless Chromium (Debian's chromium
 // package, which the test script installs) and checks that the rendered page lists the v1
-// operations: the generated docs are served and the UI's JavaScript renders them. It skips only
+// operations of the OpenAPI 3 document: the generated docs are served and the UI's JavaScript
+// renders them. It skips only
 // when no Chromium is installed.
 func TestSwaggerUIInChromium(t *testing.T) {
 	bin := ""
@@ -49,5 +50,9 @@ func TestSwaggerUIInChromium(t *testing.T) {
 	}
 	if !strings.Contains(dom, `opblock`) {
 		t.Errorf("no operation blocks rendered: the UI did not render the spec")
+	}
+	// Swagger UI stamps the version of the document it rendered: OAS3 for /openapi.json.
+	if !strings.Contains(dom, ">OAS3<") {
+		t.Errorf("the UI did not render the OpenAPI 3 document (no OAS3 stamp)")
 	}
 }

@@ -136,8 +136,12 @@ func completeOperation(doc *openapi3.T, name string, op *openapi3.Operation) err
 	if err != nil {
 		return err
 	}
-	if len(scopes) > 0 {
+	switch len(scopes) {
+	case 0:
+	case 1:
 		op.Description += "\n\nNeeds the scope " + quoteList(scopes) + "."
+	default:
+		op.Description += "\n\nNeeds the scopes " + quoteList(scopes) + "."
 	}
 	relayed, err := stringList(op, extRelayed)
 	if err != nil {
