@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
 )
 
 //go:embed static
@@ -34,18 +36,19 @@ var contentTypes = map[string]string{
 	".css":  "text/css; charset=utf-8",
 }
 
-// Register mounts the console at GET /console (the page) and GET /console/*file (its assets).
+// Register mounts the console at GET /console (the page) and GET /console/*file (its assets),
+// with the security headers of middleware.SecurityHeaders under the console's own policy.
 // It needs no authentication: the page carries no data, and every call it makes is authenticated.
 func Register(r gin.IRoutes) {
-	h := Handler()
-	r.GET("/console", h)
-	r.GET("/console/*file", h)
-	r.HEAD("/console", h)
-	r.HEAD("/console/*file", h)
+	headers, h := middleware.SecurityHeaders(ContentSecurityPolicy), Handler()
+	r.GET("/console", headers, h)
+	r.GET("/console/*file", headers, h)
+	r.HEAD("/console", headers, h)
+	r.HEAD("/console/*file", headers, h)
 }
 
 // Handler serves the console's embedded files: index.html for /console and /console/, the named
-// asset otherwise, 404 for anything not embedded.
+// asset otherwise, 404 for anything not embedded. Register puts the security headers in front.
 func Handler() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		name := strings.TrimPrefix(c.Param("file"), "/")
@@ -53,10 +56,6 @@ func Handler() gin.HandlerFunc {
 			name = "index.html"
 		}
 		h := c.Writer.Header()
-		h.Set("Content-Security-Policy", ContentSecurityPolicy)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
 		ctype, known := contentTypes[path.Ext(name)]
 		body, err := fs.ReadFile(files, "static/"+name)
 		if !known || err != nil || strings.Contains(name, "/") {

@@ -77,7 +77,7 @@ func document(contentType string, body []byte) gin.HandlerFunc {
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
-// recovery, access log, metrics, error mapping (which answers what any later step records), CORS,
+// recovery, security headers (the strictest policy; pages set their own), access log, metrics, error mapping (which answers what any later step records), CORS,
 // body limit; then the routes, each /v1 route behind caller authentication, the per-caller limit
 // and its scope.
 func NewRouter(d Deps) (*gin.Engine, error) {
@@ -91,6 +91,7 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	r.Use(
 		middleware.RequestID(),
 		middleware.Recovery(d.Logger),
+		middleware.SecurityHeaders(middleware.PolicyNone),
 		middleware.AccessLog(d.Logger),
 		d.HTTPMetrics.Middleware(),
 		middleware.Errors(d.Logger),
@@ -142,7 +143,7 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	r.GET("/openapi.yaml", document(contentTypeYAML, docs.OpenAPIYAML()))
 	docs.SwaggerInfo.BasePath = "/"
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })
-	r.GET("/swagger/*any", ginSwagger.WrapHandler(swaggerFiles.Handler, ginSwagger.URL("../openapi.json")))
+	r.GET("/swagger/*any", middleware.SecurityHeaders(middleware.PolicySwaggerUI), ginSwagger.WrapHandler(swaggerFiles.Handler, ginSwagger.URL("../openapi.json")))
 	console.Register(r) // GET /console: the operator console (a static page; its API calls authenticate)
 	return r, nil
 }

@@ -1,6 +1,6 @@
 // Package middleware holds the gin middleware every gateway route runs through, in this order:
-// request id, recovery, access log, metrics, error mapping, and body limit. Authentication and
-// per-caller limits are added per route group by the handlers.
+// request id, recovery, security headers, access log, metrics, error mapping, and body limit.
+// Authentication and per-caller limits are added per route group by the handlers.
 //
 // It must not log request headers or bodies, label metrics with anything but route patterns,
 // methods, statuses and caller names, or put an internal error's text into an answer.
