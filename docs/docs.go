@@ -497,29 +497,9 @@ const docTemplate = `{
                 }
             }
         },
-        "/metrics": {
-            "get": {
-                "description": "The gateway's metrics in the Prometheus text format: requests by route, status and caller; upstream requests, retries and breaker state; token logins, refreshes and seconds left; quota waits and rejections; cache hits; sync and webhook counters; Go runtime and process metrics.",
-                "produces": [
-                    "text/plain"
-                ],
-                "tags": [
-                    "operations"
-                ],
-                "summary": "Prometheus metrics",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text exposition format",
-                        "schema": {
-                            "type": "string"
-                        }
-                    }
-                }
-            }
-        },
         "/readyz": {
             "get": {
-                "description": "Runs every readiness check (Redis; the upstream token's state, time left and last refresh error; the circuit breaker's state) and answers 200 when all pass, 503 with the failing checks' reasons otherwise.",
+                "description": "Whether this replica takes new requests: 200 \"ready\" while it serves, 503 \"draining\" once it is shutting down. It reflects this replica's own state only: when Redis or Inbox Hub is down every replica stays ready and gives its degraded answers, since taking them all out of rotation would help nobody. The state of the shared dependencies is on the admin listener (GATEWAY_ADMIN_ADDR) and at GET /v1/admin/status.",
                 "produces": [
                     "application/json"
                 ],
@@ -864,6 +844,52 @@ const docTemplate = `{
                 "x-scopes": [
                     "admin"
                 ]
+            }
+        },
+        "/v1/admin/status": {
+            "get": {
+                "security": [
+                    {
+                        "ApiKey": []
+                    },
+                    {
+                        "BearerJWT": []
+                    }
+                ],
+                "description": "The replica's state (ready, degraded: serving with a shared dependency failing, draining) and each check: the Redis store, the upstream token (state, generation, fingerprint, expiry, last refresh and its error) and the circuit breaker. The operator console shows it. The same report is answered on the admin listener's /readyz.",
+                "produces": [
+                    "application/json"
+                ],
+                "tags": [
+                    "admin"
+                ],
+                "summary": "Gateway status (detailed readiness)",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "schema": {
+                            "$ref": "#/definitions/handlers.StatusAnswer"
+                        }
+                    },
+                    "401": {
+                        "description": "UNAUTHENTICATED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "403": {
+                        "description": "FORBIDDEN: needs admin",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    },
+                    "429": {
+                        "description": "RATE_LIMITED",
+                        "schema": {
+                            "$ref": "#/definitions/problem.Details"
+                        }
+                    }
+                }
             }
         },
         "/v1/sessions": {
@@ -2341,10 +2367,12 @@ const docTemplate = `{
                     "additionalProperties": {}
                 },
                 "error": {
-                    "type": "string"
+                    "type": "string",
+                    "example": "redis unavailable"
                 },
                 "ok": {
-                    "type": "boolean"
+                    "type": "boolean",
+                    "example": true
                 }
             }
         },
@@ -2504,7 +2532,7 @@ const docTemplate = `{
                 }
             }
         },
-        "handlers.ReadyStatus": {
+        "handlers.ReadinessReport": {
             "type": "object",
             "properties": {
                 "checks": {
@@ -2515,6 +2543,24 @@ const docTemplate = `{
                 },
                 "status": {
                     "type": "string",
+                    "enum": [
+                        "ready",
+                        "degraded",
+                        "draining"
+                    ],
+                    "example": "ready"
+                }
+            }
+        },
+        "handlers.ReadyStatus": {
+            "type": "object",
+            "properties": {
+                "status": {
+                    "type": "string",
+                    "enum": [
+                        "ready",
+                        "draining"
+                    ],
                     "example": "ready"
                 }
             }
@@ -2631,6 +2677,14 @@ const docTemplate = `{
                 "expiresAt": {
                     "type": "string",
                     "example": "2026-11-28T10:01:00Z"
+                }
+            }
+        },
+        "handlers.StatusAnswer": {
+            "type": "object",
+            "properties": {
+                "data": {
+                    "$ref": "#/definitions/handlers.ReadinessReport"
                 }
             }
         },

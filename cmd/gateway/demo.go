@@ -59,10 +59,11 @@ func startDemo(ctx context.Context, cfg *config.Config, logger *slog.Logger, std
   Inbox Hub gateway: demo mode (embedded store, built-in Inbox Hub simulator)
     Swagger UI:    %s/swagger/index.html
     Demo API key:  %s   (all scopes; send it as X-API-Key)
-    Try:           curl -H 'X-API-Key: %s' %s/readyz
+    Try:           curl -H 'X-API-Key: %s' %s/v1/admin/status
+    Console:       %s/console
     Simulator:     %s (fake Inbox Hub with generated credentials)
-
-`, base, callerKey, callerKey, base, cfg.Upstream.BaseURL)
+%s
+`, base, callerKey, callerKey, base, base, cfg.Upstream.BaseURL, adminLine(cfg.AdminAddr))
 
 	return func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -70,6 +71,14 @@ func startDemo(ctx context.Context, cfg *config.Config, logger *slog.Logger, std
 		_ = srv.Shutdown(sctx)
 		s.Close()
 	}, nil
+}
+
+// adminLine names the admin listener's metrics in the demo banner, when there is one.
+func adminLine(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return "    Metrics:       http://" + displayAddr(addr) + "/metrics (admin listener, GATEWAY_ADMIN_ADDR)\n"
 }
 
 func displayAddr(addr string) string {

@@ -49,7 +49,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	err := run(ctx, os.Args[1:], config.Getenv, os.Stdout)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
@@ -105,38 +105,79 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer a.Close()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	public, err := serve("public", cfg.Addr, a.Handler(), logger)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return err
 	}
-	srv := &http.Server{
-		Handler:           a.Handler(),
+	servers := []*server{public}
+	var adminDone <-chan error // nil: no admin listener
+	if cfg.AdminAddr != "" {
+		admin, err := serve("admin", cfg.AdminAddr, a.AdminHandler(), logger)
+		if err != nil {
+			_ = public.srv.Close()
+			return err
+		}
+		servers, adminDone = append(servers, admin), admin.done
+	}
+
+	select {
+	case err := <-public.done:
+		return fmt.Errorf("serve: %w", err)
+	case err := <-adminDone:
+		return fmt.Errorf("serve admin: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	for _, s := range servers {
+		if err := s.shutdown(sctx); err != nil {
+			return err
+		}
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// server is one of the gateway's HTTP listeners.
+type server struct {
+	name string
+	srv  *http.Server
+	done chan error // Serve's result
+}
+
+// serve listens on addr and serves h there in the background, with the gateway's timeouts.
+func serve(name, addr string, h http.Handler, logger *slog.Logger) (*server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (%s): %w", addr, name, err)
+	}
+	s := &server{name: name, done: make(chan error, 1), srv: &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}}
+	go func() { s.done <- s.srv.Serve(ln) }()
+	if name == "public" {
+		logger.Info("listening", "addr", ln.Addr().String())
+	} else {
+		logger.Info("listening", "listener", name, "addr", ln.Addr().String())
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String())
+	return s, nil
+}
 
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+// shutdown stops accepting and waits, within ctx, for the requests in flight.
+func (s *server) shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shutdown (%s): %w", s.name, err)
 	}
-	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+	if err := <-s.done; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	logger.Info("stopped")
 	return nil
 }
 

@@ -66,13 +66,20 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-var listeningRE = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"`)
+var (
+	listeningRE      = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"`)
+	adminListeningRE = regexp.MustCompile(`"msg":"listening","listener":"admin","addr":"([^"]+)"`)
+)
 
-// startRun runs the gateway on a free port and returns its base URL and a function that stops it
-// (like SIGTERM) and returns run's result.
+// startRun runs the gateway on a free port (and its admin listener on another, unless env says
+// otherwise) and returns its base URL and a function that stops it (like SIGTERM) and returns
+// run's result.
 func startRun(t *testing.T, args []string, env map[string]string) (string, *syncBuffer, func() error) {
 	t.Helper()
 	env["GATEWAY_ADDR"] = "127.0.0.1:0"
+	if _, set := env["GATEWAY_ADMIN_ADDR"]; !set {
+		env["GATEWAY_ADMIN_ADDR"] = "127.0.0.1:0"
+	}
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -190,5 +197,40 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"healthcheck"}, envOf(map[string]string{"GATEWAY_ADDR": addr}), io.Discard); err == nil {
 		t.Error("healthcheck succeeded against a stopped gateway")
+	}
+}
+
+// TestAdminListener: the metrics and the detailed readiness are served on the admin listener and
+// not on the public one; GATEWAY_ADMIN_ADDR=off serves no admin listener at all.
+func TestAdminListener(t *testing.T) {
+	base, out, stop := startRun(t, []string{"-demo"}, map[string]string{})
+	m := adminListeningRE.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no admin listener logged:\n%s", out.String())
+	}
+	admin := "http://" + m[1]
+	get(t, base+"/healthz", nil) // a request the metrics count
+	if code, body := get(t, admin+"/metrics", nil); code != http.StatusOK || !strings.Contains(body, "gateway_http_requests_total") {
+		t.Errorf("admin /metrics = %d", code)
+	}
+	if code, body := get(t, admin+"/readyz", nil); code != http.StatusOK || !strings.Contains(body, `"upstream_breaker"`) {
+		t.Errorf("admin /readyz = %d %s", code, body)
+	}
+	if code, _ := get(t, base+"/metrics", nil); code != http.StatusNotFound {
+		t.Errorf("public /metrics = %d, want 404", code)
+	}
+	if code, body := get(t, base+"/readyz", nil); code != http.StatusOK || strings.Contains(body, "checks") {
+		t.Errorf("public /readyz = %d %s", code, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	_, out, stop = startRun(t, []string{"-demo"}, map[string]string{"GATEWAY_ADMIN_ADDR": "off"})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), `"listener":"admin"`) {
+		t.Errorf("an admin listener started with GATEWAY_ADMIN_ADDR=off:\n%s", out.String())
 	}
 }

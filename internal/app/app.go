@@ -51,6 +51,7 @@ type App struct {
 	Webhooks *webhooks.Service
 
 	handler http.Handler
+	admin   http.Handler
 	closers []func()
 }
 
@@ -184,7 +185,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 
 	a.handler, err = handlers.NewRouter(handlers.Deps{
 		Logger:         logger,
-		Registry:       a.Registry,
 		HTTPMetrics:    middleware.NewHTTPMetrics(a.Registry),
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		TrustedProxies: cfg.TrustedProxies,
@@ -210,11 +210,16 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
+	a.admin = handlers.NewAdminRouter(handlers.AdminDeps{Logger: logger, Registry: a.Registry, Readiness: a.Readiness, Version: version})
 	return a, nil
 }
 
 // Handler is the replica's HTTP API.
 func (a *App) Handler() http.Handler { return a.handler }
+
+// AdminHandler serves /metrics and the detailed readiness, for the admin listener only
+// (GATEWAY_ADMIN_ADDR): it has no caller authentication.
+func (a *App) AdminHandler() http.Handler { return a.admin }
 
 // Close releases the replica's resources, newest first.
 func (a *App) Close() {

@@ -67,7 +67,8 @@ func consoleServer(t *testing.T, g *gateway) string {
 }
 
 // TestConsoleInChromium drives the operator console in headless Chromium against the simulator
-// through a gateway: the key typed in lists the seeded sessions with their badges; "Sync now" on
+// through a gateway: a key without the admin scope sees no readiness details; the key typed in
+// lists the seeded sessions with their badges and shows the admin status; "Sync now" on
 // the connected session follows the job over SSE to its final counts; "Connect" on the
 // disconnected session shows the QR image, and the badge turns connected after the phone scans.
 // Each state is saved as a screenshot.
@@ -155,6 +156,16 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	waitFor("the 401 problem is shown", `!document.getElementById("error").hidden && document.getElementById("error-code").textContent === "UNAUTHENTICATED (401)" && document.getElementById("error-detail").textContent.length > 0`, 20*time.Second)
 
+	// 0b. A key without the admin scope: sessions are listed, the status panel has no details.
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS("#key"), readerKey),
+		chromedp.Click(chromedp.CSS("#save-key")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the status panel says the details need the admin scope",
+		`(document.querySelector('#status-body [data-status="no-details"]') || {}).textContent === "The details (Redis, upstream token, circuit breaker) need a key with the admin scope." && document.querySelector('#status-body [data-check]') === null`, 20*time.Second)
+
 	// 1. The key typed in lists the seeded sessions with their badges.
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#key"), g.key),
@@ -169,7 +180,7 @@ func TestConsoleInChromium(t *testing.T) {
 	if !strings.Contains(text(`String(document.getElementById("error").hidden)`), "true") {
 		t.Error("the error of the wrong key is still shown")
 	}
-	waitFor("readiness shown", `document.querySelector('#status-body [data-check="upstream_token"]') !== null`, 20*time.Second)
+	waitFor("the admin status shown", `document.querySelector('#status-body [data-check="upstream_token"]') !== null && document.querySelector('#status-body [data-check="redis"] .badge').textContent === "ok"`, 20*time.Second)
 	if got := text(`sessionStorage.getItem("gateway.console.credential") === ` + strconv.Quote(g.key) +
 		` && localStorage.length === 0 && !location.href.includes(` + strconv.Quote(g.key) + `) ? "ok" : "leak"`); got != "ok" {
 		t.Errorf("the key is not kept in sessionStorage only: %s", got)

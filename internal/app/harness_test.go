@@ -60,12 +60,14 @@ func startSim(t testing.TB, creds fakeCreds, o sim.Options) (*sim.Server, string
 	return s, srv.URL
 }
 
-// gateway is one replica under test, served over real HTTP.
+// gateway is one replica under test, served over real HTTP: its API at url, its admin listener
+// (metrics, detailed readiness) at adminURL.
 type gateway struct {
-	app  *app.App
-	url  string
-	key  string
-	logs *syncBuffer
+	app      *app.App
+	url      string
+	adminURL string
+	key      string
+	logs     *syncBuffer
 }
 
 // callerKey is the gateway API key of the tests' caller (generated per run), holding every scope.
@@ -131,13 +133,27 @@ func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string,
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(a.Handler())
+	admin := httptest.NewServer(a.AdminHandler())
 	t.Cleanup(func() {
 		srv.Close()
+		admin.Close()
 		cancel()
 		a.Close()
 		assertNoSecrets(t, logs.String(), creds)
 	})
-	return &gateway{app: a, url: srv.URL, key: callerKey, logs: logs}
+	return &gateway{app: a, url: srv.URL, adminURL: admin.URL, key: callerKey, logs: logs}
+}
+
+// adminGet asks the replica's admin listener (no credential: it has none).
+func (g *gateway) adminGet(t testing.TB, path string) answer {
+	t.Helper()
+	resp, err := client.Get(g.adminURL + path)
+	if err != nil {
+		return answer{status: -1, body: err.Error()}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header}
 }
 
 // assertNoSecrets fails when a log holds an upstream credential.

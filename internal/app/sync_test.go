@@ -114,7 +114,7 @@ func TestSyncMetrics(t *testing.T) {
 		j, err := g.app.Sync.Job(context.Background(), started.Data.ID)
 		return err == nil && syncjob.Final(j.State)
 	})
-	metrics := g.get(t, "/metrics").body
+	metrics := g.adminGet(t, "/metrics").body
 	for _, want := range []string{
 		`sync_jobs_total{state="succeeded",trigger="api"} 1`,
 		`sync_items_total{resource="contacts",result="delivered"} 30`,

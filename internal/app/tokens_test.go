@@ -144,7 +144,8 @@ func TestRevokedTokensOneReauth(t *testing.T) {
 }
 
 // TestWrongPasswordFailsFast: with a wrong password callers get 502 UPSTREAM_AUTH_FAILED, the
-// upstream sees at most 2 login attempts per minute, and /readyz is 503 saying why.
+// upstream sees at most 2 login attempts per minute, and the detailed readiness is 503 saying why
+// (the public /readyz stays ready: every replica shares the credentials).
 func TestWrongPasswordFailsFast(t *testing.T) {
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
@@ -170,11 +171,14 @@ func TestWrongPasswordFailsFast(t *testing.T) {
 	if c := s.Counters(); c.Logins+c.LoginFailures > 2 {
 		t.Errorf("upstream saw %d login attempts within the test's first seconds, want at most 2", c.Logins+c.LoginFailures)
 	}
-	a := g.get(t, "/readyz")
+	a := g.adminGet(t, "/readyz")
 	if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "rejected the gateway credentials") {
-		t.Errorf("/readyz = %d %s, want 503 naming the credentials", a.status, a.body)
+		t.Errorf("admin /readyz = %d %s, want 503 naming the credentials", a.status, a.body)
 	}
 	assertNoSecrets(t, a.body, creds)
+	if a := g.get(t, "/readyz"); a.status != http.StatusOK {
+		t.Errorf("public /readyz = %d %s, want 200: a shared dependency does not take replicas out of rotation", a.status, a.body)
+	}
 }
 
 // TestRedisOutage: Redis stops mid-run. Callers keep being served from the in-memory token, no
@@ -196,16 +200,20 @@ func TestRedisOutage(t *testing.T) {
 	if st := g.app.Tokens.Status(); st.State == tokens.StateAuthFailed {
 		t.Errorf("token state during the outage = %s", st.State)
 	}
-	if a := g.get(t, "/readyz"); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, `"redis"`) {
-		t.Errorf("/readyz during the outage = %d %s", a.status, a.body)
+	if a := g.adminGet(t, "/readyz"); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, `"degraded"`) ||
+		!strings.Contains(a.body, `"redis":{"ok":false`) {
+		t.Errorf("admin /readyz during the outage = %d %s, want 503 degraded naming redis", a.status, a.body)
+	}
+	if a := g.get(t, "/readyz"); a.status != http.StatusOK || strings.TrimSpace(a.body) != `{"status":"ready"}` {
+		t.Errorf("public /readyz during the outage = %d %s, want 200 ready: the replica stays in rotation", a.status, a.body)
 	}
 	if c := s.Counters(); c.Logins != 1 || c.LoginFailures != 0 {
 		t.Errorf("logins during the outage = %d (failures %d), want the 1 of the warm-up", c.Logins, c.LoginFailures)
 	}
 
 	rs.Restart(t)
-	eventually(t, 15*time.Second, "/readyz back to 200 after Redis returns", func() bool {
-		return g.get(t, "/readyz").status == http.StatusOK
+	eventually(t, 15*time.Second, "admin /readyz back to 200 after Redis returns", func() bool {
+		return g.adminGet(t, "/readyz").status == http.StatusOK
 	})
 	if a := g.get(t, nextUncached()); a.status != http.StatusOK {
 		t.Errorf("after recovery = %d %s", a.status, a.body)
@@ -321,7 +329,7 @@ func TestBreakerBoundsUpstreamCalls(t *testing.T) {
 	if extra := upstreamCalls() - beforeOpen; extra != 0 {
 		t.Errorf("upstream saw %d calls while the breaker was open", extra)
 	}
-	a := g.get(t, "/readyz")
+	a := g.adminGet(t, "/readyz")
 	var rs struct {
 		Checks map[string]struct {
 			OK bool `json:"ok"`
@@ -329,7 +337,10 @@ func TestBreakerBoundsUpstreamCalls(t *testing.T) {
 	}
 	_ = json.Unmarshal([]byte(a.body), &rs)
 	if a.status != http.StatusServiceUnavailable || rs.Checks["upstream_breaker"].OK {
-		t.Errorf("/readyz with the breaker open = %d %s", a.status, a.body)
+		t.Errorf("admin /readyz with the breaker open = %d %s", a.status, a.body)
+	}
+	if a := g.get(t, "/readyz"); a.status != http.StatusOK {
+		t.Errorf("public /readyz with the breaker open = %d %s, want 200", a.status, a.body)
 	}
 }
 

@@ -157,10 +157,10 @@ func (g *gateway) sessionStatus(t *testing.T, sid string) string {
 	return ans.Data.Status
 }
 
-// isLeader reads poller_leader from the replica's /metrics.
+// isLeader reads poller_leader from the metrics on the replica's admin listener.
 func (g *gateway) isLeader(t *testing.T) bool {
 	t.Helper()
-	a := g.request(t, http.MethodGet, "/metrics", nil, map[string]string{"X-API-Key": ""})
+	a := g.adminGet(t, "/metrics")
 	sc := bufio.NewScanner(strings.NewReader(a.body))
 	for sc.Scan() {
 		if line := sc.Text(); strings.HasPrefix(line, "poller_leader ") {

@@ -66,7 +66,16 @@ type Config struct {
 	CRMSinkURL       Secret // CRM_SINK_URL: a URL may carry a token in its query
 	CRMEventsURL     Secret // CRM_EVENTS_URL
 	CRMSigningSecret Secret // CRM_SIGNING_SECRET
+
+	// Operations: where operators look, how a replica leaves, how strangers are slowed down.
+	AdminAddr       string        // GATEWAY_ADMIN_ADDR: listener of /metrics and the detailed readiness; "" = none
+	DrainDelay      time.Duration // GATEWAY_DRAIN_DELAY: how long a stopping replica keeps serving while reported not ready
+	AuthFailureRate Rate          // GATEWAY_AUTH_FAILURE_RATE: failed authentications per client address
 }
+
+// AdminAddrOff is the value of GATEWAY_ADMIN_ADDR that turns the admin listener off (Getenv reads
+// the variable set to the empty string as it too).
+const AdminAddrOff = "off"
 
 // SyncConfig tunes "sync now" (docs/design.md, "Sync now").
 type SyncConfig struct {
@@ -315,10 +324,32 @@ func Load(getenv func(string) string) (Config, error) {
 		r.bad("CRM_SIGNING_SECRET", "missing: required when CRM_SINK_URL or CRM_EVENTS_URL is set")
 	}
 
+	c.AdminAddr = r.str("GATEWAY_ADMIN_ADDR", "127.0.0.1:9090")
+	switch _, port, err := net.SplitHostPort(c.AdminAddr); {
+	case c.AdminAddr == AdminAddrOff:
+		c.AdminAddr = ""
+	case err != nil || port == "":
+		r.bad("GATEWAY_ADMIN_ADDR", fmt.Sprintf("%q is not a listen address such as 127.0.0.1:9090 (or off)", c.AdminAddr))
+	case c.AdminAddr == c.Addr && port != "0":
+		r.bad("GATEWAY_ADMIN_ADDR", "the same address as GATEWAY_ADDR: the admin listener must be a separate one")
+	}
+	c.DrainDelay = r.nonNegativeDuration("GATEWAY_DRAIN_DELAY", 5*time.Second)
+	c.AuthFailureRate = r.rate("GATEWAY_AUTH_FAILURE_RATE", "30/1m")
+
 	if len(r.problems) > 0 {
 		return Config{}, &Error{Problems: r.problems}
 	}
 	return c, nil
+}
+
+// Getenv is os.Getenv for Load, except that GATEWAY_ADMIN_ADDR set to the empty string reads as
+// AdminAddrOff: for it, "set and empty" (no admin listener) differs from "unset" (the default).
+func Getenv(name string) string {
+	v, set := os.LookupEnv(name)
+	if name == "GATEWAY_ADMIN_ADDR" && set && strings.TrimSpace(v) == "" {
+		return AdminAddrOff
+	}
+	return v
 }
 
 // LogValue is the effective configuration with every secret masked, for the startup log line.
@@ -368,6 +399,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("crm_sink_url", redactURL(c.CRMSinkURL.Reveal())),
 		slog.String("crm_events_url", redactURL(c.CRMEventsURL.Reveal())),
 		slog.String("crm_signing_secret", c.CRMSigningSecret.String()),
+		slog.String("admin_addr", c.AdminAddr),
+		slog.String("drain_delay", c.DrainDelay.String()),
+		slog.String("auth_failure_rate", c.AuthFailureRate.String()),
 	)
 }
 
@@ -503,6 +537,20 @@ func (r *reader) fraction(name string, def, lo, hi float64) float64 {
 		return def
 	}
 	return f
+}
+
+// nonNegativeDuration reads a duration that may be zero ("0s": none).
+func (r *reader) nonNegativeDuration(name string, def time.Duration) time.Duration {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		r.bad(name, fmt.Sprintf("%q is not a duration such as 5s, or 0s for none", v))
+		return def
+	}
+	return d
 }
 
 func (r *reader) duration(name string, def time.Duration) time.Duration {

@@ -2,13 +2,17 @@ package handlers
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
 )
 
 // Check is one readiness check. Run must return within its context's deadline.
@@ -20,15 +24,19 @@ type Check struct {
 // CheckResult is what one readiness check found. Detail carries facts for operators (token time
 // left, breaker state); Error says why the check failed, without secrets.
 type CheckResult struct {
-	OK     bool           `json:"ok"`
-	Error  string         `json:"error,omitempty"`
+	OK     bool           `json:"ok" example:"true"`
+	Error  string         `json:"error,omitempty" example:"redis unavailable"`
 	Detail map[string]any `json:"detail,omitempty"`
 }
 
-// Readiness is the set of checks behind /readyz. Parts of the gateway register their own.
+// Readiness is this replica's readiness: the draining flag behind the public /readyz (a replica
+// leaves the load balancer only for a reason of its own), and the checks of the shared
+// dependencies (Redis, the upstream token, the breaker) behind the detailed view operators read on
+// the admin listener and at /v1/admin/status. Parts of the gateway register their own checks.
 type Readiness struct {
-	mu     sync.RWMutex
-	checks []Check
+	mu       sync.RWMutex
+	checks   []Check
+	draining atomic.Bool
 }
 
 // Add registers a check.
@@ -37,6 +45,13 @@ func (r *Readiness) Add(c Check) {
 	defer r.mu.Unlock()
 	r.checks = append(r.checks, c)
 }
+
+// Drain marks the replica as shutting down: the public /readyz answers 503 from now on, so the
+// load balancer stops sending it new requests while it finishes the ones it has.
+func (r *Readiness) Drain() { r.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (r *Readiness) Draining() bool { return r.draining.Load() }
 
 // Run runs every check concurrently, each within timeout, and reports whether all passed.
 func (r *Readiness) Run(ctx context.Context, timeout time.Duration) (bool, map[string]CheckResult) {
@@ -62,6 +77,33 @@ func (r *Readiness) Run(ctx context.Context, timeout time.Duration) (bool, map[s
 	return ok, out
 }
 
+// Report is the detailed view: the state of the replica and of every check.
+func (r *Readiness) Report(ctx context.Context) ReadinessReport {
+	ok, results := r.Run(ctx, checkTimeout)
+	rep := ReadinessReport{Status: StatusReady, Checks: results}
+	switch {
+	case r.Draining():
+		rep.Status = StatusDraining
+	case !ok:
+		rep.Status = StatusDegraded
+	}
+	return rep
+}
+
+// checkTimeout bounds each readiness check.
+const checkTimeout = 2 * time.Second
+
+// States of a replica, as /readyz and the detailed view name them.
+const (
+	// StatusReady: serving, every check passes.
+	StatusReady = "ready"
+	// StatusDegraded: serving, in rotation, with a shared dependency failing (the detailed view
+	// says which); the public /readyz still answers ready.
+	StatusDegraded = "degraded"
+	// StatusDraining: shutting down; out of rotation, finishing what it has.
+	StatusDraining = "draining"
+)
+
 type operations struct {
 	readiness *Readiness
 	version   string
@@ -73,10 +115,22 @@ type HealthStatus struct {
 	Version string `json:"version" example:"dev"`
 }
 
-// ReadyStatus is the answer of /readyz.
+// ReadyStatus is the answer of the public /readyz: ready or draining, nothing more.
 type ReadyStatus struct {
-	Status string                 `json:"status" example:"ready"`
+	Status string `json:"status" example:"ready" enums:"ready,draining"`
+}
+
+// ReadinessReport is the detailed view of a replica: its state and each check's result (the
+// Redis store, the upstream token's state and time left, the circuit breaker). It is answered on
+// the admin listener's /readyz and at GET /v1/admin/status, never to an anonymous caller.
+type ReadinessReport struct {
+	Status string                 `json:"status" example:"ready" enums:"ready,degraded,draining"`
 	Checks map[string]CheckResult `json:"checks"`
+}
+
+// StatusAnswer is the answer of GET /v1/admin/status.
+type StatusAnswer struct {
+	Data ReadinessReport `json:"data"`
 }
 
 // healthz godoc
@@ -95,30 +149,80 @@ func (o operations) healthz(c *gin.Context) {
 // readyz godoc
 //
 //	@Summary		Readiness
-//	@Description	Runs every readiness check (Redis; the upstream token's state, time left and last refresh error; the circuit breaker's state) and answers 200 when all pass, 503 with the failing checks' reasons otherwise.
+//	@Description	Whether this replica takes new requests: 200 "ready" while it serves, 503 "draining" once it is shutting down. It reflects this replica's own state only: when Redis or Inbox Hub is down every replica stays ready and gives its degraded answers, since taking them all out of rotation would help nobody. The state of the shared dependencies is on the admin listener (GATEWAY_ADMIN_ADDR) and at GET /v1/admin/status.
 //	@Tags			operations
 //	@Produce		json
 //	@Success		200	{object}	ReadyStatus
 //	@Failure		503	{object}	ReadyStatus
 //	@Router			/readyz [get]
 func (o operations) readyz(c *gin.Context) {
-	ok, results := o.readiness.Run(c.Request.Context(), 2*time.Second)
 	c.Header("Cache-Control", "no-store")
-	if !ok {
-		c.JSON(http.StatusServiceUnavailable, ReadyStatus{Status: "unready", Checks: results})
+	if o.readiness.Draining() {
+		c.JSON(http.StatusServiceUnavailable, ReadyStatus{Status: StatusDraining})
 		return
 	}
-	c.JSON(http.StatusOK, ReadyStatus{Status: "ready", Checks: results})
+	c.JSON(http.StatusOK, ReadyStatus{Status: StatusReady})
 }
 
-// metrics godoc
+// status godoc
 //
-//	@Summary		Prometheus metrics
-//	@Description	The gateway's metrics in the Prometheus text format: requests by route, status and caller; upstream requests, retries and breaker state; token logins, refreshes and seconds left; quota waits and rejections; cache hits; sync and webhook counters; Go runtime and process metrics.
-//	@Tags			operations
-//	@Produce		plain
-//	@Success		200	{string}	string	"Prometheus text exposition format"
-//	@Router			/metrics [get]
+//	@Summary		Gateway status (detailed readiness)
+//	@Description	The replica's state (ready, degraded: serving with a shared dependency failing, draining) and each check: the Redis store, the upstream token (state, generation, fingerprint, expiry, last refresh and its error) and the circuit breaker. The operator console shows it. The same report is answered on the admin listener's /readyz.
+//	@Tags			admin
+//	@Produce		json
+//	@Security		ApiKey
+//	@Security		BearerJWT
+//	@Success		200	{object}	StatusAnswer
+//	@Failure		401	{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403	{object}	problem.Details	"FORBIDDEN: needs admin"
+//	@Failure		429	{object}	problem.Details	"RATE_LIMITED"
+//	@Router			/v1/admin/status [get]
+func (o operations) status(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, StatusAnswer{Data: o.readiness.Report(c.Request.Context())})
+}
+
+// adminReadyz answers the detailed view on the admin listener: 200 when ready, 503 when degraded
+// or draining (for monitoring; load balancers probe the public /readyz).
+func (o operations) adminReadyz(c *gin.Context) {
+	rep := o.readiness.Report(c.Request.Context())
+	c.Header("Cache-Control", "no-store")
+	code := http.StatusOK
+	if rep.Status != StatusReady {
+		code = http.StatusServiceUnavailable
+	}
+	c.JSON(code, rep)
+}
+
+// metricsHandler serves the registry in the Prometheus text format, on the admin listener only:
+// its labels name callers (API key names, JWT subjects).
 func metricsHandler(reg *prometheus.Registry) gin.HandlerFunc {
 	return gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+}
+
+// AdminDeps is what the admin listener's router needs.
+type AdminDeps struct {
+	Logger    *slog.Logger
+	Registry  *prometheus.Registry
+	Readiness *Readiness
+	Version   string
+}
+
+// NewAdminRouter builds the handler of the admin listener (GATEWAY_ADMIN_ADDR, loopback unless an
+// operator opens it): GET /metrics, the detailed GET /readyz and GET /healthz. It has no caller
+// authentication: who can reach the listener is the protection, so it must never be the public
+// address. Its requests are not logged or counted (a scraper would flood both).
+func NewAdminRouter(d AdminDeps) *gin.Engine {
+	r := newEngine()
+	r.Use(
+		middleware.RequestID(),
+		middleware.Recovery(d.Logger),
+		middleware.SecurityHeaders(middleware.PolicyNone),
+		middleware.Errors(d.Logger),
+	)
+	ops := operations{readiness: d.Readiness, version: d.Version}
+	r.GET("/healthz", ops.healthz)
+	r.GET("/readyz", ops.adminReadyz)
+	r.GET("/metrics", metricsHandler(d.Registry))
+	return r
 }

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus"
 	swaggerFiles "github.com/swaggo/files"
 	ginSwagger "github.com/swaggo/gin-swagger"
 
@@ -26,7 +25,6 @@ import (
 // Deps is what the router needs; later parts of the API add their dependencies here.
 type Deps struct {
 	Logger         *slog.Logger
-	Registry       *prometheus.Registry
 	HTTPMetrics    *middleware.HTTPMetrics
 	MaxBodyBytes   int64
 	TrustedProxies []string
@@ -77,17 +75,14 @@ func document(contentType string, body []byte) gin.HandlerFunc {
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
-// recovery, security headers (the strictest policy; pages set their own), access log, metrics, error mapping (which answers what any later step records), CORS,
-// body limit; then the routes, each /v1 route behind caller authentication, the per-caller limit
-// and its scope.
+// recovery, security headers (the strictest policy; pages set their own), access log, metrics,
+// error mapping (which answers what any later step records), CORS, body limit; then the routes,
+// each /v1 route behind caller authentication, the per-caller limit and its scope.
 func NewRouter(d Deps) (*gin.Engine, error) {
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
+	r := newEngine()
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err
 	}
-	r.HandleMethodNotAllowed = true
-	r.ContextWithFallback = true
 	r.Use(
 		middleware.RequestID(),
 		middleware.Recovery(d.Logger),
@@ -98,13 +93,12 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 		d.CORS,
 		middleware.BodyLimit(d.MaxBodyBytes),
 	)
-	r.NoRoute(middleware.NotFound())
-	r.NoMethod(middleware.MethodNotAllowed())
 
 	ops := operations{readiness: d.Readiness, version: d.Version}
 	r.GET("/healthz", ops.healthz)
 	r.GET("/readyz", ops.readyz)
-	r.GET("/metrics", metricsHandler(d.Registry))
+	// /metrics and the detailed readiness are on the admin listener (NewAdminRouter); an admin
+	// caller reads the detailed readiness here too.
 
 	v1 := r.Group("/v1", d.Authenticate...)
 	sessions := sessionHandlers{src: d.Sessions, rendered: &atomic.Pointer[renderedList]{}}
@@ -119,6 +113,8 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	v1.GET("/sessions/:sessionId/chats/:chatId/messages", d.Require("messages:read"), lists.listChatMessages)
 	send := sendHandlers{sender: d.Sender, idem: d.Idempotency}
 	v1.POST("/sessions/:sessionId/messages", d.Require("messages:send"), send.send)
+
+	v1.GET("/admin/status", d.Require("admin"), ops.status)
 
 	if d.Sync != nil {
 		registerSync(v1, d.Require, d.Sync)
@@ -146,4 +142,16 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	r.GET("/swagger/*any", middleware.SecurityHeaders(middleware.PolicySwaggerUI), ginSwagger.WrapHandler(swaggerFiles.Handler, ginSwagger.URL("../openapi.json")))
 	console.Register(r) // GET /console: the operator console (a static page; its API calls authenticate)
 	return r, nil
+}
+
+// newEngine is the base of every listener's router: problem answers for unknown routes and
+// methods, request contexts that reach the handlers.
+func newEngine() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.NoRoute(middleware.NotFound())
+	r.NoMethod(middleware.MethodNotAllowed())
+	return r
 }

@@ -25,6 +25,7 @@ type testRouter struct {
 	srv    *httptest.Server
 	logs   *bytes.Buffer
 	ready  *Readiness
+	reg    *prometheus.Registry
 }
 
 func newTestRouter(t *testing.T) *testRouter {
@@ -34,7 +35,7 @@ func newTestRouter(t *testing.T) *testRouter {
 	reg := prometheus.NewRegistry()
 	ready := &Readiness{}
 	r, err := NewRouter(Deps{
-		Logger: logger, Registry: reg, HTTPMetrics: middleware.NewHTTPMetrics(reg),
+		Logger: logger, HTTPMetrics: middleware.NewHTTPMetrics(reg),
 		MaxBodyBytes: 1024, Readiness: ready, Version: "test",
 		CORS:    func(c *gin.Context) { c.Next() },
 		Require: func(string) gin.HandlerFunc { return func(c *gin.Context) { c.Next() } },
@@ -64,7 +65,7 @@ func newTestRouter(t *testing.T) *testRouter {
 	})
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &testRouter{engine: r, srv: srv, logs: logs, ready: ready}
+	return &testRouter{engine: r, srv: srv, logs: logs, ready: ready, reg: reg}
 }
 
 func (tr *testRouter) do(t *testing.T, method, path string, body io.Reader, headers map[string]string) (*http.Response, []byte) {
@@ -88,7 +89,7 @@ func (tr *testRouter) do(t *testing.T, method, path string, body io.Reader, head
 func TestOperations200(t *testing.T) {
 	tr := newTestRouter(t)
 	tr.ready.Add(Check{Name: "redis", Run: func(context.Context) CheckResult { return CheckResult{OK: true} }})
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/swagger/index.html", "/swagger/doc.json"} {
+	for _, path := range []string{"/healthz", "/readyz", "/swagger/index.html", "/swagger/doc.json"} {
 		resp, body := tr.do(t, http.MethodGet, path, nil, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s = %d: %s", path, resp.StatusCode, body)
@@ -97,29 +98,70 @@ func TestOperations200(t *testing.T) {
 			t.Errorf("GET %s: no request id", path)
 		}
 	}
-	_, metrics := tr.do(t, http.MethodGet, "/metrics", nil, nil)
+	admin := httptest.NewServer(NewAdminRouter(AdminDeps{Logger: slog.New(slog.DiscardHandler), Registry: tr.reg, Readiness: tr.ready, Version: "test"}))
+	defer admin.Close()
+	_, metrics := getURL(t, admin.URL+"/metrics")
 	if !bytes.Contains(metrics, []byte(`gateway_http_requests_total{caller="",method="GET",route="/healthz",status="200"} 1`)) {
 		t.Errorf("metrics lack the /healthz request:\n%s", metrics)
 	}
 }
 
-func TestReadyz503(t *testing.T) {
+// TestOperationsEndpointsOffThePublicListener: the public listener has no /metrics and its
+// /readyz says ready or draining and nothing more, even with a failing check; the admin listener
+// answers the metrics and the detailed readiness (degraded, 503, the failing check and its
+// detail).
+func TestOperationsEndpointsOffThePublicListener(t *testing.T) {
 	tr := newTestRouter(t)
 	tr.ready.Add(Check{Name: "redis", Run: func(context.Context) CheckResult { return CheckResult{OK: true} }})
-	tr.ready.Add(Check{Name: "token", Run: func(context.Context) CheckResult {
-		return CheckResult{Error: "upstream rejected the gateway credentials"}
+	tr.ready.Add(Check{Name: "upstream_token", Run: func(context.Context) CheckResult {
+		return CheckResult{Error: "upstream rejected the gateway credentials", Detail: map[string]any{"fingerprint": "0123abcd"}}
 	}})
-	resp, body := tr.do(t, http.MethodGet, "/readyz", nil, nil)
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("readyz = %d", resp.StatusCode)
+	if resp, body := tr.do(t, http.MethodGet, "/metrics", nil, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("public /metrics = %d: %s", resp.StatusCode, body)
 	}
-	var rs ReadyStatus
-	if err := json.Unmarshal(body, &rs); err != nil {
+	resp, body := tr.do(t, http.MethodGet, "/readyz", nil, nil)
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != `{"status":"ready"}` {
+		t.Errorf("public /readyz = %d %s, want 200 and the status alone", resp.StatusCode, body)
+	}
+
+	admin := httptest.NewServer(NewAdminRouter(AdminDeps{Logger: slog.New(slog.DiscardHandler), Registry: tr.reg, Readiness: tr.ready, Version: "test"}))
+	defer admin.Close()
+	code, body := getURL(t, admin.URL+"/readyz")
+	var rep ReadinessReport
+	if err := json.Unmarshal(body, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if rs.Status != "unready" || rs.Checks["token"].Error == "" || !rs.Checks["redis"].OK {
-		t.Errorf("readyz body = %s", body)
+	if code != http.StatusServiceUnavailable || rep.Status != StatusDegraded || rep.Checks["upstream_token"].Error == "" ||
+		rep.Checks["upstream_token"].Detail["fingerprint"] != "0123abcd" || !rep.Checks["redis"].OK {
+		t.Errorf("admin /readyz = %d %s", code, body)
 	}
+	if code, _ := getURL(t, admin.URL+"/metrics"); code != http.StatusOK {
+		t.Errorf("admin /metrics = %d", code)
+	}
+	if code, _ := getURL(t, admin.URL+"/v1/sessions"); code != http.StatusNotFound {
+		t.Errorf("the admin listener serves the API: %d", code)
+	}
+
+	// Draining: the public /readyz turns 503, the detailed view says so too.
+	tr.ready.Drain()
+	resp, body = tr.do(t, http.MethodGet, "/readyz", nil, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.TrimSpace(string(body)) != `{"status":"draining"}` {
+		t.Errorf("public /readyz while draining = %d %s", resp.StatusCode, body)
+	}
+	if code, body := getURL(t, admin.URL+"/readyz"); code != http.StatusServiceUnavailable || !bytes.Contains(body, []byte(`"status":"draining"`)) {
+		t.Errorf("admin /readyz while draining = %d %s", code, body)
+	}
+}
+
+func getURL(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
 
 // TestProblemAnswers checks the problem+json envelope and the status/code mapping of package

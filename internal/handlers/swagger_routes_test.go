@@ -48,7 +48,7 @@ func TestSwaggerHasEverySpecRoute(t *testing.T) {
 		"PUT /v1/admin/sessions/{sessionId}/webhook",
 		"GET /healthz",
 		"GET /readyz",
-		"GET /metrics",
+		"GET /v1/admin/status",
 		"GET /api/{path}",
 	}
 	for _, r := range routes {

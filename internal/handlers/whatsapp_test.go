@@ -134,7 +134,7 @@ func newWhatsAppRouter(t *testing.T, f *fakeWhatsApp, idem IdempotencyStore) *gi
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	r, err := NewRouter(Deps{
-		Logger: slog.New(slog.DiscardHandler), Registry: reg, HTTPMetrics: middleware.NewHTTPMetrics(reg),
+		Logger: slog.New(slog.DiscardHandler), HTTPMetrics: middleware.NewHTTPMetrics(reg),
 		MaxBodyBytes: 16 << 10, Readiness: &Readiness{}, Version: "test",
 		CORS:      func(c *gin.Context) { c.Next() },
 		Require:   func(string) gin.HandlerFunc { return func(c *gin.Context) { c.Next() } },

@@ -97,21 +97,39 @@
   }
   function clearError() { $("error").hidden = true; }
 
-  // --- status panel (/readyz) -------------------------------------------------------------
+  // --- status panel (/readyz, /v1/admin/status) ----------------------------------------------
+  // The public /readyz says only whether this replica takes requests; the checks behind it (Redis,
+  // the upstream token, the breaker) are read with the credential, and need the admin scope.
   const CHECK_NAMES = { redis: "Redis", upstream_token: "Upstream token", upstream_breaker: "Circuit breaker" };
   async function loadStatus() {
     const body = $("status-body");
-    let data;
+    let state;
     try {
       const resp = await fetch("/readyz", { cache: "no-store", credentials: "omit" });
-      data = await resp.json();
+      state = (await resp.json()).status;
     } catch (e) {
       body.replaceChildren(el("span", { class: "badge badge-fail" }, "unreachable"));
       return;
     }
+    const head = el("p", {}, "Gateway ", badge(state || "fail"));
+    if (!credential()) {
+      body.replaceChildren(head, el("p", { class: "muted" }, "Enter a key with the admin scope to see Redis, the upstream token and the circuit breaker."));
+      return;
+    }
+    let report;
+    try {
+      report = (await getJSON("/v1/admin/status")).data;
+    } catch (e) {
+      const why = e instanceof Problem && e.status === 403
+        ? "The details (Redis, upstream token, circuit breaker) need a key with the admin scope."
+        : "The details could not be read: " + (e.detail || e.message);
+      body.replaceChildren(head, el("p", { class: "muted", "data-status": "no-details" }, why));
+      return;
+    }
+    if (report.status !== state) head.append(" ", badge(report.status));
     const checks = el("div", { class: "checks" });
-    for (const name of Object.keys(data.checks || {}).sort()) {
-      const c = data.checks[name];
+    for (const name of Object.keys(report.checks || {}).sort()) {
+      const c = report.checks[name];
       const dl = el("dl");
       const d = c.detail || {};
       for (const k of Object.keys(d).sort()) {
@@ -123,7 +141,7 @@
       checks.append(el("div", { class: "check", "data-check": name },
         el("strong", {}, CHECK_NAMES[name] || name), " ", badge(c.ok ? "ok" : "fail"), dl));
     }
-    body.replaceChildren(el("p", {}, "Gateway ", badge(data.status === "ready" ? "ok" : "fail"), " " + (data.status || "")), checks);
+    body.replaceChildren(head, checks);
   }
 
   // --- sessions ---------------------------------------------------------------------------
@@ -423,6 +441,7 @@
     clearError();
     showAuthMode();
     loadSessions();
+    loadStatus();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -433,6 +452,7 @@
       stopConnect();
       showAuthMode();
       loadSessions();
+      loadStatus();
     });
     $("error-close").addEventListener("click", clearError);
     $("refresh-status").addEventListener("click", loadStatus);

@@ -54,8 +54,8 @@ var problemRetryAfter = map[string]time.Duration{
 
 // mapKeyExamples is the example key of each map-valued field ("component.field").
 var mapKeyExamples = map[string]string{
-	"handlers.ReadyStatus.checks": "redis",
-	"syncjob.Job.progress":        "messages",
+	"handlers.ReadinessReport.checks": "redis",
+	"syncjob.Job.progress":            "messages",
 }
 
 // paramExamples is the example of each path and header parameter, by name.
@@ -116,29 +116,17 @@ var requestExamples = map[string]any{
 // responseExamples build the examples of the answers whose schema cannot give one (text, the
 // upstream's free-form JSON) or would give a misleading one, by "METHOD /path status".
 var responseExamples = map[string]func(doc *openapi3.T) (any, error){
-	"GET /readyz 200": constant(map[string]any{
-		"status": "ready",
-		"checks": map[string]any{
-			"redis":            map[string]any{"ok": true, "detail": map[string]any{"embedded": false}},
-			"upstream_token":   map[string]any{"ok": true, "detail": map[string]any{"state": "valid", "generation": 3, "expiresAt": "2026-11-28T11:00:00Z", "secondsLeft": 3240}},
-			"upstream_breaker": map[string]any{"ok": true, "detail": map[string]any{"state": "closed"}},
-		},
-	}),
-	"GET /readyz 503": constant(map[string]any{
-		"status": "unready",
+	"GET /readyz 200": constant(map[string]any{"status": "ready"}),
+	"GET /readyz 503": constant(map[string]any{"status": "draining"}),
+	"GET /v1/admin/status 200": constant(map[string]any{"data": map[string]any{
+		"status": "degraded",
 		"checks": map[string]any{
 			"redis": map[string]any{"ok": true, "detail": map[string]any{"embedded": false}},
 			"upstream_token": map[string]any{"ok": false, "detail": map[string]any{"state": "auth_failed", "generation": 3},
 				"error": "Inbox Hub rejected the gateway credentials (INBOXHUB_IDENTIFIER / INBOXHUB_PASSWORD / INBOXHUB_API_KEY)"},
 			"upstream_breaker": map[string]any{"ok": true, "detail": map[string]any{"state": "closed"}},
 		},
-	}),
-	"GET /metrics 200": constant(strings.Join([]string{
-		"# HELP gateway_http_requests_total Requests answered, by route pattern, method, status and caller.",
-		"# TYPE gateway_http_requests_total counter",
-		`gateway_http_requests_total{caller="crm",method="GET",route="/v1/sessions",status="200"} 42`,
-		"",
-	}, "\n")),
+	}}),
 	"GET /v1/sync-jobs/{jobId}/events 200": syncEvents,
 	"GET /api/{path} 200": constant(map[string]any{
 		"success": true,
