@@ -2093,7 +2093,7 @@ const docTemplate = `{
                         "BearerJWT": []
                     }
                 ],
-                "description": "A text/event-stream of the job: an event \"progress\" with the job (as GET /v1/sync-jobs/{jobId} answers it) at once and on every change, comment lines as heartbeats, and a last event \"done\" with the final state, after which the stream ends. Each event's id is the job's revision.",
+                "description": "A text/event-stream of the job: an event \"progress\" with the job (as GET /v1/sync-jobs/{jobId} answers it) at once and on every change, comment lines as heartbeats, and a last event \"done\" with the final state, after which the stream ends. Each event's id is the job's revision. When the replica serving the stream shuts down, the stream ends instead with an event \"reconnect\" (and retry: 1000): the job goes on, and reconnecting follows it from another replica.",
                 "produces": [
                     "text/event-stream"
                 ],

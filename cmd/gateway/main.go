@@ -99,7 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		logger.Warn("TOKEN_ENCRYPTION_KEY is not set: upstream tokens are stored in Redis unencrypted")
 	}
 
-	a, err := app.New(ctx, cfg, logger, version)
+	// The replica's background work runs until Close, through the drain that follows the signal.
+	a, err := app.New(context.WithoutCancel(ctx), cfg, logger, version)
 	if err != nil {
 		return err
 	}
@@ -127,14 +128,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("serve admin: %w", err)
 	case <-ctx.Done():
 	}
+	logger.Info("draining: reporting not ready, still serving", "delay", cfg.DrainDelay.String())
+	a.Drain(context.Background(), cfg.DrainDelay)
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	for _, s := range servers {
+	for _, s := range servers { // the public listener first: the admin one answers until the end
 		if err := s.shutdown(sctx); err != nil {
 			return err
 		}
 	}
+	a.Close() // returns this replica's jobs and leases
 	logger.Info("stopped")
 	return nil
 }

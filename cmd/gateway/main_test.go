@@ -7,9 +7,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,14 +75,17 @@ var (
 	adminListeningRE = regexp.MustCompile(`"msg":"listening","listener":"admin","addr":"([^"]+)"`)
 )
 
-// startRun runs the gateway on a free port (and its admin listener on another, unless env says
-// otherwise) and returns its base URL and a function that stops it (like SIGTERM) and returns
+// startRun runs the gateway on a free port (and its admin listener on another, without a drain
+// delay, unless env says otherwise) and returns its base URL and a function that stops it (like SIGTERM) and returns
 // run's result.
 func startRun(t *testing.T, args []string, env map[string]string) (string, *syncBuffer, func() error) {
 	t.Helper()
 	env["GATEWAY_ADDR"] = "127.0.0.1:0"
 	if _, set := env["GATEWAY_ADMIN_ADDR"]; !set {
 		env["GATEWAY_ADMIN_ADDR"] = "127.0.0.1:0"
+	}
+	if _, set := env["GATEWAY_DRAIN_DELAY"]; !set {
+		env["GATEWAY_DRAIN_DELAY"] = "0s"
 	}
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -232,5 +239,134 @@ func TestAdminListener(t *testing.T) {
 	}
 	if strings.Contains(out.String(), `"listener":"admin"`) {
 		t.Errorf("an admin listener started with GATEWAY_ADMIN_ADDR=off:\n%s", out.String())
+	}
+}
+
+// TestMain lets TestDrainOnSIGTERM run this test binary as the gateway itself: with
+// GATEWAY_TEST_RUN_MAIN=1 it runs main (signal handling and exit code included) instead of the
+// tests.
+func TestMain(m *testing.M) {
+	if os.Getenv("GATEWAY_TEST_RUN_MAIN") == "1" {
+		os.Args = []string{"gateway"}
+		main() // exits 1 on an error
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestDrainOnSIGTERM runs the gateway as a process (main, as the binary runs it) with a sync job's
+// event stream open, and sends it SIGTERM: /readyz turns 503 first while requests are still
+// served, the stream then ends with its reconnect event, and the process exits 0.
+func TestDrainOnSIGTERM(t *testing.T) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "GATEWAY_TEST_RUN_MAIN=1", "GATEWAY_DEMO=1",
+		"GATEWAY_ADDR=127.0.0.1:0", "GATEWAY_ADMIN_ADDR=off",
+		"GATEWAY_SYNC_WORKERS=0", // the job stays queued: its stream stays open
+		"GATEWAY_DRAIN_DELAY=5s", "GATEWAY_SHUTDOWN_TIMEOUT=10s")
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	var base, key string
+	keyRE := regexp.MustCompile(`Demo API key:  (demo_[0-9a-f]{32})`)
+	waitUntil(t, 30*time.Second, "the gateway listens", func() bool {
+		m, k := listeningRE.FindStringSubmatch(out.String()), keyRE.FindStringSubmatch(out.String())
+		if m != nil && k != nil {
+			base, key = "http://"+m[1], k[1]
+		}
+		return base != ""
+	})
+	auth := map[string]string{"X-API-Key": key}
+
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/sessions/demo_session/sync", strings.NewReader("{}"))
+	req.Header.Set("X-API-Key", key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started struct {
+		Data struct{ ID string } `json:"data"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&started)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || started.Data.ID == "" {
+		t.Fatalf("sync = %d %+v\n%s", resp.StatusCode, started, out.String())
+	}
+
+	// The job's event stream: its events, in order, until it ends.
+	req, _ = http.NewRequest(http.MethodGet, base+"/v1/sync-jobs/"+started.Data.ID+"/events", nil)
+	req.Header.Set("X-API-Key", key)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil || stream.StatusCode != http.StatusOK {
+		t.Fatalf("events: %v %v", stream, err)
+	}
+	defer stream.Body.Close()
+	var mu sync.Mutex
+	var events []string
+	streamEnded := make(chan struct{})
+	go func() {
+		defer close(streamEnded)
+		sc := bufio.NewScanner(stream.Body)
+		for sc.Scan() {
+			if name, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				mu.Lock()
+				events = append(events, name)
+				mu.Unlock()
+			}
+		}
+	}()
+	seen := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(events) }
+	waitUntil(t, 10*time.Second, "the stream's first event", func() bool { return len(seen()) > 0 })
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "/readyz answers 503", func() bool {
+		code, _ := get(t, base+"/readyz", nil)
+		return code == http.StatusServiceUnavailable
+	})
+	if ev := seen(); slices.Contains(ev, "reconnect") {
+		t.Errorf("the stream ended (%v) before /readyz turned 503", ev)
+	}
+	if code, body := get(t, base+"/v1/sync-jobs/"+started.Data.ID, auth); code != http.StatusOK {
+		t.Errorf("a request while draining = %d %s, want it served", code, body)
+	}
+
+	select {
+	case <-streamEnded:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the stream did not end; events %v\n%s", seen(), out.String())
+	}
+	if ev := seen(); len(ev) < 2 || ev[0] != "progress" || ev[len(ev)-1] != "reconnect" {
+		t.Errorf("stream events %v, want progress first and reconnect last", ev)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the gateway exited with %v, want 0\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the gateway did not exit\n%s", out.String())
+	}
+	if logs := out.String(); !strings.Contains(logs, `"msg":"draining`) || !strings.Contains(logs, `"msg":"stopped"`) {
+		t.Errorf("no drain or stop logged:\n%s", logs)
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test after within.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -38,9 +38,11 @@ type App struct {
 	Store     *cache.Store
 	Registry  *prometheus.Registry
 	Readiness *handlers.Readiness
-	Upstream  *upstream.Client
-	Tokens    *tokens.Source
-	Quota     *quota.Limiter
+	// Streams ends the open event streams when the replica stops (see Drain).
+	Streams  *handlers.Streams
+	Upstream *upstream.Client
+	Tokens   *tokens.Source
+	Quota    *quota.Limiter
 	// Cache is the cached view of the upstream the API reads through; webhooks and the status
 	// poller invalidate a session's entries through it.
 	Cache *cache.CachedUpstream
@@ -87,7 +89,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 	for _, opt := range opts {
 		opt(&o)
 	}
-	a := &App{Registry: prometheus.NewRegistry(), Readiness: &handlers.Readiness{}}
+	a := &App{Registry: prometheus.NewRegistry(), Readiness: &handlers.Readiness{}, Streams: handlers.NewStreams()}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -202,6 +204,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Sender:         a.Cache, // sends invalidate the session's cached lists
 		Passthrough:    relay.Handle,
 		Sync:           a.Sync,
+		Streams:        a.Streams,
 		Webhooks:       a.Webhooks,
 		DeadLetters:    a.Webhooks,
 		WebhookTarget:  &webhookTarget,
@@ -221,7 +224,25 @@ func (a *App) Handler() http.Handler { return a.handler }
 // (GATEWAY_ADMIN_ADDR): it has no caller authentication.
 func (a *App) AdminHandler() http.Handler { return a.admin }
 
-// Close releases the replica's resources, newest first.
+// Drain takes the replica out of rotation before it stops: the public /readyz answers 503 at
+// once, requests are still served for delay (while load balancers notice), then the event streams
+// end with their reconnect event, so that stopping the HTTP server does not wait on them. It
+// returns early when ctx ends. Close, after the server has stopped, returns the jobs and leases.
+func (a *App) Drain(ctx context.Context, delay time.Duration) {
+	a.Readiness.Drain()
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	a.Streams.Close()
+}
+
+// Close releases the replica's resources, newest first: the webhook and sync workers stop (running
+// jobs keep their last checkpoint and go back to the queue for another replica; the status
+// poller's and the outboxes' leases are released), then the caches, the token refresher and the
+// store.
 func (a *App) Close() {
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()

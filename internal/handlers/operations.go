@@ -90,6 +90,29 @@ func (r *Readiness) Report(ctx context.Context) ReadinessReport {
 	return rep
 }
 
+// Streams ends the replica's long-lived answers (the sync jobs' event streams) when it stops:
+// http.Server.Shutdown waits for every answer to finish and a stream never does by itself, so
+// without this a stopping replica would wait out its whole timeout and exit in error. Each stream
+// sends a last event telling the client to reconnect (to another replica) and ends.
+type Streams struct {
+	once sync.Once
+	done chan struct{}
+}
+
+// NewStreams returns an open Streams.
+func NewStreams() *Streams { return &Streams{done: make(chan struct{})} }
+
+// Close ends every open stream, and every one opened after, with its reconnect event.
+func (s *Streams) Close() { s.once.Do(func() { close(s.done) }) }
+
+// Closing is closed once Close is called; a nil Streams never closes.
+func (s *Streams) Closing() <-chan struct{} {
+	if s == nil {
+		return nil
+	}
+	return s.done
+}
+
 // checkTimeout bounds each readiness check.
 const checkTimeout = 2 * time.Second
 

@@ -53,6 +53,8 @@ type Deps struct {
 	Passthrough gin.HandlerFunc
 	// Sync runs "sync now" (package syncjob); nil: the sync routes are not mounted.
 	Sync SyncJobs
+	// Streams ends the event streams when the replica stops; nil: they end only with their job.
+	Streams *Streams
 	// Webhooks receives POST /webhooks/inbox-hub (no caller authentication: the signature
 	// authenticates the upstream); nil: not mounted.
 	Webhooks WebhookReceiver
@@ -117,7 +119,7 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	v1.GET("/admin/status", d.Require("admin"), ops.status)
 
 	if d.Sync != nil {
-		registerSync(v1, d.Require, d.Sync)
+		registerSync(v1, d.Require, d.Sync, d.Streams)
 	}
 	if d.Webhooks != nil {
 		registerWebhooks(r, d.Webhooks)

@@ -96,13 +96,20 @@ type syncHandlers struct {
 	// poll is how often the event stream reads the job; heartbeat how often it sends a comment when
 	// nothing changed (so that proxies keep the connection).
 	poll, heartbeat time.Duration
+	// streams ends the event streams when the replica stops.
+	streams *Streams
 }
 
 // registerSync adds the sync routes to the /v1 group: POST and DELETE and the reads all need the
 // sync scope.
-func registerSync(v1 *gin.RouterGroup, require func(scope string) gin.HandlerFunc, jobs SyncJobs) {
-	syncHandlers{jobs: jobs, poll: sseDefaultPoll, heartbeat: sseDefaultHeartbeat}.register(v1, require)
+func registerSync(v1 *gin.RouterGroup, require func(scope string) gin.HandlerFunc, jobs SyncJobs, streams *Streams) {
+	syncHandlers{jobs: jobs, poll: sseDefaultPoll, heartbeat: sseDefaultHeartbeat, streams: streams}.register(v1, require)
 }
+
+// sseReconnect is the last event of a stream whose replica stops: the job goes on, and the client
+// follows it again by reconnecting (the load balancer sends it to another replica). retry asks an
+// EventSource to reconnect after a second.
+const sseReconnect = "retry: 1000\nevent: reconnect\ndata: {\"detail\":\"This gateway replica is shutting down; the job goes on. Reconnect to follow it.\"}\n\n"
 
 func (h syncHandlers) register(v1 *gin.RouterGroup, require func(scope string) gin.HandlerFunc) {
 	v1.POST("/sessions/:sessionId/sync", require("sync"), h.start)
@@ -406,7 +413,7 @@ func (h syncHandlers) items(c *gin.Context) {
 // events godoc
 //
 //	@Summary		Follow a sync job (Server-Sent Events)
-//	@Description	A text/event-stream of the job: an event "progress" with the job (as GET /v1/sync-jobs/{jobId} answers it) at once and on every change, comment lines as heartbeats, and a last event "done" with the final state, after which the stream ends. Each event's id is the job's revision.
+//	@Description	A text/event-stream of the job: an event "progress" with the job (as GET /v1/sync-jobs/{jobId} answers it) at once and on every change, comment lines as heartbeats, and a last event "done" with the final state, after which the stream ends. Each event's id is the job's revision. When the replica serving the stream shuts down, the stream ends instead with an event "reconnect" (and retry: 1000): the job goes on, and reconnecting follows it from another replica.
 //	@Tags			sync
 //	@Produce		text/event-stream
 //	@Security		ApiKey
@@ -466,6 +473,9 @@ func (h syncHandlers) events(c *gin.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-h.streams.Closing():
+			send(sseReconnect)
 			return
 		case <-beat.C:
 			if !send(": keep-alive\n\n") {

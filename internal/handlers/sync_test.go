@@ -26,10 +26,11 @@ import (
 // syncTestAPI is the sync routes over a real engine, the simulator and a real Redis, served by an
 // HTTP server with a short WriteTimeout (which the event stream must outlive).
 type syncTestAPI struct {
-	url    string
-	sim    *sim.Server
-	engine *syncjob.Engine
-	rdb    *redis.Client
+	url     string
+	sim     *sim.Server
+	engine  *syncjob.Engine
+	rdb     *redis.Client
+	streams *Streams
 }
 
 func newSyncTestAPI(t *testing.T, o sim.Options, startWorkers bool) *syncTestAPI {
@@ -66,12 +67,13 @@ func newSyncTestAPI(t *testing.T, o sim.Options, startWorkers bool) *syncTestAPI
 	r.Use(middleware.RequestID(), middleware.Recovery(logger), middleware.Errors(logger), middleware.BodyLimit(1024))
 	v1 := r.Group("/v1")
 	pass := func(string) gin.HandlerFunc { return func(c *gin.Context) { c.Next() } }
-	syncHandlers{jobs: e, poll: 50 * time.Millisecond, heartbeat: 200 * time.Millisecond}.register(v1, pass)
+	streams := NewStreams()
+	syncHandlers{jobs: e, poll: 50 * time.Millisecond, heartbeat: 200 * time.Millisecond, streams: streams}.register(v1, pass)
 	srv := httptest.NewUnstartedServer(r)
 	srv.Config.WriteTimeout = time.Second
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &syncTestAPI{url: srv.URL, sim: s, engine: e, rdb: rdb}
+	return &syncTestAPI{url: srv.URL, sim: s, engine: e, rdb: rdb, streams: streams}
 }
 
 type syncAnswer struct {
@@ -243,28 +245,65 @@ func readEvents(t *testing.T, body io.Reader) (events []sseEvent, heartbeats int
 	return events, heartbeats
 }
 
+// startJob starts a sync of demo_session and returns the new job's id.
+func (api *syncTestAPI) startJob(t *testing.T) string {
+	t.Helper()
+	start := api.do(t, http.MethodPost, "/v1/sessions/demo_session/sync", "")
+	if start.status != http.StatusAccepted {
+		t.Fatalf("%d %s", start.status, start.body)
+	}
+	return start.job(t).ID
+}
+
+// events opens the job's event stream, failing the test unless it is one.
+func (api *syncTestAPI) events(ctx context.Context, t *testing.T, id string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api.url+"/v1/sync-jobs/"+id+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		resp.Body.Close()
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return resp
+}
+
+// TestSyncEventsEndWithReconnect: when the replica stops (Streams.Close), an open event stream of
+// a job still queued ends with a reconnect event, and a stream opened after ends the same way.
+func TestSyncEventsEndWithReconnect(t *testing.T) {
+	api := newSyncTestAPI(t, sim.Options{}, false) // no workers: the job stays queued
+	id := api.startJob(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp := api.events(ctx, t, id)
+	defer resp.Body.Close()
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(resp.Body, first); err != nil { // the stream is open: its first event came
+		t.Fatal(err)
+	}
+	api.streams.Close()
+	for _, resp := range []*http.Response{resp, api.events(ctx, t, id)} {
+		events, _ := readEvents(t, resp.Body) // up to the end of the stream
+		if n := len(events); n == 0 || events[n-1].name != "reconnect" {
+			t.Errorf("events %+v, want the last one to be reconnect", events)
+		}
+		_ = resp.Body.Close()
+	}
+}
+
 // TestSyncEventsAndItems: the event stream sends progress as the job runs, outlives the server's
 // WriteTimeout, ends with the final state; the items are then paged by cursor; DELETE of the
 // finished job is 409.
 func TestSyncEventsAndItems(t *testing.T) {
 	api := newSyncTestAPI(t, sim.Options{Contacts: 1500, Chats: 8, MessagesPerChat: 2}, true)
 	api.sim.SetFaults(sim.Faults{Latency: 80 * time.Millisecond}) // about 2 s of work: past the WriteTimeout
-	start := api.do(t, http.MethodPost, "/v1/sessions/demo_session/sync", "")
-	if start.status != http.StatusAccepted {
-		t.Fatalf("%d %s", start.status, start.body)
-	}
-	id := start.job(t).ID
+	id := api.startJob(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api.url+"/v1/sync-jobs/"+id+"/events", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := api.events(ctx, t, id)
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
 	began := time.Now()
 	events, beats := readEvents(t, resp.Body)
 	if len(events) < 3 {

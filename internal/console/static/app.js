@@ -327,9 +327,16 @@
     if (!FINAL.has(job.state)) {
       let done = false;
       try {
-        $("sync-transport").textContent = "live (server-sent events)";
         $("sync-panel").dataset.transport = "sse";
-        done = await followEvents(run, job.id);
+        // A replica that shuts down ends the stream with "reconnect": the job goes on, and the
+        // next stream comes from another replica.
+        for (let tries = 0; tries < 5 && !run.stopped; tries++) {
+          $("sync-transport").textContent = "live (server-sent events)";
+          const r = await followEvents(run, job.id);
+          if (r !== "reconnect") { done = r; break; }
+          $("sync-transport").textContent = "reconnecting…";
+          await new Promise((res) => setTimeout(res, 1000));
+        }
       } catch (e) {
         if (run.stopped) return;
       }
@@ -346,7 +353,7 @@
   }
 
   // followEvents reads the job's event stream with fetch (EventSource cannot send the credential
-  // header) and reports whether it saw the job end.
+  // header) and reports whether it saw the job end, or "reconnect" when the server asked for it.
   async function followEvents(run, id) {
     const resp = await call("GET", "/v1/sync-jobs/" + encodeURIComponent(id) + "/events",
       { headers: { Accept: "text/event-stream" }, signal: run.abort.signal });
@@ -374,6 +381,7 @@
         }
         if (!data.length) continue;
         if (name === "error") return false;
+        if (name === "reconnect") return "reconnect";
         let job;
         try { job = JSON.parse(data.join("\n")); } catch (e) { continue; }
         if (run.stopped) return true;
