@@ -889,7 +889,10 @@ const docTemplate = `{
                             "$ref": "#/definitions/problem.Details"
                         }
                     }
-                }
+                },
+                "x-scopes": [
+                    "admin"
+                ]
             }
         },
         "/v1/sessions": {

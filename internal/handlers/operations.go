@@ -195,6 +195,7 @@ func (o operations) readyz(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
+//	@x-scopes		["admin"]
 //	@Success		200	{object}	StatusAnswer
 //	@Failure		401	{object}	problem.Details	"UNAUTHENTICATED"
 //	@Failure		403	{object}	problem.Details	"FORBIDDEN: needs admin"
