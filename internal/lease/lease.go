@@ -1,0 +1,144 @@
+// Package lease is the gateway's one Redis lease: a key held by one holder for a limited time,
+// taken with SET NX PX, renewed and released only by the holder that took it (compare-and-pexpire,
+// compare-and-delete), and kept alive in the background while its work runs.
+//
+// It is the one mechanism behind the token refresh lock, the sync job's owner, the event
+// drainer of a session and the status poller's leadership. It holds no other state and takes no
+// decision of its own: what a lost lease means is its caller's business.
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrLost: the lease expired or was taken by another holder.
+var ErrLost = errors.New("lease: lost")
+
+// Lease is one holder's claim on a key.
+type Lease struct {
+	rdb   redis.UniversalClient
+	key   string
+	token string
+	ttl   time.Duration
+}
+
+// New returns an unacquired lease on key with a fresh random holder token.
+func New(rdb redis.UniversalClient, key string, ttl time.Duration) *Lease {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return &Lease{rdb: rdb, key: key, token: hex.EncodeToString(b), ttl: ttl}
+}
+
+// Key is the Redis key of the lease (for scripts that check it beside other keys).
+func (l *Lease) Key() string { return l.key }
+
+// Token is the holder's token stored in the key.
+func (l *Lease) Token() string { return l.token }
+
+// TTL is the lease's lifetime from its last renewal.
+func (l *Lease) TTL() time.Duration { return l.ttl }
+
+// Acquire takes the lease if nobody holds it; it reports whether this holder has it now (true as
+// well when this holder held it already, which is then renewed).
+func (l *Lease) Acquire(ctx context.Context) (bool, error) {
+	ok, err := l.rdb.SetNX(ctx, l.key, l.token, l.ttl).Result()
+	if err != nil {
+		return false, fmt.Errorf("lease: acquire: %w", err)
+	}
+	if ok {
+		return true, nil
+	}
+	return l.Renew(ctx)
+}
+
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// Renew extends the lease by its TTL if this holder still has it; false when it is lost.
+func (l *Lease) Renew(ctx context.Context) (bool, error) {
+	n, err := renewScript.Run(ctx, l.rdb, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("lease: renew: %w", err)
+	}
+	return n == 1, nil
+}
+
+var releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+// Release gives the lease up if this holder still has it.
+func (l *Lease) Release(ctx context.Context) error {
+	if err := releaseScript.Run(ctx, l.rdb, []string{l.key}, l.token).Err(); err != nil {
+		return fmt.Errorf("lease: release: %w", err)
+	}
+	return nil
+}
+
+// Keep renews the lease every TTL/3 until ctx ends, and returns ErrLost as soon as a renewal finds
+// it lost, or once Redis errors have kept it from renewing for longer than the TTL (by then
+// another holder may have taken it). It returns nil when ctx ends first. Run it beside the work
+// the lease protects and stop the work when it returns ErrLost.
+func (l *Lease) Keep(ctx context.Context) error {
+	tick := time.NewTicker(l.ttl / 3)
+	defer tick.Stop()
+	renewed := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		ok, err := l.Renew(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil && !ok:
+			return ErrLost
+		case err == nil:
+			renewed = time.Now()
+		case time.Since(renewed) >= l.ttl:
+			return fmt.Errorf("%w: not renewed for %v: %w", ErrLost, l.ttl, err)
+		}
+	}
+}
+
+// Hold runs work under the lease: it renews the lease while work runs, cancels work's context
+// with ErrLost as the cause when the lease is lost, and releases the lease when work returns.
+// The caller must have acquired the lease.
+func (l *Lease) Hold(ctx context.Context, work func(ctx context.Context) error) error {
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		if err := l.Keep(wctx); err != nil {
+			cancel(err)
+		}
+	}()
+	err := work(wctx)
+	cause := context.Cause(wctx)
+	cancel(nil)
+	<-kept
+	rctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer stop()
+	_ = l.Release(rctx)
+	if err == nil && errors.Is(cause, ErrLost) {
+		return cause
+	}
+	return err
+}
