@@ -46,7 +46,7 @@ type App struct {
 	// Cache is the cached view of the upstream the API reads through; webhooks and the status
 	// poller invalidate a session's entries through it.
 	Cache *cache.CachedUpstream
-	// Sync runs "sync now" jobs (on asynq over the same Redis).
+	// Sync runs "sync now" jobs (on the job queue, internal/jobs, over the same Redis).
 	Sync *syncjob.Engine
 	// Webhooks receives the upstream's webhooks, forwards events to the CRM and polls session
 	// status (package webhooks).
@@ -122,8 +122,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 	if err != nil {
 		return nil, fmt.Errorf("sync engine: %w", err)
 	}
-	// Closers run newest first: the engine stops before the Redis client closes (asynq must not
-	// see its client closed while it runs).
+	// Closers run newest first: the engine's workers stop and hand their jobs back before the
+	// Redis client closes.
 	a.closers = append(a.closers, a.Sync.Shutdown)
 	if cfg.Sync.Workers > 0 {
 		if err := a.Sync.Start(); err != nil {

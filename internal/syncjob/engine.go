@@ -1,12 +1,12 @@
 // Package syncjob is the gateway's "sync now" (docs/design.md): a fleet-wide, resumable,
 // incremental import of a session's contacts, chats and messages for the CRM.
 //
-// A job is a hibiken/asynq task (Redis-based: leases renewed by heartbeats, retries, recovery of a
-// dead worker's task); the workers run inside the gateway. One job per session at a time, fleet-wide:
-// the session's "active job" key is taken with an atomic script (SET-if-no-live-job) and the asynq
-// task id is the job id, so a repeated request returns the job already queued or running. A job
-// that ended in any way, or that asynq gave up on (asynq issue #629: locks of failed tasks can
-// linger), frees its session.
+// A job is a task of the gateway's job queue (internal/jobs: Redis Streams, heartbeats, retries,
+// takeover of a dead worker's task after ClaimIdle); the workers run inside the gateway. One job per
+// session at a time, fleet-wide: the session's "active job" key is taken with an atomic script
+// (SET-if-no-live-job) and the task id is the job id, so a repeated request returns the job
+// already queued or running. A job that ended in any way, or that the queue gave up on, frees its
+// session.
 //
 // A run pages through every contact and chat at the largest page size (upstream.MaxLimit), then
 // through the messages of every chat whose message count or last message time changed since the
@@ -20,8 +20,8 @@
 //
 // Every page ends with one fenced write (a script that runs only while the runner still owns the
 // job): the page's items, progress, hashes (without a sink) and the checkpoint (resource, page,
-// chat). A runner that stops (shutdown, crash, lost lease) leaves the job to asynq, whose retry or
-// recovery resumes from the checkpoint; at most the sink batch in flight is delivered twice, and
+// chat). A runner that stops (shutdown, crash, lost lease) leaves the job to the queue, whose retry or
+// takeover resumes from the checkpoint; at most the sink batch in flight is delivered twice, and
 // items carry stable ids so that the CRM can upsert.
 //
 // The package also holds, for now, the CRM item schema (normalize.go: Contact, Chat, Message, also
@@ -63,10 +63,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/jobs"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -97,19 +97,20 @@ const (
 	DefaultJobsKept      = 50
 	DefaultStaleAfter    = 30 * time.Second
 	DefaultShutdownGrace = 8 * time.Second
-	taskType             = "gateway:sync"
+	DefaultClaimIdle     = 15 * time.Second
+	DefaultRedisRetry    = time.Minute
 )
 
 // Config configures an Engine. Redis and Upstream are required.
 type Config struct {
-	// Redis holds the jobs, the session hashes and asynq's queue.
+	// Redis holds the jobs, the session hashes and the job queue.
 	Redis redis.UniversalClient
 	// Upstream is read with a background-priority context.
 	Upstream Upstream
 	// Workers is how many jobs this replica runs at once (default 2); Start is not called on an
 	// API-only replica.
 	Workers int
-	// Queue is the asynq queue of sync jobs (default DefaultQueue).
+	// Queue is the job queue of sync jobs (default DefaultQueue).
 	Queue string
 	// ItemTTL is how long a job's new and changed items are kept for the CRM to pull (default 24h).
 	ItemTTL time.Duration
@@ -118,7 +119,7 @@ type Config struct {
 	// JobTimeout bounds one attempt of a job (default 12h; the upstream's 30 reads per minute make a
 	// big first sync long).
 	JobTimeout time.Duration
-	// MaxRetry is how many times asynq retries a job whose run failed on an error of the gateway's
+	// MaxRetry is how many times the queue retries a job whose run failed on an error of the gateway's
 	// own (Redis), not counting takeovers after a shutdown (default 10).
 	MaxRetry int
 	// PageLimit is the page size asked of the upstream (default and maximum upstream.MaxLimit).
@@ -144,7 +145,7 @@ type Config struct {
 
 	// OwnerLease is the lease of a runner on its job, renewed at a third of it (default 30s).
 	OwnerLease time.Duration
-	// StaleAfter: a job not ended, without a live runner, older than this and whose asynq task is
+	// StaleAfter: a job not ended, without a live runner, older than this and whose queue task is
 	// gone or archived is declared failed, freeing its session (default 30s).
 	StaleAfter time.Duration
 	// JobsKept is how many jobs per session GET .../sync-jobs can list (default 50).
@@ -152,10 +153,17 @@ type Config struct {
 	// KeyPrefix is the prefix of the engine's Redis keys (default DefaultKeyPrefix).
 	KeyPrefix string
 
-	// PollInterval is how often asynq looks for new jobs and for retries that are due
-	// (TaskCheckInterval; DelayedTaskCheckInterval is 5 times it); default 1s.
+	// PollInterval bounds how long a worker waits for new jobs before it looks for retries that
+	// are due and for abandoned jobs (default 1s; it is at most ClaimIdle/3).
 	PollInterval time.Duration
-	// ShutdownGrace is how long Shutdown waits for running jobs to checkpoint (default 8s).
+	// ClaimIdle is how long a job's task may go without a heartbeat from its worker before another
+	// replica takes it over (default 15s): a job interrupted by a crash resumes within about that.
+	ClaimIdle time.Duration
+	// RedisRetry is how long a running job keeps trying a Redis call that fails (with backoff)
+	// before the attempt gives up (default 1 min).
+	RedisRetry time.Duration
+	// ShutdownGrace: Shutdown logs a warning when running jobs take longer than this to
+	// checkpoint (default 8s); it waits for them all the same.
 	ShutdownGrace time.Duration
 
 	Logger *slog.Logger
@@ -222,6 +230,8 @@ func (c *Config) defaults() error {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
 	def(&c.PollInterval, time.Second)
+	def(&c.ClaimIdle, DefaultClaimIdle)
+	def(&c.RedisRetry, DefaultRedisRetry)
 	def(&c.ShutdownGrace, DefaultShutdownGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -235,20 +245,16 @@ func (c *Config) defaults() error {
 // Engine queues, runs and reports sync jobs. Every replica builds one over the shared Redis; Start
 // runs its workers. It is safe for concurrent use.
 type Engine struct {
-	cfg       Config
-	st        *store
-	log       *slog.Logger
-	client    *asynq.Client
-	inspector *asynq.Inspector
-	sink      *Sink
-	metrics   *metrics
+	cfg     Config
+	st      *store
+	log     *slog.Logger
+	queue   *jobs.Queue
+	sink    *Sink
+	metrics *metrics
 
-	mu     sync.Mutex
-	server *asynq.Server
-	stop   context.CancelFunc
-	// running counts the handlers still running: asynq's Shutdown returns as soon as their context
-	// is canceled, without waiting for them to checkpoint and release their jobs.
-	running sync.WaitGroup
+	mu      sync.Mutex
+	stop    context.CancelFunc
+	stopped chan struct{} // closed when the queue's Run returned
 }
 
 // New builds an engine; it does not start workers (see Start).
@@ -257,12 +263,11 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		cfg:       cfg,
-		st:        &store{rdb: cfg.Redis, k: keys{prefix: cfg.KeyPrefix}, jobTTL: cfg.JobTTL},
-		log:       cfg.Logger,
-		client:    asynq.NewClientFromRedisClient(cfg.Redis),
-		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
-		metrics:   newMetrics(cfg.Registerer, cfg.Logger),
+		cfg:     cfg,
+		st:      &store{rdb: cfg.Redis, k: keys{prefix: cfg.KeyPrefix}, jobTTL: cfg.JobTTL, retryFor: cfg.RedisRetry},
+		log:     cfg.Logger,
+		queue:   jobs.NewQueue(cfg.Redis, cfg.Queue, cfg.JobTTL),
+		metrics: newMetrics(cfg.Registerer, cfg.Logger),
 	}
 	if cfg.SinkURL != "" {
 		s, err := NewSink(SinkConfig{URL: cfg.SinkURL, Secret: cfg.SigningSecret, Client: cfg.SinkClient,
@@ -279,56 +284,48 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Start() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.server != nil {
+	if e.stop != nil {
 		return errors.New("syncjob: workers already started")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := asynq.NewServerFromRedisClient(e.cfg.Redis, asynq.Config{
-		Concurrency:              e.cfg.Workers,
-		BaseContext:              func() context.Context { return ctx },
-		Queues:                   map[string]int{e.cfg.Queue: 1},
-		RetryDelayFunc:           e.retryDelay,
-		IsFailure:                isFailure,
-		ErrorHandler:             asynq.ErrorHandlerFunc(e.handleError),
-		Logger:                   asynqLogger{e.log.With("component", "asynq")},
-		LogLevel:                 asynq.WarnLevel,
-		ShutdownTimeout:          e.cfg.ShutdownGrace,
-		TaskCheckInterval:        e.cfg.PollInterval,
-		DelayedTaskCheckInterval: 5 * e.cfg.PollInterval,
-	})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(taskType, e.processTask)
-	if err := srv.Start(mux); err != nil {
-		cancel()
-		return fmt.Errorf("syncjob: start workers: %w", err)
+	stopped := make(chan struct{})
+	opts := jobs.Options{
+		Concurrency: e.cfg.Workers,
+		ClaimIdle:   e.cfg.ClaimIdle,
+		Block:       e.cfg.PollInterval,
+		RetryDelay:  e.retryDelay,
+		IsFailure:   isFailure,
+		OnArchived:  e.onArchived,
+		Logger:      e.log.With("component", "jobs"),
 	}
-	e.server, e.stop = srv, cancel
+	go func() {
+		defer close(stopped)
+		_ = e.queue.Run(ctx, e.processTask, opts)
+	}()
+	e.stop, e.stopped = cancel, stopped
 	return nil
 }
 
 // Shutdown stops the workers: running jobs stop at their next page (their last checkpoint stands)
-// and asynq hands them to another replica (or to this one after a restart) about a second later.
-// It waits for them up to ShutdownGrace, then closes the engine's asynq client. The Redis client
-// stays open (it belongs to the caller) and must stay open until Shutdown returns: asynq v0.26.0
-// dereferences nil when its client is closed under a running server.
+// and the queue hands them to another replica (or to this one after a restart). It returns when
+// the workers have stopped and handed their tasks back; the Redis client (the caller's) must stay
+// open until then.
 func (e *Engine) Shutdown() {
 	e.mu.Lock()
-	srv, stop := e.server, e.stop
-	e.server, e.stop = nil, nil
+	stop, stopped := e.stop, e.stopped
+	e.stop, e.stopped = nil, nil
 	e.mu.Unlock()
-	if srv != nil {
-		stop()
-		srv.Shutdown()
-		done := make(chan struct{})
-		go func() { e.running.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(e.cfg.ShutdownGrace):
-			e.log.Warn("sync workers still running after the shutdown grace period")
-		}
+	if stop == nil {
+		return
 	}
-	_ = e.client.Close()
-	_ = e.inspector.Close()
+	stop()
+	select {
+	case <-stopped:
+		return
+	case <-time.After(e.cfg.ShutdownGrace):
+		e.log.Warn("sync workers still running after the shutdown grace period; waiting for them")
+	}
+	<-stopped
 }
 
 // Sync is "sync now": it checks on the live status route that the session is connected (else an
@@ -391,9 +388,8 @@ func (e *Engine) Enqueue(ctx context.Context, sessionID string, req Request) (jo
 			continue // it ended meanwhile, or was found stale: try again
 		}
 		payload, _ := json.Marshal(taskPayload{JobID: m.ID, SessionID: sessionID})
-		_, err = e.client.EnqueueContext(ctx, asynq.NewTask(taskType, payload), asynq.TaskID(m.ID),
-			asynq.Queue(e.cfg.Queue), asynq.MaxRetry(e.cfg.MaxRetry), asynq.Timeout(e.cfg.JobTimeout))
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		err = e.queue.Enqueue(ctx, m.ID, payload, jobs.EnqueueOptions{MaxRetry: e.cfg.MaxRetry, Timeout: e.cfg.JobTimeout})
+		if err != nil && !errors.Is(err, jobs.ErrDuplicate) {
 			_, _ = e.st.finish(context.WithoutCancel(ctx), m, "", StateFailed, e.cfg.Clock(),
 				fError, "the job could not be queued")
 			return Job{}, false, fmt.Errorf("syncjob: queue job: %w", err)
@@ -406,7 +402,7 @@ func (e *Engine) Enqueue(ctx context.Context, sessionID string, req Request) (jo
 	return Job{}, false, errors.New("syncjob: the session's active job kept changing")
 }
 
-// Job returns a job by id (ErrJobNotFound when there is none). A job that asynq gave up on without
+// Job returns a job by id (ErrJobNotFound when there is none). A job that the queue gave up on without
 // it ending is marked failed first, so that it never shows running forever.
 func (e *Engine) Job(ctx context.Context, id string) (Job, error) {
 	j, _, err := e.st.load(ctx, id)
@@ -416,8 +412,8 @@ func (e *Engine) Job(ctx context.Context, id string) (Job, error) {
 	return e.reconcile(ctx, j)
 }
 
-// reconcile ends a job that is not final, has no live runner and whose asynq task is gone or
-// archived (retries exhausted, or recovered after its lease expired with none left).
+// reconcile ends a job that is not final, has no live runner and whose queue task is gone,
+// archived (retries exhausted) or completed.
 func (e *Engine) reconcile(ctx context.Context, j Job) (Job, error) {
 	now := e.cfg.Clock()
 	if Final(j.State) || now.Sub(j.UpdatedAt) < e.cfg.StaleAfter || now.Sub(j.CreatedAt) < e.cfg.StaleAfter {
@@ -426,19 +422,19 @@ func (e *Engine) reconcile(ctx context.Context, j Job) (Job, error) {
 	if alive, err := e.st.ownerAlive(ctx, j.ID); err != nil || alive {
 		return j, nil
 	}
-	info, err := e.inspector.GetTaskInfo(e.cfg.Queue, j.ID)
+	info, err := e.queue.Info(ctx, j.ID)
 	var reason string
 	switch {
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+	case errors.Is(err, jobs.ErrNotFound):
 		reason = "the job's task is gone from the job queue"
 	case err != nil:
 		return j, nil
-	case info.State == asynq.TaskStateArchived:
+	case info.State == jobs.StateArchived:
 		reason = "the job engine gave up on the job after its retries"
-		if info.LastErr != "" {
-			reason += ": " + truncate(info.LastErr, 200)
+		if info.LastError != "" {
+			reason += ": " + truncate(info.LastError, 200)
 		}
-	case info.State == asynq.TaskStateCompleted:
+	case info.State == jobs.StateCompleted:
 		reason = "the job's task completed without ending the job"
 	default:
 		return j, nil
@@ -478,10 +474,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (Job, error) {
 	if err != nil {
 		return Job{}, err
 	}
-	if st == StateCanceled {
-		// The task will find the job ended; deleting it spares a worker the trip.
-		_ = e.inspector.DeleteTask(e.cfg.Queue, id)
-	} else if Final(st) {
+	if st != StateCanceled && Final(st) {
 		j, _ = e.Job(ctx, id)
 		return j, ErrJobFinished
 	}
@@ -593,7 +586,7 @@ func parseRecord(raw string) (record, error) {
 	return record{Key: key, Digest: digest, Item: json.RawMessage(item)}, nil
 }
 
-// taskPayload is the asynq task's payload; the job's options live in Redis with the job.
+// taskPayload is the queue task's payload; the job's options live in Redis with the job.
 type taskPayload struct {
 	JobID     string `json:"jobId"`
 	SessionID string `json:"sessionId"`
@@ -611,14 +604,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
-
-// asynqLogger sends asynq's logs to slog.
-type asynqLogger struct{ l *slog.Logger }
-
-func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
-func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
-func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
-func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
-
-// Fatal logs at error level; asynq calls it only when a server cannot start, which Start reports.
-func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }

@@ -111,7 +111,7 @@ func firstChat(t *testing.T, e *syncjob.Engine, _ syncjob.Job) string {
 	return c.ID
 }
 
-// TestSyncOnEmbeddedStore runs jobs with asynq on the embedded store (miniredis), with a sink
+// TestSyncOnEmbeddedStore runs jobs with the job queue on the embedded store (miniredis), with a sink
 // (full batches of 500) and incrementally.
 func TestSyncOnEmbeddedStore(t *testing.T) {
 	mr := miniredis.RunT(t)

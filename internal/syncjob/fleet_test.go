@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/sim"
@@ -44,7 +43,7 @@ func newReplicaVia(t *testing.T, shared *redis.Client, addr, simURL, apiKey stri
 	}
 	rdb := redis.NewClient(&o)
 	// Registered before the engine's cleanup, so it runs after it: the client must outlive the
-	// engine (asynq's subscriber dereferences nil when its client is closed under it).
+	// engine (its workers hand their jobs back on shutdown).
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &replica{rdb: rdb, e: newEngine(t, rdb, newUpstream(t, simURL, apiKey, rdb), start, adjust)}
 }
@@ -173,9 +172,8 @@ func TestSyncDedupeAcrossReplicas(t *testing.T) {
 	}
 }
 
-// TestSyncStaleActiveJobFreesSession: a job whose asynq task is gone (asynq issue #629: the lock
-// of a failed task lingers; here the task was archived) does not block the session forever: it is
-// declared failed and a new job is created.
+// TestSyncStaleActiveJobFreesSession: a job whose queue task is gone (here its record was deleted)
+// does not block the session forever: it is declared failed and a new job is created.
 func TestSyncStaleActiveJobFreesSession(t *testing.T) {
 	rdb := redistest.New(t)
 	_, url, key := startSim(t, sim.Options{Contacts: 10, Chats: 2, MessagesPerChat: 1})
@@ -184,9 +182,8 @@ func TestSyncStaleActiveJobFreesSession(t *testing.T) {
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
-	insp := asynq.NewInspectorFromRedisClient(rdb)
-	if err := insp.ArchiveTask(syncjob.DefaultQueue, j.ID); err != nil {
-		t.Fatal(err)
+	if n, err := rdb.Del(context.Background(), "jobs:{"+syncjob.DefaultQueue+"}:t:"+j.ID).Result(); err != nil || n != 1 {
+		t.Fatalf("the job's task record was not deleted: %d %v", n, err)
 	}
 	time.Sleep(100 * time.Millisecond)
 	j2, created, err := e.Sync(context.Background(), session, syncjob.Request{})
@@ -200,10 +197,8 @@ func TestSyncStaleActiveJobFreesSession(t *testing.T) {
 }
 
 // TestSyncWorkerKilledMidJob: the replica running a job dies abruptly (its Redis connections are
-// cut, so it can neither write, renew its leases nor hand the task back; closing its client instead
-// would crash asynq's subscriber, a nil dereference in asynq v0.26.0); the
-// other replica takes the job over through asynq's recovery of expired leases, resumes from the
-// checkpoint, and the sink receives every item at least once with exact final counts.
+// cut, so it can neither write, renew its leases nor hand the task back); the other replica takes
+// the job over once its task went ClaimIdle without a heartbeat, resumes from the checkpoint, and the sink receives every item at least once with exact final counts.
 func TestSyncWorkerKilledMidJob(t *testing.T) {
 	shared := redistest.New(t)
 	const contacts, chats, perChat = 3000, 150, 4
@@ -249,16 +244,7 @@ func TestSyncWorkerKilledMidJob(t *testing.T) {
 	if before.State != syncjob.StateRunning {
 		t.Fatalf("after the kill: %s", dump(before))
 	}
-	// asynq declares a worker dead when its task's lease (30 s, renewed every 5 s) is 30 s past;
-	// instead of waiting a minute, the test ages the lease (asynq's clock cannot be injected).
-	lease := "asynq:{" + syncjob.DefaultQueue + "}:lease"
-	eventually(t, 5*time.Second, "the task is active with a lease", func() bool {
-		return shared.ZScore(context.Background(), lease, j.ID).Err() == nil
-	})
-	if err := shared.ZAdd(context.Background(), lease, redis.Z{Score: float64(time.Now().Add(-2 * time.Minute).Unix()), Member: j.ID}).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.e.Start(); err != nil { // asynq's recoverer runs when a server starts, then every minute
+	if err := b.e.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := waitJob(t, b.e, j.ID, 45*time.Second)
@@ -286,7 +272,7 @@ func TestSyncWorkerKilledMidJob(t *testing.T) {
 }
 
 // TestSyncShutdownHandsOver: a replica shut down mid-job checkpoints and hands the job back to
-// asynq; another replica finishes it with exact counts.
+// the queue; another replica finishes it with exact counts.
 func TestSyncShutdownHandsOver(t *testing.T) {
 	shared := redistest.New(t)
 	const contacts = 2000
@@ -346,7 +332,7 @@ func TestHelperReplica(t *testing.T) {
 	rdb := redis.NewClient(o)
 	e, err := syncjob.New(syncjob.Config{Redis: rdb, Upstream: newUpstream(t, c.SimURL, c.APIKey, rdb),
 		SinkURL: c.SinkURL, SigningSecret: c.SinkSecret, SinkBatch: c.SinkBatch, PollInterval: 100 * time.Millisecond,
-		OwnerLease: 3 * time.Second, Logger: testLogger(t)})
+		OwnerLease: 3 * time.Second, ClaimIdle: 3 * time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,8 +344,8 @@ func TestHelperReplica(t *testing.T) {
 }
 
 // TestSyncReplicaSIGKILL: a gateway replica in another process runs a job and is killed with
-// SIGKILL mid-job; this process's replica takes the job over (after asynq's lease expiry, aged by
-// the test) and finishes it: the sink receives every item at least once and the counts are exact.
+// SIGKILL mid-job; this process's replica takes the job over (once the task went ClaimIdle without
+// a heartbeat) and finishes it: the sink receives every item at least once and the counts are exact.
 func TestSyncReplicaSIGKILL(t *testing.T) {
 	shared := redistest.New(t)
 	const contacts, chats, perChat = 3000, 150, 4
@@ -425,10 +411,6 @@ func TestSyncReplicaSIGKILL(t *testing.T) {
 	mid, err := local.e.Job(context.Background(), j.ID)
 	if err != nil || mid.State != syncjob.StateRunning {
 		t.Fatalf("after SIGKILL: %v %s", err, dump(mid))
-	}
-	lease := "asynq:{" + syncjob.DefaultQueue + "}:lease"
-	if err := shared.ZAdd(context.Background(), lease, redis.Z{Score: float64(time.Now().Add(-2 * time.Minute).Unix()), Member: j.ID}).Err(); err != nil {
-		t.Fatal(err)
 	}
 	if err := local.e.Start(); err != nil {
 		t.Fatal(err)

@@ -78,6 +78,7 @@ func newEngine(t testing.TB, rdb redis.UniversalClient, up syncjob.Upstream, sta
 		SinkBackoff:   20 * time.Millisecond,
 		SinkMaxWait:   200 * time.Millisecond,
 		OwnerLease:    3 * time.Second,
+		ClaimIdle:     3 * time.Second,
 		StaleAfter:    2 * time.Second,
 		ShutdownGrace: 3 * time.Second,
 		Logger:        testLogger(t),

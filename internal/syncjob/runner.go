@@ -93,13 +93,20 @@ func (r *runner) wants(res string) bool { return slices.Contains(r.meta.Resource
 
 // start reads what a previous attempt left (items kept, marks) and marks the job running.
 func (r *runner) start(ctx context.Context) error {
-	pipe := r.st.rdb.Pipeline()
 	lens := map[string]*redis.IntCmd{}
-	for _, res := range r.meta.Resources {
-		lens[res] = pipe.LLen(ctx, r.st.k.items(r.meta.ID, res))
-	}
-	marks := pipe.LRange(ctx, r.st.k.marks(r.meta.ID), 0, -1)
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	var marks *redis.StringSliceCmd
+	_, err := retryRedis(ctx, r.st, func() (struct{}, error) {
+		pipe := r.st.rdb.Pipeline()
+		for _, res := range r.meta.Resources {
+			lens[res] = pipe.LLen(ctx, r.st.k.items(r.meta.ID, res))
+		}
+		marks = pipe.LRange(ctx, r.st.k.marks(r.meta.ID), 0, -1)
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return struct{}{}, err
+		}
+		return struct{}{}, nil
+	})
+	if err != nil {
 		return fmt.Errorf("syncjob: resume job: %w", err)
 	}
 	for res, n := range lens {
@@ -311,7 +318,9 @@ func (r *runner) classify(ctx context.Context, res string, recs []normalized) (o
 	for i, rec := range recs {
 		fields[i] = rec.key
 	}
-	vals, err := r.st.rdb.HMGet(ctx, r.st.k.hashes(r.meta.SessionID, res), fields...).Result()
+	vals, err := retryRedis(ctx, r.st, func() ([]any, error) {
+		return r.st.rdb.HMGet(ctx, r.st.k.hashes(r.meta.SessionID, res), fields...).Result()
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("syncjob: read hashes: %w", err)
 	}
@@ -392,7 +401,9 @@ func (r *runner) deliver(ctx context.Context, res string, flush bool) error {
 		if pending <= 0 || (!flush && pending < size) {
 			return nil
 		}
-		raws, err := r.st.rdb.LRange(ctx, ik, int64(cursor), int64(cursor+min(pending, size)-1)).Result()
+		raws, err := retryRedis(ctx, r.st, func() ([]string, error) {
+			return r.st.rdb.LRange(ctx, ik, int64(cursor), int64(cursor+min(pending, size)-1)).Result()
+		})
 		if err != nil {
 			return fmt.Errorf("syncjob: read items to deliver: %w", err)
 		}
@@ -613,7 +624,7 @@ func (r *runner) queueChangedChats(ctx context.Context, b *batch, chats []upstre
 	if len(ids) == 0 {
 		return nil
 	}
-	prev, err := r.st.rdb.HMGet(ctx, r.st.k.chatState(r.meta.SessionID), ids...).Result()
+	prev, err := retryRedis(ctx, r.st, func() ([]any, error) { return r.st.rdb.HMGet(ctx, r.st.k.chatState(r.meta.SessionID), ids...).Result() })
 	if err != nil {
 		return fmt.Errorf("syncjob: read chat states: %w", err)
 	}
@@ -661,7 +672,7 @@ func (r *runner) messagesStep(ctx context.Context) error {
 	limit := r.e.cfg.PageLimit
 	sid := r.meta.SessionID
 	pk := r.st.k.pendingChats(r.meta.ID)
-	total, err := r.st.rdb.LLen(ctx, pk).Result()
+	total, err := retryRedis(ctx, r.st, func() (int64, error) { return r.st.rdb.LLen(ctx, pk).Result() })
 	if err != nil {
 		return fmt.Errorf("syncjob: read chats to sync: %w", err)
 	}
@@ -672,7 +683,7 @@ func (r *runner) messagesStep(ctx context.Context) error {
 	gaveUp := false
 	for i := r.cp.Chat; i < int(total) && !r.canceled && !gaveUp; i++ {
 		if chunkStart < 0 || i >= chunkStart+len(chunk) {
-			chunk, err = r.st.rdb.LRange(ctx, pk, int64(i), int64(i+pendingChunk-1)).Result()
+			chunk, err = retryRedis(ctx, r.st, func() ([]string, error) { return r.st.rdb.LRange(ctx, pk, int64(i), int64(i+pendingChunk-1)).Result() })
 			if err != nil {
 				return fmt.Errorf("syncjob: read chats to sync: %w", err)
 			}
@@ -683,7 +694,7 @@ func (r *runner) messagesStep(ctx context.Context) error {
 			for k, entry := range chunk {
 				ids[k], _, _ = strings.Cut(entry, sep)
 			}
-			if prevStates, err = r.st.rdb.HMGet(ctx, r.st.k.chatState(sid), ids...).Result(); err != nil {
+			if prevStates, err = retryRedis(ctx, r.st, func() ([]any, error) { return r.st.rdb.HMGet(ctx, r.st.k.chatState(sid), ids...).Result() }); err != nil {
 				return fmt.Errorf("syncjob: read chat states: %w", err)
 			}
 			chunkStart = i

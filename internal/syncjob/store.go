@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -134,20 +135,24 @@ return st
 
 // fencedScript runs a batch of commands only while the caller still owns the job, so that a
 // runner that lost its job (its lease expired and another replica took over) cannot write.
-// KEYS: owner, job. ARGV: token, then for each command its argument count and its arguments.
+// KEYS: owner, job. ARGV: token, write id (a write whose id is the job's lastWrite was applied
+// already and is skipped), then for each command its argument count and its arguments.
 // Answers -1 when the caller is not the owner, -2 when the job has ended (canceled while queued),
 // else 1 when the job was asked to cancel, 0 if not.
 var fencedScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local st = redis.call('HGET', KEYS[2], 'state')
 if st ~= 'queued' and st ~= 'running' then return -2 end
-local i = 2
+if redis.call('HGET', KEYS[2], 'lastWrite') ~= ARGV[2] then
+local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local args = {}
   for j = 1, n do args[j] = ARGV[i + j] end
   redis.call(unpack(args))
   i = i + n + 1
+end
+redis.call('HSET', KEYS[2], 'lastWrite', ARGV[2])
 end
 if redis.call('HGET', KEYS[2], 'cancel') == '1' then return 1 end
 return 0
@@ -187,6 +192,25 @@ type store struct {
 	rdb    redis.UniversalClient
 	k      keys
 	jobTTL time.Duration
+	// retryFor is how long a running job's Redis calls are tried again through Redis errors.
+	retryFor time.Duration
+}
+
+// retryRedis runs op and, while it fails on Redis (a failover, a dropped connection), runs it
+// again with exponential backoff for at most s.retryFor. The job's own outcomes (lost ownership,
+// ended), redis.Nil and the end of ctx are returned at once.
+func retryRedis[T any](ctx context.Context, s *store, op func() (T, error)) (T, error) {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	return backoff.Retry(ctx, func() (T, error) {
+		v, err := op()
+		if err != nil && (ctx.Err() != nil || errors.Is(err, errLostOwnership) || errors.Is(err, errJobEnded) ||
+			errors.Is(err, redis.Nil)) {
+			return v, backoff.Permanent(err)
+		}
+		return v, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(max(s.retryFor, time.Millisecond)))
 }
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -284,10 +308,14 @@ func (s *store) list(ctx context.Context, sessionID string, limit int) ([]Job, e
 	return out, nil
 }
 
-// fenced runs b while token owns the job; canceled reports that the job was asked to stop.
+// fenced runs b while token owns the job; canceled reports that the job was asked to stop. Redis
+// errors are tried again (retryRedis); the write carries an id, so that a write whose answer was
+// lost is not applied twice.
 func (s *store) fenced(ctx context.Context, jobID, token string, b *batch) (canceled bool, err error) {
-	n, err := fencedScript.Run(ctx, s.rdb, []string{s.k.owner(jobID), s.k.job(jobID)},
-		append([]any{token}, b.args...)...).Int64()
+	args := append([]any{token, randomToken()}, b.args...)
+	n, err := retryRedis(ctx, s, func() (int64, error) {
+		return fencedScript.Run(ctx, s.rdb, []string{s.k.owner(jobID), s.k.job(jobID)}, args...).Int64()
+	})
 	if err != nil {
 		return false, fmt.Errorf("syncjob: write progress: %w", err)
 	}

@@ -5,72 +5,60 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
-	"github.com/hibiken/asynq"
+	"github.com/inboxhub-gateway/gateway/internal/jobs"
 )
 
 var (
-	// errBusy: another runner holds the job (asynq delivered its task twice); try again later.
+	// errBusy: another runner holds the job (its task was delivered twice); try again later.
 	errBusy = errors.New("syncjob: another runner holds the job")
-	// errStopping: the worker is stopping (shutdown, lost lease); the job resumes from its
-	// checkpoint on the next attempt, which does not count as a failure.
+	// errStopping: the worker is stopping (shutdown, lost lease, takeover); the job resumes from
+	// its checkpoint on the next attempt, which does not count as a failure.
 	errStopping = errors.New("syncjob: worker stopping; the job resumes from its checkpoint")
 )
 
-// isFailure tells asynq which errors count against the job's retries: not a stop (this replica
-// shutting down cancels the handlers' context, which asynq itself reports as context.Canceled),
-// nor a task delivered while another runner holds the job.
+// isFailure tells the queue which errors count against the job's retries: not a stop (this
+// replica shutting down cancels the handlers' context), nor a task delivered while another runner
+// holds the job.
 func isFailure(err error) bool {
 	return !errors.Is(err, errBusy) && !errors.Is(err, errStopping) && !errors.Is(err, context.Canceled)
 }
 
-// retryDelay is when asynq tries a job again: soon after a stop or a takeover, later while another
-// runner holds it, with exponential backoff and jitter after a failure of the gateway's own.
-func (e *Engine) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+// retryDelay is when the queue tries a job again: soon after a stop or a takeover, later while
+// another runner holds it, with exponential backoff and jitter after a failure of the gateway's own.
+func (e *Engine) retryDelay(n int, err error) time.Duration {
 	switch {
-	case errors.Is(err, errStopping), errors.Is(err, context.Canceled), errors.Is(err, asynq.ErrLeaseExpired):
+	case errors.Is(err, errStopping), errors.Is(err, context.Canceled):
 		return time.Second
 	case errors.Is(err, errBusy):
 		return max(e.cfg.OwnerLease/6, time.Second)
 	}
-	d := min(time.Second<<min(n, 6), time.Minute)
-	return d/2 + rand.N(d/2+1)
+	return jobs.DefaultRetryDelay(n, err)
 }
 
-// processTask is the asynq handler of sync tasks.
-func (e *Engine) processTask(ctx context.Context, t *asynq.Task) error {
-	e.running.Add(1)
-	defer e.running.Done()
+// processTask is the queue's handler of sync tasks.
+func (e *Engine) processTask(ctx context.Context, t jobs.Task) error {
 	var p taskPayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.JobID == "" {
-		return fmt.Errorf("syncjob: unreadable task payload: %w", asynq.SkipRetry)
+	if err := json.Unmarshal(t.Payload, &p); err != nil || p.JobID == "" {
+		return fmt.Errorf("syncjob: unreadable task payload: %w", jobs.ErrSkipRetry)
 	}
 	return e.runJob(ctx, p.JobID)
 }
 
-// handleError ends the job as failed when asynq will not try it again.
-func (e *Engine) handleError(ctx context.Context, t *asynq.Task, err error) {
-	if !isFailure(err) {
-		return
-	}
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
+// onArchived ends the job as failed when the queue gives up on its task.
+func (e *Engine) onArchived(ctx context.Context, t jobs.Task, err error) {
 	var p taskPayload
-	_ = json.Unmarshal(t.Payload(), &p)
-	e.log.Warn("sync job attempt failed", "jobId", p.JobID, "sessionId", p.SessionID, "retried", retried,
-		"maxRetry", maxRetry, "error", err.Error())
-	if retried < maxRetry && !errors.Is(err, asynq.SkipRetry) {
-		return
-	}
+	_ = json.Unmarshal(t.Payload, &p)
+	e.log.Warn("sync job given up", "jobId", p.JobID, "sessionId", p.SessionID, "retried", t.Retried,
+		"maxRetry", t.MaxRetry, "error", err.Error())
 	if p.JobID == "" {
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_, _ = e.st.finish(wctx, jobMeta{ID: p.JobID, SessionID: p.SessionID}, "", StateFailed, e.cfg.Clock(),
-		fError, truncate(fmt.Sprintf("the job failed after %d attempts: %v", retried+1, err), 300))
+		fError, truncate(fmt.Sprintf("the job failed after %d attempts: %v", t.Retried, err), 300))
 }
 
 // runJob runs one attempt of a job: it takes the job (a lease renewed in the background), resumes
@@ -141,7 +129,7 @@ func (e *Engine) runJob(ctx context.Context, jobID string) error {
 	return nil
 }
 
-// stopReason maps why a run stopped early to what asynq should do with the task.
+// stopReason maps why a run stopped early to what the queue should do with the task.
 func (e *Engine) stopReason(runCtx context.Context, err error) error {
 	if errors.Is(err, errLostOwnership) || runCtx.Err() != nil {
 		return fmt.Errorf("%w (%v)", errStopping, err)

@@ -8,7 +8,7 @@
 // the signature does not cover decides anything). A message, contact or conversation event is
 // accepted once: one Redis script claims the event's dedupe key (SET NX with DedupeTTL; the key is
 // the event id, derived from signed content only: whatsappMessageId for messages, else a hash of
-// the body) and appends the event to its session's outbox; an asynq task (queue DefaultQueue)
+// the body) and appends the event to its session's outbox; a job queue task (internal/jobs, queue DefaultQueue)
 // then drops the session's cached lists. The webhook is answered within milliseconds.
 //
 // Session events are hints. Their signed body carries no id and no time, so a captured delivery
@@ -70,7 +70,6 @@ import (
 	"io"
 	"iter"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -79,10 +78,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/jobs"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -133,7 +132,6 @@ const (
 	DefaultMaxConfirmers  = 16
 	DefaultSpoolMaxBytes  = 64 << 20
 	DefaultSpoolRetry     = time.Second
-	taskType              = "gateway:webhook-event"
 )
 
 // Config configures a Service. Redis is required.
@@ -178,9 +176,10 @@ type Config struct {
 	// Workers is how many event tasks this replica runs at once (default 8). Start is not called
 	// on a replica that must not process events, forward them or poll.
 	Workers int
-	// Queue is the asynq queue of event tasks (default DefaultQueue).
+	// Queue is the job queue of event tasks (default DefaultQueue).
 	Queue string
-	// TaskCheck is how often an idle worker looks for tasks (default 200ms).
+	// TaskCheck bounds how long an idle worker waits for new tasks before it looks for retries
+	// that are due and for abandoned tasks (default 200ms).
 	TaskCheck time.Duration
 
 	// MaxBodyBytes bounds a delivery's body (default 256 KiB).
@@ -299,15 +298,15 @@ func (c *Config) defaults() error {
 // Service receives webhooks, forwards events and polls session status. Every replica builds one
 // over the shared Redis; Start runs its background work. It is safe for concurrent use.
 type Service struct {
-	cfg    Config
-	k      keys
-	log    *slog.Logger
-	m      *metrics
-	client *asynq.Client
+	cfg   Config
+	k     keys
+	log   *slog.Logger
+	m     *metrics
+	queue *jobs.Queue
 
 	mu      sync.Mutex
-	server  *asynq.Server
 	stop    context.CancelFunc
+	stopped chan struct{} // closed when the queue's Run returned
 	wg      sync.WaitGroup
 	started bool
 	fwd     atomic.Pointer[forwarder]
@@ -336,7 +335,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("webhooks: confirm rate: %w", err)
 	}
 	s := &Service{cfg: cfg, k: keys{prefix: cfg.KeyPrefix}, log: cfg.Logger, m: m, limit: limit,
-		client: asynq.NewClientFromRedisClient(cfg.Redis)}
+		queue: jobs.NewQueue(cfg.Redis, cfg.Queue, 0)}
 	if cfg.Secret == "" {
 		s.log.Warn("INBOXHUB_WEBHOOK_SECRET is not set: POST /webhooks/inbox-hub refuses every delivery with 503 " +
 			"(session state then follows the status poller only)")
@@ -369,24 +368,13 @@ func (s *Service) Start() error {
 		return errors.New("webhooks: already started")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := asynq.NewServerFromRedisClient(s.cfg.Redis, asynq.Config{
-		Concurrency:              s.cfg.Workers,
-		BaseContext:              func() context.Context { return ctx },
-		Queues:                   map[string]int{s.cfg.Queue: 1},
-		RetryDelayFunc:           retryDelay,
-		Logger:                   asynqLogger{s.log.With("component", "asynq")},
-		LogLevel:                 asynq.WarnLevel,
-		ShutdownTimeout:          5 * time.Second,
-		TaskCheckInterval:        s.cfg.TaskCheck,
-		DelayedTaskCheckInterval: time.Second,
-	})
-	mux := asynq.NewServeMux()
-	mux.HandleFunc(taskType, s.processTask)
-	if err := srv.Start(mux); err != nil {
-		cancel()
-		return fmt.Errorf("webhooks: start workers: %w", err)
-	}
-	s.server, s.stop, s.started = srv, cancel, true
+	stopped := make(chan struct{})
+	opts := jobs.Options{Concurrency: s.cfg.Workers, Block: s.cfg.TaskCheck, Logger: s.log.With("component", "jobs")}
+	go func() {
+		defer close(stopped)
+		_ = s.queue.Run(ctx, s.processTask, opts)
+	}()
+	s.stopped, s.stop, s.started = stopped, cancel, true
 	if s.Forwarding() {
 		f := newForwarder(s)
 		s.fwd.Store(f)
@@ -410,12 +398,12 @@ func (s *Service) Start() error {
 // seconds. The Redis client must stay open until it returns.
 func (s *Service) Shutdown() {
 	s.mu.Lock()
-	srv, stop := s.server, s.stop
-	s.server, s.stop = nil, nil
+	stopped, stop := s.stopped, s.stop
+	s.stopped, s.stop = nil, nil
 	s.mu.Unlock()
 	if stop != nil {
-		srv.Shutdown() // running tasks finish first (they are short)
 		stop()
+		<-stopped // running tasks are short; an interrupted one is handed back to the queue
 		s.wg.Wait()
 		if f := s.fwd.Load(); f != nil {
 			f.wait()
@@ -428,7 +416,6 @@ func (s *Service) Shutdown() {
 		s.spoolStop()
 		<-s.spoolEnded
 	}
-	_ = s.client.Close()
 }
 
 // IsLeader reports whether this replica's poller holds the leadership now.
@@ -683,9 +670,8 @@ func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool
 	if isSessionType(ev.Type) {
 		s.invalidate(ctx, ev.SessionID)
 	}
-	_, err = s.client.EnqueueContext(ctx, asynq.NewTask(taskType, raw), asynq.Queue(s.cfg.Queue),
-		asynq.TaskID(ev.ID), asynq.MaxRetry(DefaultTaskRetries), asynq.Timeout(time.Minute))
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	err = s.queue.Enqueue(ctx, ev.ID, raw, jobs.EnqueueOptions{MaxRetry: DefaultTaskRetries, Timeout: time.Minute})
+	if err != nil && !errors.Is(err, jobs.ErrDuplicate) {
 		// The event is accepted and in its outbox; do its work here rather than lose it.
 		s.log.Warn("webhook event task could not be queued; processing it inline", "eventId", ev.ID, "error", err.Error())
 		if perr := s.process(context.WithoutCancel(ctx), ev); perr != nil {
@@ -708,11 +694,11 @@ func (s *Service) invalidate(ctx context.Context, sessionID string) {
 	}
 }
 
-// processTask is the asynq handler of event tasks.
-func (s *Service) processTask(ctx context.Context, t *asynq.Task) error {
+// processTask is the queue's handler of event tasks.
+func (s *Service) processTask(ctx context.Context, t jobs.Task) error {
 	var ev Event
-	if err := json.Unmarshal(t.Payload(), &ev); err != nil || ev.SessionID == "" {
-		return fmt.Errorf("webhooks: unreadable task payload: %w", asynq.SkipRetry)
+	if err := json.Unmarshal(t.Payload, &ev); err != nil || ev.SessionID == "" {
+		return fmt.Errorf("webhooks: unreadable task payload: %w", jobs.ErrSkipRetry)
 	}
 	if err := s.process(ctx, ev); err != nil {
 		return err
@@ -743,12 +729,6 @@ func (s *Service) process(ctx context.Context, ev Event) error {
 	return nil
 }
 
-// retryDelay is when asynq tries a failed event task again: exponential backoff with jitter.
-func retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
-	d := min(time.Second<<min(n, 6), time.Minute)
-	return d/2 + rand.N(d/2+1)
-}
-
 // encodeEvent is an event's JSON as forwarded: no HTML escaping, no trailing newline.
 func encodeEvent(ev Event) ([]byte, error) {
 	var b bytes.Buffer
@@ -759,17 +739,6 @@ func encodeEvent(ev Event) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
-
-// asynqLogger sends asynq's logs to slog.
-type asynqLogger struct{ l *slog.Logger }
-
-func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
-func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
-func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
-func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
-
-// Fatal logs at error level; asynq calls it only when a server cannot start, which Start reports.
-func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
 
 // metrics of the package.
 type metrics struct {
