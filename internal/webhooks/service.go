@@ -369,7 +369,9 @@ func (s *Service) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
-	opts := jobs.Options{Concurrency: s.cfg.Workers, Block: s.cfg.TaskCheck, Logger: s.log.With("component", "jobs")}
+	opts := jobs.Options{Concurrency: s.cfg.Workers, Block: s.cfg.TaskCheck, Logger: s.log.With("component", "jobs"),
+		// A task stopped by this replica's shutdown is retried without counting as a failure.
+		IsFailure: func(err error) bool { return !errors.Is(err, context.Canceled) }}
 	go func() {
 		defer close(stopped)
 		_ = s.queue.Run(ctx, s.processTask, opts)
