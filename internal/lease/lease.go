@@ -45,17 +45,23 @@ func (l *Lease) Token() string { return l.token }
 // TTL is the lease's lifetime from its last renewal.
 func (l *Lease) TTL() time.Duration { return l.ttl }
 
-// Acquire takes the lease if nobody holds it; it reports whether this holder has it now (true as
-// well when this holder held it already, which is then renewed).
+var acquireScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`)
+
+// Acquire takes the lease if nobody holds it, in one round trip; it reports whether this holder
+// has it now (true as well when this holder held it already, which is then renewed).
 func (l *Lease) Acquire(ctx context.Context) (bool, error) {
-	ok, err := l.rdb.SetNX(ctx, l.key, l.token, l.ttl).Result()
+	n, err := acquireScript.Run(ctx, l.rdb, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("lease: acquire: %w", err)
 	}
-	if ok {
-		return true, nil
-	}
-	return l.Renew(ctx)
+	return n == 1, nil
 }
 
 var renewScript = redis.NewScript(`

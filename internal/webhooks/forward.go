@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 )
 
@@ -93,41 +94,30 @@ func (f *forwarder) start(ctx context.Context, sid string) {
 		f.mu.Unlock()
 		<-f.slots
 	}
-	token := newToken()
-	ok, err := f.s.cfg.Redis.SetNX(ctx, f.s.k.outboxLock(sid), token, f.s.cfg.DrainLease).Result()
+	lock := lease.New(f.s.cfg.Redis, f.s.k.outboxLock(sid), f.s.cfg.DrainLease)
+	ok, err := lock.Acquire(ctx)
 	if err != nil || !ok {
 		done()
 		return
 	}
 	f.wg.Go(func() {
 		defer done()
-		f.drain(ctx, sid, token)
+		f.drain(ctx, sid, lock)
 	})
 }
 
 // drain delivers the session's events in outbox order until the outbox is empty, the lock is lost
 // or ctx ends. The lock is renewed meanwhile and released on the way out.
-func (f *forwarder) drain(parent context.Context, sid, token string) {
+func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 	s := f.s
-	lock := s.k.outboxLock(sid)
+	lock, token := l.Key(), l.Token()
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	var keeper sync.WaitGroup
 	keeper.Go(func() {
-		t := time.NewTicker(s.cfg.DrainLease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				n, err := extendScript.Run(ctx, s.cfg.Redis, []string{lock}, token, s.cfg.DrainLease.Milliseconds()).Int()
-				if err == nil && n == 0 {
-					s.log.Warn("event forwarder: lost the outbox lock", "sessionId", sid)
-					cancel()
-					return
-				}
-			}
+		if err := l.Keep(ctx); err != nil {
+			s.log.Warn("event forwarder: lost the outbox lock", "sessionId", sid)
+			cancel()
 		}
 	})
 	released := false
@@ -136,7 +126,7 @@ func (f *forwarder) drain(parent context.Context, sid, token string) {
 		keeper.Wait()
 		if !released {
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = releaseScript.Run(rctx, s.cfg.Redis, []string{lock}, token).Err()
+			_ = l.Release(rctx)
 			rcancel()
 		}
 	}()

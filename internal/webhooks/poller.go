@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -15,13 +16,15 @@ import (
 // LeaderLease/3 and, while it holds it, lists the sessions every PollInterval.
 type poller struct {
 	s      *Service
-	token  string
+	lease  *lease.Lease
 	leader atomic.Bool
 	// renewedAt is when the lease was last taken or renewed (only the run goroutine touches it).
 	renewedAt time.Time
 }
 
-func newPoller(s *Service) *poller { return &poller{s: s, token: newToken()} }
+func newPoller(s *Service) *poller {
+	return &poller{s: s, lease: lease.New(s.cfg.Redis, s.k.leader(), s.cfg.LeaderLease)}
+}
 
 func (p *poller) isLeader() bool { return p.leader.Load() }
 
@@ -58,7 +61,7 @@ func (p *poller) run(ctx context.Context) {
 				stopPolling()
 				polls.Wait()
 				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = releaseScript.Run(rctx, s.cfg.Redis, []string{s.k.leader()}, p.token).Err()
+				_ = p.lease.Release(rctx)
 				cancel()
 				p.leader.Store(false)
 				s.m.leader.Set(0)
@@ -74,21 +77,19 @@ func (p *poller) run(ctx context.Context) {
 // leads now. After a Redis failure a leader keeps leading only while its lease cannot have
 // expired.
 func (p *poller) holdLease(ctx context.Context) bool {
-	s := p.s
-	lease := s.cfg.LeaderLease
 	if p.leader.Load() {
-		n, err := extendScript.Run(ctx, s.cfg.Redis, []string{s.k.leader()}, p.token, lease.Milliseconds()).Int()
+		ok, err := p.lease.Renew(ctx)
 		switch {
-		case err == nil && n == 1:
+		case err == nil && ok:
 			p.renewedAt = time.Now()
 			return true
 		case err == nil:
 			return false
 		default:
-			return time.Since(p.renewedAt) < lease/2
+			return time.Since(p.renewedAt) < p.lease.TTL()/2
 		}
 	}
-	ok, err := s.cfg.Redis.SetNX(ctx, s.k.leader(), p.token, lease).Result()
+	ok, err := p.lease.Acquire(ctx)
 	if err != nil || !ok {
 		return false
 	}

@@ -90,18 +90,6 @@ redis.call('SREM', KEYS[3], ARGV[2])
 return 1
 `)
 
-// releaseScript deletes a lease (an outbox lock, the poller's leadership) if the token holds it.
-var releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
-
-// extendScript renews a lease for ARGV[2] ms if the token ARGV[1] still holds it.
-var extendScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) end
-return 0
-`)
-
 // replayScript moves a dead letter back to the tail of its session's outbox.
 // KEYS: dead hash, dead index, outbox, pending set. ARGV: id, session id, event JSON.
 // Answers 1 when moved, 0 when there is no such dead letter.
