@@ -134,7 +134,9 @@ func TestSyncCancel(t *testing.T) {
 		t.Errorf("canceling a canceled job: %v", err)
 	}
 
-	// A queued job (no worker here) ends at once.
+	// A queued job (no worker here) ends at once. The first engine's workers stop first: they share
+	// the queue and take a new task as soon as it is queued.
+	e.Shutdown()
 	idle := newEngine(t, rdb, newUpstream(t, url, key, rdb), false, nil)
 	q, created, err := idle.Sync(ctx, "sales_team_x", syncjob.Request{})
 	if !errors.Is(err, upstream.ErrSessionNotFound) {
