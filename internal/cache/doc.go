@@ -2,9 +2,10 @@
 //
 // The connection (store.go): with REDIS_URL set it connects to one Redis server, a
 // Sentinel-managed master or a Redis Cluster (the URL is read by package redisurl); without it, it
-// starts an embedded in-process Redis-compatible server (miniredis) and connects to that over
-// loopback. Either way the rest of the program holds one redis.UniversalClient and only ever speaks
-// Redis, so there is a single code path to test. (The connection is to move to a package of its
+// starts an embedded in-process Redis-compatible server (miniredis) with no listener and connects
+// to it over in-memory connections (embedded.go), so no other process can reach it. Either way the
+// rest of the program holds one redis.UniversalClient and only ever speaks Redis, so there is a
+// single code path to test. (The connection is to move to a package of its
 // own.)
 //
 // The read cache (readthrough.go, upstream.go, local.go): ReadThrough keeps upstream answers in

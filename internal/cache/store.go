@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/redisurl"
@@ -19,23 +18,22 @@ type Store struct {
 	// Embedded is true when Client talks to the in-process server (single replica only).
 	Embedded bool
 
-	embedded *miniredis.Miniredis
+	embedded *embeddedStore
 }
 
-// Open connects to the Redis named by redisURL, or starts the embedded server when it is empty,
-// and checks the connection with a PING. It logs a warning when the store is embedded.
+// Open connects to the Redis named by redisURL, or starts the embedded server when it is empty
+// (in-process, with no listener: only this process can reach it), and checks the connection with a PING. It logs a warning when the store is embedded.
 func Open(ctx context.Context, redisURL string, logger *slog.Logger) (*Store, error) {
 	if redisURL == "" {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, fmt.Errorf("start embedded store: %w", err)
+		e, err := startEmbedded()
+		if err != nil {
+			return nil, err
 		}
-		logger.Warn("REDIS_URL is not set: using the embedded in-process store; run a single replica only, state is lost on restart",
-			"addr", mr.Addr())
+		logger.Warn("REDIS_URL is not set: using the embedded in-process store (no listener, reachable only by this process); run a single replica only, state is lost on restart")
 		s := &Store{
-			Client:   redis.NewUniversalClient(withTimeouts(&redis.UniversalOptions{Addrs: []string{mr.Addr()}})),
+			Client:   redis.NewUniversalClient(withTimeouts(&redis.UniversalOptions{Dialer: e.dial})),
 			Embedded: true,
-			embedded: mr,
+			embedded: e,
 		}
 		if err := s.Ping(ctx); err != nil {
 			s.Close()
@@ -77,6 +75,6 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() {
 	_ = s.Client.Close()
 	if s.embedded != nil {
-		s.embedded.Close()
+		s.embedded.close()
 	}
 }
