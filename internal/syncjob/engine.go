@@ -140,7 +140,8 @@ type Config struct {
 	SinkAttempts int
 	SinkBackoff  time.Duration
 	SinkMaxWait  time.Duration
-	// SinkClient sends the batches (default: an http.Client with a DefaultSinkTimeout timeout).
+	// SinkClient sends the batches (default: an http.Client with a DefaultSinkTimeout timeout); a
+	// copy of it that never follows redirects is used (a 3xx is a failed push).
 	SinkClient *http.Client
 
 	// OwnerLease is the lease of a runner on its job, renewed at a third of it (default 30s).

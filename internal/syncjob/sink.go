@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/noredirect"
 )
 
 // Headers of a sink delivery.
@@ -69,6 +71,8 @@ func (b Batch) encode() []byte {
 type SinkConfig struct {
 	URL    string
 	Secret string
+	// Client sends the batches (default: an http.Client with a DefaultSinkTimeout timeout); a copy
+	// of it that never follows redirects is used (a 3xx is a failed push).
 	Client *http.Client
 	// Attempts, Backoff and MaxWait: exponential backoff with full jitter, each wait at most MaxWait;
 	// a Retry-After answer is honoured up to MaxWait.
@@ -95,6 +99,7 @@ func NewSink(cfg SinkConfig) (*Sink, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: DefaultSinkTimeout}
 	}
+	cfg.Client = noredirect.Client(cfg.Client) // a redirect must not carry the signed batch elsewhere
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = DefaultSinkAttempts
 	}
@@ -187,8 +192,9 @@ var ErrRejected = errors.New("rejected for good")
 
 // PostSigned posts p.Body once with X-Gateway-Timestamp and X-Gateway-Signature. A 2xx is
 // success; 408, 425, 429 and 5xx are errors worth retrying, with the wait the CRM asked for
-// (Retry-After); other answers match ErrRejected. Errors never quote the URL, which may carry a
-// token.
+// (Retry-After); a 3xx is an error worth retrying too (client should come from noredirect, so that
+// the signed body never follows the redirect); other answers match ErrRejected. Errors never quote
+// the URL, which may carry a token, nor a redirect's Location.
 func PostSigned(ctx context.Context, client *http.Client, p SignedPost) (time.Duration, error) {
 	ts := strconv.FormatInt(p.Now.Unix(), 10)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.URL, bytes.NewReader(p.Body))
@@ -214,6 +220,8 @@ func PostSigned(ctx context.Context, client *http.Client, p SignedPost) (time.Du
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		return 0, nil
+	case code >= 300 && code < 400:
+		return 0, fmt.Errorf("the CRM answered %d, a redirect (not followed)", code)
 	case code == http.StatusRequestTimeout, code == http.StatusTooEarly, code == http.StatusTooManyRequests, code >= 500:
 		return retryAfterOf(resp.Header.Get("Retry-After")), fmt.Errorf("the CRM answered %d", code)
 	default:

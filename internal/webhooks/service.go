@@ -82,6 +82,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/jobs"
+	"github.com/inboxhub-gateway/gateway/internal/noredirect"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -161,7 +162,8 @@ type Config struct {
 	// (CRM_SIGNING_SECRET); empty: events are not forwarded.
 	EventsURL     string
 	SigningSecret string
-	// Client posts the events (default: an http.Client with a DeliverTimeout timeout).
+	// Client posts the events (default: an http.Client with a DeliverTimeout timeout); a copy of it
+	// that never follows redirects is used (a 3xx is a failed delivery).
 	Client         *http.Client
 	DeliverTimeout time.Duration
 	// Attempts is how many times an event is tried before it becomes a dead letter (default 8);
@@ -251,6 +253,7 @@ func (c *Config) defaults() error {
 	if c.Client == nil {
 		c.Client = &http.Client{Timeout: c.DeliverTimeout}
 	}
+	c.Client = noredirect.Client(c.Client) // a redirect must not carry the signed event elsewhere
 	defInt(&c.Attempts, DefaultAttempts)
 	def(&c.Backoff, DefaultBackoff)
 	def(&c.MaxBackoff, DefaultMaxBackoff)
