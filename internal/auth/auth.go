@@ -376,6 +376,9 @@ func (a *Authenticator) byJWT(token string) (Caller, *failure) {
 	if err != nil {
 		return Caller{}, a.tokenFailure(err, &claims)
 	}
+	if !datesInRange(&claims.RegisteredClaims) {
+		return Caller{}, &failure{reason: "invalid_date", bearer: true, detail: "The bearer token has a date claim (exp, nbf or iat) out of range."}
+	}
 	sub := claims.Subject
 	switch {
 	case sub == "":
@@ -384,6 +387,19 @@ func (a *Authenticator) byJWT(token string) (Caller, *failure) {
 		return Caller{}, &failure{reason: "invalid_subject", bearer: true, detail: fmt.Sprintf("The bearer token's subject (sub) must be printable text of at most %d bytes.", MaxSubjectBytes)}
 	}
 	return Caller{Name: "jwt:" + sub, Scopes: knownScopes(claims.Scope, claims.Scp), Method: MethodJWT}, nil
+}
+
+// datesInRange reports whether exp, nbf and iat, where present, are on or after 1970. golang-jwt
+// converts a date's seconds to int64 unchecked: beyond 2^63 (nbf 9e99) the conversion wraps on
+// amd64 to a date long past, so that a token "not valid before the end of time" would be valid
+// now. No date the CRM issues is before 1970.
+func datesInRange(c *jwt.RegisteredClaims) bool {
+	for _, d := range []*jwt.NumericDate{c.ExpiresAt, c.NotBefore, c.IssuedAt} {
+		if d != nil && d.Before(time.Unix(0, 0)) {
+			return false
+		}
+	}
+	return true
 }
 
 // printable reports whether s is valid UTF-8 without control characters.
