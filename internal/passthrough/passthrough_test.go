@@ -286,6 +286,7 @@ func TestRefusedWithoutReachingTheUpstream(t *testing.T) {
 		{name: "bad session id", method: "GET", path: "/api/sessions/demo$session/status", status: 400, code: "INVALID_REQUEST", detail: ""},
 		{name: "long session id", method: "GET", path: "/api/contacts/" + long, status: 400, code: "INVALID_REQUEST"},
 		{name: "bad chat id", method: "GET", path: "/api/messages/demo_session/not-a-jid", status: 400, code: "INVALID_REQUEST"},
+		{name: "dot dot inside a JID", method: "PUT", path: "/api/messages/demo_session/..@../read", status: 400, code: "INVALID_REQUEST"},
 		{name: "limit 0", method: "GET", path: "/api/contacts/demo_session?limit=0", status: 400, code: "INVALID_REQUEST"},
 		{name: "limit 500", method: "GET", path: "/api/contacts/demo_session?limit=500", status: 400, code: "INVALID_REQUEST"},
 		{name: "page text", method: "GET", path: "/api/sessions?page=two", status: 400, code: "INVALID_REQUEST"},

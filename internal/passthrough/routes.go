@@ -117,7 +117,9 @@ func paramProblem(name, value string) string {
 			return "must be a session id: 1 to 100 characters of A-Z, a-z, 0-9, _ and -, or the numeric id"
 		}
 	case "chatId", "contactId":
-		if !jidPattern.MatchString(value) && !phonePattern.MatchString(value) {
+		// ".." is refused inside a JID too: no JID has it, and a path segment holding it
+		// ("..@..") is one rewrite away from a traversal in whatever parses the path next.
+		if (!jidPattern.MatchString(value) || strings.Contains(value, "..")) && !phonePattern.MatchString(value) {
 			return "must be a WhatsApp JID such as 34600000000@s.whatsapp.net"
 		}
 	}
