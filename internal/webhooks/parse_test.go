@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -386,7 +387,12 @@ func TestVerifySignature(t *testing.T) {
 }
 
 // FuzzParse: any body gives an event of a known type with a valid session id and a well-formed
-// id, an ignored event, or an *InvalidError; never a panic.
+// id, an ignored event, or an *InvalidError with nothing parsed beside it; never a panic. What the
+// signature does not cover decides nothing the signed body says: the event's identity and id do
+// not change with X-Webhook-Timestamp, nor with X-Webhook-Session whenever the body names the
+// session (a header that disagrees with the body is refused); only a session event may take its
+// session from the header; and the same delivery always parses the same way.
+// Run: go test ./internal/webhooks -run '^$' -fuzz '^FuzzParse$' -fuzztime 2m -parallel 1
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		`{"event": "message.received", "data": {"sessionId": "abc_123", "message": {"whatsappMessageId": "X", "content": "hi"}}}`,
@@ -395,24 +401,48 @@ func FuzzParse(f *testing.F) {
 		`{"event": "message_status", "sessionId": "s_1", "data": {"id": "x", "ack": "read"}}`,
 		`{"event": "contact.updated", "data": {"sessionId": "abc", "contact": {"id": 5}}}`,
 		`{"event": "conversation.created", "data": {"sessionId": "abc", "chat": []}}`,
-		`{}`, `[]`, `"x"`, `{"data": null}`,
+		`{"event": "message.received", "sessionId": "abc_123", "sessionId": "other_1", "data": {"message": {"whatsappMessageId": "X"}}}`,
+		`{"event": "message.received", "SessionId": "abc_123", "data": {"sessionId": "other_1", "message": {"id": 1}}}`,
+		`{"event": "message.ack", "data": {"sessionId": "abc_123", "message": {"whatsappMessageId": "X", "ack": 1e400}}}`,
+		`{"event": "session.connected", "data": {"phoneNumber": "+34600000000"}}`,
+		`{}`, `[]`, `"x"`, `{"data": null}`, `{"event": "message.received"}`, "ï»¿{}",
 	} {
 		f.Add("", "", s)
 	}
 	f.Add("session.qr", "hdr_session", `{"data": {"expiresAt": 1e400}}`)
+	f.Add("message.received", "hdr_session", `{"data": {"message": {"whatsappMessageId": "X"}}}`)
+	f.Add("", "other_1", `{"event": "message.received", "data": {"sessionId": "abc_123", "message": {"whatsappMessageId": "X"}}}`)
+	f.Add("", "abc_123", `{"event": "message.received", "data": {"sessionId": "abc_123", "message": {"whatsappMessageId": "X"}}}`)
 	f.Fuzz(func(t *testing.T, hdrEvent, hdrSession, body string) {
 		p, err := Parse(hdrEvent, hdrSession, sentAt, []byte(body))
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v is not ErrInvalid", err)
 			}
+			if !reflect.DeepEqual(p, Parsed{}) {
+				t.Fatalf("a refusal came with a parsed delivery %+v", p)
+			}
 			return
+		}
+		again, err := Parse(hdrEvent, hdrSession, sentAt.Add(time.Hour), []byte(body))
+		if err != nil || again.Identity != p.Identity || again.Event.ID != p.Event.ID || again.Ignored != p.Ignored {
+			t.Fatalf("the same delivery an hour later parses as %+v (%v), not %+v", again, err, p)
 		}
 		if p.Ignored {
 			return
 		}
 		if !slices.Contains(Types, p.Event.Type) || !ValidSessionID(p.Event.SessionID) || !ValidEventID(p.Event.ID) {
 			t.Fatalf("bad event %+v", p.Event)
+		}
+		if p.SessionFromHeader {
+			if !isSessionType(p.Event.Type) || p.Event.SessionID != strings.TrimSpace(hdrSession) {
+				t.Fatalf("a %s event took its session %q from the header", p.Event.Type, p.Event.SessionID)
+			}
+		} else if strings.TrimSpace(hdrSession) != "" {
+			noHeader, err := Parse(hdrEvent, "", sentAt, []byte(body))
+			if err != nil || noHeader.Event.SessionID != p.Event.SessionID || noHeader.Identity != p.Identity {
+				t.Fatalf("X-Webhook-Session %q changed the delivery: %+v (%v), not %+v", hdrSession, noHeader, err, p)
+			}
 		}
 		if _, err := encodeEvent(p.Event); err != nil {
 			t.Fatal(err)
