@@ -16,6 +16,9 @@
 //     other JSON type makes the token invalid.
 //   - A JWT caller's name is "jwt:" followed by its "sub" claim, which is required; an API key
 //     caller's name is the key's configured name.
+//   - A JWT's claims must read one way only: a claim given twice (in any case) or a claim the
+//     gateway reads spelled in another case ("eXp", "Sub") makes the token invalid, and so does a
+//     date claim (exp, nbf, iat) before 1970 or beyond what int64 seconds hold.
 //
 // Credentials never reach a log line, an error, a metric or the context: the caller is known
 // afterwards by name only.
@@ -27,9 +30,12 @@ package auth
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +45,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 )
@@ -376,6 +383,10 @@ func (a *Authenticator) byJWT(token string) (Caller, *failure) {
 	if err != nil {
 		return Caller{}, a.tokenFailure(err, &claims)
 	}
+	if !claimsReadOneWay(token) {
+		return Caller{}, &failure{reason: "ambiguous_claims", bearer: true,
+			detail: "The bearer token's claims can be read more than one way (a claim given twice, or a claim name spelled in another case)."}
+	}
 	if !datesInRange(&claims.RegisteredClaims) {
 		return Caller{}, &failure{reason: "invalid_date", bearer: true, detail: "The bearer token has a date claim (exp, nbf or iat) out of range."}
 	}
@@ -387,6 +398,50 @@ func (a *Authenticator) byJWT(token string) (Caller, *failure) {
 		return Caller{}, &failure{reason: "invalid_subject", bearer: true, detail: fmt.Sprintf("The bearer token's subject (sub) must be printable text of at most %d bytes.", MaxSubjectBytes)}
 	}
 	return Caller{Name: "jwt:" + sub, Scopes: knownScopes(claims.Scope, claims.Scp), Method: MethodJWT}, nil
+}
+
+// claimNames are the JSON names of the claims tokenClaims reads (its json tags, those of the
+// embedded jwt.RegisteredClaims included).
+var claimNames = jsonNames(reflect.TypeFor[tokenClaims]())
+
+func jsonNames(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case f.Anonymous && f.Type.Kind() == reflect.Struct && name == "":
+			out = append(out, jsonNames(f.Type)...)
+		case name != "" && name != "-":
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// claimsReadOneWay reports whether a verified token's claims can be read one way only: no member
+// named twice, exactly or in another case (jsonbody.Check), and every claim the gateway reads
+// spelled exactly. golang-jwt decodes claims with encoding/json, which matches names without
+// regard to case and keeps the last of repeated ones: {"eXp": ...} would be an exp here and no exp
+// at all to the CRM's own JWT library, {"sub": "a", "Sub": "b"} caller b here and a there.
+func claimsReadOneWay(token string) bool {
+	parts := strings.Split(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || jsonbody.Check(payload) != nil {
+		return false
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(payload, &members) != nil {
+		return false
+	}
+	for name := range members {
+		for _, exact := range claimNames {
+			if name != exact && strings.EqualFold(name, exact) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // datesInRange reports whether exp, nbf and iat, where present, are on or after 1970. golang-jwt

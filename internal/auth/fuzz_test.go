@@ -312,3 +312,37 @@ func TestDateClaimsBeyondInt64Refused(t *testing.T) {
 		})
 	}
 }
+
+// TestAmbiguousClaimsRefused: claims that another JWT library would read differently (found by
+// FuzzJWT, testdata/fuzz/FuzzJWT) are refused: a claim name in another case, which encoding/json
+// matched to the claim, and a claim given twice.
+func TestAmbiguousClaimsRefused(t *testing.T) {
+	fx := newFixture(t)
+	a, err := New(fx.hsOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := router(&syncBuffer{}, nil, a.Middleware())
+	rest := fmt.Sprintf(`"iss":%q,"aud":%q,"iat":%d`, testIssuer, testAudience, now.Add(-time.Minute).Unix())
+	exp := now.Add(time.Hour).Unix()
+	for name, payload := range map[string]string{
+		"exp in another case":   fmt.Sprintf(`{"sub":"alice","eXp":%d,%s}`, exp, rest),
+		"sub in another case":   fmt.Sprintf(`{"SUB":"alice","exp":%d,%s}`, exp, rest),
+		"sub with a long s":     fmt.Sprintf(`{"\u017fub":"alice","exp":%d,%s}`, exp, rest),
+		"sub twice":             fmt.Sprintf(`{"sub":"alice","sub":"mallory","exp":%d,%s}`, exp, rest),
+		"sub in two cases":      fmt.Sprintf(`{"sub":"alice","Sub":"mallory","exp":%d,%s}`, exp, rest),
+		"scope in another case": fmt.Sprintf(`{"sub":"alice","exp":%d,%s,"Scope":"admin"}`, exp, rest),
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + base64.RawURLEncoding.EncodeToString([]byte(payload))
+			mac := hmac.New(sha256.New, []byte(fx.hsSecret))
+			mac.Write([]byte(in))
+			tok := in + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+			ans := do(r, http.MethodGet, "/v1/whoami", hdr("Authorization", "Bearer "+tok))
+			d := problemOf(t, ans, http.StatusUnauthorized, problem.CodeUnauthenticated)
+			if !strings.Contains(d.Detail, "more than one way") {
+				t.Errorf("detail %q", d.Detail)
+			}
+		})
+	}
+}
