@@ -213,6 +213,7 @@ func FuzzDecode(f *testing.F) {
 // members that are equal under Unicode case folding, single whether b is exactly one value.
 func foldDuplicates(b []byte) (dup, single bool) {
 	dec := stdjson.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber() // a valid number too large for float64 is one value, not an error
 	type frame struct {
 		object bool
 		names  []string
