@@ -152,6 +152,10 @@ func newEngine() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// No redirect from /x to /x/ (or back): gin builds its Location from the request target, which
+	// a caller may send in absolute form ("GET http://elsewhere/api"), so the redirect would point
+	// wherever the caller likes. A path that differs by its slash is an unknown route (404).
+	r.RedirectTrailingSlash = false
 	r.ContextWithFallback = true
 	r.NoRoute(middleware.NotFound())
 	r.NoMethod(middleware.MethodNotAllowed())

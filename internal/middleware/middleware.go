@@ -271,7 +271,9 @@ func (r problemJSON) WriteContentType(w http.ResponseWriter) {
 // NotFound answers unknown routes; MethodNotAllowed answers known routes called with another method.
 func NotFound() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		Write(c, problem.New(http.StatusNotFound, problem.CodeNotFound, "No route matches "+truncate(c.Request.Method, 16)+" "+truncate(c.Request.URL.Path, 200)+"."))
+		// The path is not repeated: it may hold a phone number or a chat id (the access log has
+		// it, masked, with the request id).
+		Write(c, problem.New(http.StatusNotFound, problem.CodeNotFound, "No route matches "+truncate(c.Request.Method, 16)+" on this path."))
 	}
 }
 

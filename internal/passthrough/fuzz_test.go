@@ -78,6 +78,7 @@ func FuzzRelayedPath(f *testing.F) {
 	r := gin.New()
 	r.ContextWithFallback = true
 	r.HandleMethodNotAllowed = true
+	r.RedirectTrailingSlash = false // as the gateway's router (handlers.newEngine)
 	r.NoRoute(middleware.NotFound())
 	r.NoMethod(middleware.MethodNotAllowed())
 	r.Use(middleware.RequestID(), middleware.Errors(slog.New(slog.DiscardHandler)), middleware.BodyLimit(1<<20))
@@ -107,10 +108,6 @@ func FuzzRelayedPath(f *testing.F) {
 		r.ServeHTTP(rec, req)
 		sent := wire.take()
 		if len(sent) == 0 {
-			if loc := rec.Header().Get("Location"); (rec.Code == http.StatusMovedPermanently || rec.Code == http.StatusTemporaryRedirect) &&
-				strings.HasPrefix(loc, "/api/") && !strings.ContainsAny(loc, `\`) {
-				return // gin's redirect of /api to /api/ (RedirectTrailingSlash), on this host
-			}
 			if rec.Code < 400 || rec.Code >= 500 || rec.Header().Get("Content-Type") != "application/problem+json" {
 				t.Fatalf("%s %q was not relayed but answered %d %q", method, target, rec.Code, rec.Header().Get("Content-Type"))
 			}

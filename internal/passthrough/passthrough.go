@@ -183,8 +183,9 @@ func (h *Handler) Handle(c *gin.Context) {
 	method := c.Request.Method
 	r, params := match(method, segs)
 	if r == nil {
+		// The path is not repeated: it may hold a phone number or a chat id.
 		middleware.Fail(c, problem.New(http.StatusNotFound, problem.CodeNotFound,
-			fmt.Sprintf("%s %s is not available through the gateway.", truncate(method, 16), truncate(c.Request.URL.Path, 200))))
+			truncate(method, 16)+" on this path is not available through the gateway (the API reference lists the relayed routes)."))
 		return
 	}
 	if !caller.Has(r.Scope) {
