@@ -14,10 +14,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,9 +124,53 @@ func RedactQuery(raw string) string {
 	return q.Encode()
 }
 
-// AccessLog writes one JSON line per request: method, route, path, redacted query, status,
-// duration, size, request id and caller name. It never logs request headers or bodies, so
-// Authorization, X-API-Key, cookies, passwords and tokens cannot reach the log.
+// MaskPath returns a request path fit for a log line: every run of digits becomes "#" and the
+// part of a segment before an "@" (a WhatsApp JID's user: a phone number, a group or lid id)
+// becomes "*", so that phone numbers and JIDs, however they are formatted, never reach a log,
+// while the path's shape (and literal segments such as session names) still shows what was asked.
+// Only an API version segment ("v1") keeps its digits.
+func MaskPath(p string) string {
+	if !strings.ContainsFunc(p, func(r rune) bool { return r == '@' || unicode.IsDigit(r) }) {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if apiVersion.MatchString(s) {
+			continue
+		}
+		if at := strings.LastIndexByte(s, '@'); at >= 0 {
+			s = "*" + s[at:]
+		}
+		segs[i] = maskDigits(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+// apiVersion is a path segment naming an API version, the one segment whose digits are kept.
+var apiVersion = regexp.MustCompile(`^v[0-9]$`)
+
+// maskDigits replaces every run of digits in s (any script's, so full-width digits too) by "#".
+func maskDigits(s string) string {
+	var b strings.Builder
+	inRun := false
+	for _, r := range s {
+		if unicode.IsDigit(r) {
+			if !inRun {
+				b.WriteByte('#')
+			}
+			inRun = true
+			continue
+		}
+		inRun = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// AccessLog writes one JSON line per request: method, route (the pattern), path (masked by
+// MaskPath: no phone numbers or JIDs), redacted query, status, duration, size, request id and
+// caller name. It never logs request headers or bodies, so Authorization, X-API-Key, cookies,
+// passwords and tokens cannot reach the log.
 func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
@@ -141,7 +187,7 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 			slog.String("requestId", RequestIDOf(c)),
 			slog.String("method", c.Request.Method),
 			slog.String("route", routeOf(c)),
-			slog.String("path", c.Request.URL.Path),
+			slog.String("path", MaskPath(c.Request.URL.Path)),
 			slog.Int("status", status),
 			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
 			slog.Int("bytes", max(c.Writer.Size(), 0)),
