@@ -2221,7 +2221,7 @@ const docTemplate = `{
                         }
                     },
                     "403": {
-                        "description": "FORBIDDEN: needs sync",
+                        "description": "FORBIDDEN: needs sync and messages:read",
                         "schema": {
                             "$ref": "#/definitions/problem.Details"
                         }
@@ -2234,7 +2234,8 @@ const docTemplate = `{
                     }
                 },
                 "x-scopes": [
-                    "sync"
+                    "sync",
+                    "messages:read"
                 ]
             }
         },

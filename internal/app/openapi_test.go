@@ -238,17 +238,26 @@ func checkErrorAnswers(t *testing.T, o docOperation) {
 // TestOpenAPISecurityMatchesTheRouter asks a whole replica, for every documented operation,
 // what it really requires, and holds the document to it: a request without credentials is
 // refused with 401 and a challenge for both schemes exactly where the document declares
-// security, and a caller without the scope gets 403 naming exactly the scope x-scopes
-// declares. The requests use the document's parameter examples.
+// security, and for each scope x-scopes declares, a caller holding every scope but that one gets
+// 403 naming it. The requests use the document's parameter examples.
 func TestOpenAPISecurityMatchesTheRouter(t *testing.T) {
 	doc := loadOpenAPI(t)
-	adminKey, syncKey := "test-admin-only-"+randHex(12), "test-sync-only-"+randHex(12)
+	// allBut[s] is a key holding every scope except s.
+	allBut := map[string]string{}
+	entries := []string{fmt.Sprintf(`{"name": "test-crm", "key": %q, "scopes": ["%s"]}`, callerKey, strings.Join(config.Scopes, `","`))}
+	for _, missing := range config.Scopes {
+		allBut[missing] = "test-all-but-" + randHex(12)
+		var held []string
+		for _, s := range config.Scopes {
+			if s != missing {
+				held = append(held, `"`+s+`"`)
+			}
+		}
+		entries = append(entries, fmt.Sprintf(`{"name": "test-all-but-%s", "key": %q, "scopes": [%s]}`,
+			strings.ReplaceAll(missing, ":", "-"), allBut[missing], strings.Join(held, ",")))
+	}
 	keys := filepath.Join(t.TempDir(), "keys.json")
-	body := fmt.Sprintf(`[{"name": "test-crm", "key": %q, "scopes": [%s]},
-		{"name": "test-admin", "key": %q, "scopes": ["admin"]},
-		{"name": "test-sync", "key": %q, "scopes": ["sync"]}]`,
-		callerKey, `"`+strings.Join(config.Scopes, `","`)+`"`, adminKey, syncKey)
-	if err := os.WriteFile(keys, []byte(body), 0o600); err != nil {
+	if err := os.WriteFile(keys, []byte("["+strings.Join(entries, ",\n")+"]"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := startV1(t, map[string]string{"GATEWAY_API_KEYS_FILE": keys}).gw
@@ -270,20 +279,23 @@ func TestOpenAPISecurityMatchesTheRouter(t *testing.T) {
 			continue // the passthrough's scope depends on the upstream route; its own tests check it
 		}
 		scopes, _ := o.op.Extensions["x-scopes"].([]any)
-		if len(scopes) != 1 {
-			t.Errorf("%s: x-scopes = %v, want the one scope the route needs", o, o.op.Extensions["x-scopes"])
+		if len(scopes) == 0 {
+			t.Errorf("%s: x-scopes = %v, want the scopes the route needs", o, o.op.Extensions["x-scopes"])
 			continue
 		}
-		key := adminKey // holds only admin: refused on every other route
-		if scopes[0] == "admin" {
-			key = syncKey
-		}
-		status, _, answer := call(t, o.method, url, map[string]string{"X-API-Key": key})
-		var d problem.Details
-		_ = json.Unmarshal([]byte(answer), &d)
-		want := fmt.Sprintf("needs the scope %q", scopes[0])
-		if status != http.StatusForbidden || !strings.Contains(d.Detail, want) {
-			t.Errorf("%s with a key lacking %s = %d %s; the document says it %s", o, scopes[0], status, answer, want)
+		for _, scope := range scopes {
+			key, known := allBut[fmt.Sprint(scope)]
+			if !known {
+				t.Errorf("%s: x-scopes names %v, which is no scope", o, scope)
+				continue
+			}
+			status, _, answer := call(t, o.method, url, map[string]string{"X-API-Key": key})
+			var d problem.Details
+			_ = json.Unmarshal([]byte(answer), &d)
+			want := fmt.Sprintf("needs the scope %q", scope)
+			if status != http.StatusForbidden || !strings.Contains(d.Detail, want) {
+				t.Errorf("%s with a key holding every scope but %s = %d %s; the document says it %s", o, scope, status, answer, want)
+			}
 		}
 	}
 }

@@ -101,7 +101,8 @@ type syncHandlers struct {
 }
 
 // registerSync adds the sync routes to the /v1 group: POST and DELETE and the reads all need the
-// sync scope.
+// sync scope; the items route, which answers contacts, chats and messages themselves, needs
+// messages:read as well (sync alone starts and follows jobs, it reads no message).
 func registerSync(v1 *gin.RouterGroup, require func(scope string) gin.HandlerFunc, jobs SyncJobs, streams *Streams) {
 	syncHandlers{jobs: jobs, poll: sseDefaultPoll, heartbeat: sseDefaultHeartbeat, streams: streams}.register(v1, require)
 }
@@ -117,7 +118,7 @@ func (h syncHandlers) register(v1 *gin.RouterGroup, require func(scope string) g
 	v1.GET("/sync-jobs/:jobId", require("sync"), h.get)
 	v1.DELETE("/sync-jobs/:jobId", require("sync"), h.cancel)
 	v1.GET("/sync-jobs/:jobId/events", require("sync"), h.events)
-	v1.GET("/sync-jobs/:jobId/items/:resource", require("sync"), h.items)
+	v1.GET("/sync-jobs/:jobId/items/:resource", require("sync"), require("messages:read"), h.items)
 }
 
 // jobIDPattern is the job id the routes accept (the engine makes UUIDs).
@@ -366,7 +367,7 @@ func (h syncHandlers) cancel(c *gin.Context) {
 //	@Produce		json
 //	@Security		ApiKey
 //	@Security		BearerJWT
-//	@x-scopes		["sync"]
+//	@x-scopes		["sync", "messages:read"]
 //	@Param			jobId		path		string	true	"Job id"
 //	@Param			resource	path		string	true	"contacts, chats or messages"	Enums(contacts, chats, messages)
 //	@Param			cursor		query		string	false	"nextCursor of the previous page; omit for the first"
@@ -374,7 +375,7 @@ func (h syncHandlers) cancel(c *gin.Context) {
 //	@Success		200			{object}	SyncItemsAnswer
 //	@Failure		400			{object}	problem.Details	"INVALID_REQUEST"
 //	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
-//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs sync"
+//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs sync and messages:read"
 //	@Failure		404			{object}	problem.Details	"JOB_NOT_FOUND, or NOT_FOUND when the items expired"
 //	@Router			/v1/sync-jobs/{jobId}/items/{resource} [get]
 func (h syncHandlers) items(c *gin.Context) {
