@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -43,12 +42,14 @@ func WithLimiterKeyPrefix(p string) LimiterOption {
 }
 
 // CallerLimiter limits each authenticated caller to a rate "N/duration (burst up to N)", shared by
-// every replica through Redis (quota.Keyed: GCRA on the Redis clock). When Redis fails it lets
-// requests through (fail open), logging the failure and counting it, rather than refusing every
-// caller: the limit protects the gateway from a runaway client, and the upstream quota is enforced
-// separately.
+// every replica through Redis (quota.Keyed: GCRA on the Redis clock). While Redis fails, each
+// replica limits each caller on its own to the same rate (quota.LocalKeyed, at most
+// quota.DefaultLocalKeys callers remembered, least recently used forgotten first): a fleet of R
+// replicas then admits a caller up to R times its rate, rather than without limit or not at all.
+// It goes back to Redis as soon as Redis answers; the failures are logged and counted.
 type CallerLimiter struct {
 	keyed   *quota.Keyed
+	local   *quota.LocalKeyed
 	invalid error
 	rate    config.Rate
 	policy  string
@@ -57,8 +58,7 @@ type CallerLimiter struct {
 	reg      prometheus.Registerer
 	log      *slog.Logger
 	limited  *prometheus.CounterVec
-	errors   prometheus.Counter
-	degraded atomic.Bool
+	fallback fallback
 
 	// leaseSize places are taken from Redis at a time and spent locally (see lease).
 	leaseSize int
@@ -110,6 +110,10 @@ func NewCallerLimiter(rdb redis.UniversalClient, rate config.Rate, opts ...Limit
 		l.log = slog.New(slog.DiscardHandler)
 	}
 	l.keyed, l.invalid = quota.NewKeyed(rdb, rate, l.prefix)
+	if l.invalid == nil {
+		l.local, l.invalid = quota.NewLocalKeyed(rate, quota.DefaultLocalKeys)
+	}
+	l.fallback = fallback{what: "per-caller rate limits", log: l.log}
 	l.leaseSize = leaseSizeFor(rate)
 	if l.invalid != nil {
 		l.log.Error("per-caller rate limit is invalid: every request will be refused", "rate", rate.String(), "error", l.invalid)
@@ -129,12 +133,12 @@ func NewCallerLimiter(rdb redis.UniversalClient, rate config.Rate, opts ...Limit
 			l.log.Error("caller limiter metrics not registered", "error", err)
 			l.limited = nil
 		}
-		if l.errors, err = register(l.reg, prometheus.NewCounter(prometheus.CounterOpts{
+		if l.fallback.errors, err = register(l.reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "caller_rate_limit_errors_total",
-			Help: "Per-caller rate-limit decisions that failed because Redis did not answer; such requests are let through.",
+			Help: "Per-caller rate-limit decisions Redis did not answer; this replica decided them alone, at the same rate.",
 		})); err != nil {
 			l.log.Error("caller limiter metrics not registered", "error", err)
-			l.errors = nil
+			l.fallback.errors = nil
 		}
 	}
 	return l
@@ -162,18 +166,17 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 			return
 		}
 		// Method and name together: an API key named like a JWT subject never shares its budget.
-		d, err := l.allow(c.Request.Context(), caller.Method+"/"+caller.Name)
-		if err != nil {
-			if c.Request.Context().Err() != nil {
-				c.Abort() // the caller went away; nobody reads the answer
-				return
-			}
-			l.failedOpen(c, err)
-			c.Next()
+		key := caller.Method + "/" + caller.Name
+		d, err := l.allow(c.Request.Context(), key)
+		switch {
+		case err != nil && c.Request.Context().Err() != nil:
+			c.Abort() // the caller went away; nobody reads the answer
 			return
-		}
-		if l.degraded.CompareAndSwap(true, false) {
-			l.log.Info("per-caller rate limits: Redis is back; limiting again")
+		case err != nil:
+			l.fallback.failed(middleware.RequestIDOf(c), err)
+			d = l.local.AllowN(key, 1, time.Now())
+		default:
+			l.fallback.ok()
 		}
 		h := c.Writer.Header()
 		h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
@@ -194,8 +197,6 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 	}
 }
 
-// failedOpen records a Redis failure; the request goes on unlimited. The first failure after a
-// success is logged at warning level, the rest are counted only, so an outage does not flood the log.
 // allow spends a place of the caller's current lease. When the lease runs low, the next one is
 // taken in the background, so that requests do not queue behind the Redis round trip; only a
 // caller with no place left waits for Redis (and then takes a lease, or a single place when a
@@ -267,16 +268,6 @@ func (ls *lease) add(n int, d quota.KeyedDecision, now time.Time) {
 	}
 	ls.remaining += n
 	ls.expires, ls.last = now.Add(leaseTTL), d
-}
-
-func (l *CallerLimiter) failedOpen(c *gin.Context, err error) {
-	if l.errors != nil {
-		l.errors.Inc()
-	}
-	if l.degraded.CompareAndSwap(false, true) {
-		l.log.Warn("per-caller rate limits: Redis failed; letting requests through unlimited until it is back",
-			"requestId", middleware.RequestIDOf(c), "error", err)
-	}
 }
 
 // ceilSeconds rounds d up to whole seconds.

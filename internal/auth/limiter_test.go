@@ -109,25 +109,38 @@ func deadRedis() *redis.Client {
 		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 }
 
-func TestCallerLimiterFailsOpen(t *testing.T) {
+// TestCallerLimiterLimitsLocallyWithoutRedis: with Redis unreachable, each caller still gets
+// only its rate (on this replica), with the usual 429 and headers, instead of no limit at all.
+func TestCallerLimiterLimitsLocallyWithoutRedis(t *testing.T) {
 	f := newFixture(t)
 	rdb := deadRedis()
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
-	l := NewCallerLimiter(rdb, config.Rate{N: 1, Per: time.Hour}, WithLimiterMetrics(reg), WithLimiterLogger(newLogger(logs)))
+	l := NewCallerLimiter(rdb, config.Rate{N: 2, Per: time.Hour}, WithLimiterMetrics(reg), WithLimiterLogger(newLogger(logs)))
 	r := limitedRouter(t, f, l)
-	for i := range 3 {
-		a := do(r, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey))
-		if a.status != http.StatusOK {
-			t.Fatalf("request %d with Redis down: status %d, want 200 (fail open)", i+1, a.status)
-		}
-		if a.header.Get("RateLimit-Limit") != "" {
-			t.Errorf("RateLimit-Limit %q without a decision", a.header.Get("RateLimit-Limit"))
+	crm := hdr("X-API-Key", f.readKey)
+	for i := range 2 {
+		a := do(r, http.MethodGet, "/v1/whoami", crm)
+		if a.status != http.StatusOK || a.header.Get("RateLimit-Limit") != "2" || a.header.Get("RateLimit-Remaining") != strconv.Itoa(1-i) {
+			t.Fatalf("request %d with Redis down: status %d, RateLimit-Limit %q, Remaining %q; want 200, 2, %d",
+				i+1, a.status, a.header.Get("RateLimit-Limit"), a.header.Get("RateLimit-Remaining"), 1-i)
 		}
 	}
-	if got := metricValue(t, reg, "caller_rate_limit_errors_total", nil); got != 3 {
-		t.Errorf("caller_rate_limit_errors_total = %v, want 3", got)
+	a := do(r, http.MethodGet, "/v1/whoami", crm)
+	problemOf(t, a, http.StatusTooManyRequests, problem.CodeRateLimited)
+	if retry, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || retry < 1790 || retry > 1800 {
+		t.Errorf("Retry-After %q, want about 1800 (one request's worth of 2/1h)", a.header.Get("Retry-After"))
+	}
+	if l := leaks(a.body, f.readKey); l != nil {
+		t.Error("the 429 repeats the key")
+	}
+	// Another caller has its own local budget.
+	if a := do(r, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.adminKey)); a.status != http.StatusOK {
+		t.Errorf("another caller with Redis down: %d, want 200", a.status)
+	}
+	if got := metricValue(t, reg, "caller_rate_limit_errors_total", nil); got != 4 {
+		t.Errorf("caller_rate_limit_errors_total = %v, want 4", got)
 	}
 	if n := strings.Count(logs.String(), "Redis failed"); n != 1 {
 		t.Errorf("%d warnings about Redis, want 1:\n%s", n, logs.String())
@@ -164,7 +177,7 @@ func TestCallerLimiterRedisOutageAndReturn(t *testing.T) {
 		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 	defer rdb.Close()
 	logs := &syncBuffer{}
-	r := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{N: 2, Per: time.Hour}, WithLimiterLogger(newLogger(logs))))
+	r := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{N: 3, Per: time.Hour}, WithLimiterLogger(newLogger(logs))))
 	crm := hdr("X-API-Key", f.readKey)
 	statuses := func(n int) []int {
 		var out []int
@@ -173,28 +186,29 @@ func TestCallerLimiterRedisOutageAndReturn(t *testing.T) {
 		}
 		return out
 	}
-	// (A caller refused before the outage stays refused until its Retry-After, Redis or not: the
-	// replica remembers the refusal. So the budget is not used up here.)
+	// One of three places taken in Redis.
 	if got := statuses(1); !slices.Equal(got, []int{http.StatusOK}) {
 		t.Fatalf("with Redis up: %v, want [200]", got)
 	}
+	// Redis down: the replica's own bucket of the same rate, fresh.
 	srv.Stop()
-	if got := statuses(4); !slices.Equal(got, []int{200, 200, 200, 200}) {
-		t.Fatalf("with Redis down: %v, want every request through", got)
+	if got := statuses(5); !slices.Equal(got, []int{200, 200, 200, 429, 429}) {
+		t.Fatalf("with Redis down: %v, want the rate's burst of 3 then 429", got)
 	}
+	// Redis back (restarted empty): the decisions are Redis' again, where the caller has a fresh
+	// bucket of which the request that sees Redis answer takes one; the local bucket, spent, would
+	// refuse.
 	srv.Restart(t)
 	deadline := time.Now().Add(5 * time.Second)
-	for do(r, http.MethodGet, "/v1/whoami", crm).header.Get("RateLimit-Limit") == "" {
+	for !strings.Contains(logs.String(), "Redis is back") {
 		if time.Now().After(deadline) {
-			t.Fatal("no limiting 5s after Redis came back")
+			t.Fatalf("Redis not used again 5s after it came back:\n%s", logs.String())
 		}
+		do(r, http.MethodGet, "/v1/whoami", crm)
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := statuses(2); !slices.Equal(got, []int{http.StatusOK, http.StatusTooManyRequests}) {
-		t.Errorf("after Redis came back (one request counted): %v, want [200 429]", got)
-	}
-	if !strings.Contains(logs.String(), "Redis is back") {
-		t.Errorf("no log line about Redis coming back:\n%s", logs.String())
+	if got := statuses(3); !slices.Equal(got, []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests}) {
+		t.Errorf("after Redis came back: %v, want [200 200 429] (the rest of the Redis bucket, then none)", got)
 	}
 }
 

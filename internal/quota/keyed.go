@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"time"
@@ -25,10 +26,28 @@ const DefaultKeyedPrefix = "inboxhub-gateway:keyed:"
 type Keyed struct {
 	rdb    redis.UniversalClient
 	script *redis.Script
+	peek   *redis.Script
 	prefix string
 	rate   Rate
+	keyedParams
+}
+
+// keyedParams are a per-key rate's GCRA parameters, shared by Keyed and LocalKeyed.
+type keyedParams struct {
 	burst  int
 	T, tau int64 // µs
+}
+
+// keyedParamsOf computes the parameters of a valid, limited rate: T = Per/N, tau = (b-1)*T.
+func keyedParamsOf(r Rate) keyedParams {
+	p := keyedParams{burst: r.Burst}
+	if p.burst == 0 {
+		p.burst = r.N
+	}
+	per := r.Per.Microseconds()
+	p.T = max((per+int64(r.N)-1)/int64(r.N), 1)
+	p.tau = int64(p.burst-1) * p.T
+	return p
 }
 
 // KeyedDecision is the answer to one request of a key, with what rate-limit headers report.
@@ -55,17 +74,11 @@ func NewKeyed(rdb redis.UniversalClient, r Rate, prefix string) (*Keyed, error) 
 	if prefix == "" {
 		prefix = DefaultKeyedPrefix
 	}
-	k := &Keyed{rdb: rdb, script: redis.NewScript(gcraSource), prefix: prefix, rate: r}
+	k := &Keyed{rdb: rdb, script: redis.NewScript(gcraSource), peek: redis.NewScript(gcraPeekSource), prefix: prefix, rate: r}
 	if r.Unlimited() {
 		return k, nil
 	}
-	k.burst = r.Burst
-	if k.burst == 0 {
-		k.burst = r.N
-	}
-	per := r.Per.Microseconds()
-	k.T = max((per+int64(r.N)-1)/int64(r.N), 1)
-	k.tau = int64(k.burst-1) * k.T
+	k.keyedParams = keyedParamsOf(r)
 	return k, nil
 }
 
@@ -113,4 +126,23 @@ func (k *Keyed) AllowN(ctx context.Context, key string, n int) (KeyedDecision, e
 		d.Remaining = min(int(slack/k.T)+1, k.burst)
 	}
 	return d, nil
+}
+
+//go:embed gcra_peek.lua
+var gcraPeekSource string
+
+// Wait says how long until key would be admitted one request, without counting one: zero when it
+// would be admitted now. A Redis failure is an error, as for AllowN.
+func (k *Keyed) Wait(ctx context.Context, key string) (time.Duration, error) {
+	if k.rate.Unlimited() {
+		return 0, nil
+	}
+	wait, err := k.peek.Run(ctx, k.rdb, []string{k.prefix + key}, k.tau).Int64()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("quota: %w", ctx.Err())
+		}
+		return 0, fmt.Errorf("quota: redis: %w", err)
+	}
+	return time.Duration(max(wait, 0)) * time.Microsecond, nil
 }

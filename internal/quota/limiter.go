@@ -5,7 +5,8 @@
 // interactive calls, so that a background sync never starves the CRM's clicks.
 //
 // Limiter implements upstream.Limiter. Keyed applies the same script to a rate per key (the
-// per-caller limit of package auth).
+// per-caller limit and the failed-authentication throttle of package auth); LocalKeyed decides
+// the same per-key rate in process, in a bounded memory, for when Redis does not answer.
 //
 // It must not admit more calls than the configured limits in any window, whatever the number of
 // replicas, nor report a Redis failure as a rate limit: without Redis it fails with an error, or
