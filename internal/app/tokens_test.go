@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strings"
@@ -351,4 +352,66 @@ func firstNot(as []answer, status int) answer {
 		}
 	}
 	return answer{}
+}
+
+// TestRouteUnauthorizedBurnsNoLogin: a token the upstream really revoked is replaced exactly once
+// for the fleet; then the upstream answers 401 on one relayed route while the new token is valid
+// (the simulator's injected fault). However many callers repeat that request on two replicas, no
+// login or refresh happens and the token stays; each replica confirms with the profile route at
+// most once.
+func TestRouteUnauthorizedBurnsNoLogin(t *testing.T) {
+	creds := newCreds()
+	s, simURL := startSim(t, creds, sim.Options{})
+	redisURL := redistest.URL(t)
+	fleet := []*gateway{
+		startGateway(t, simURL, creds, redisURL, nil),
+		startGateway(t, simURL, creds, redisURL, nil),
+	}
+	for _, g := range fleet {
+		if a := g.get(t, "/api/sessions"); a.status != http.StatusOK {
+			t.Fatalf("warm-up = %d %s", a.status, a.body)
+		}
+	}
+	contacts := func(i int) string { return fmt.Sprintf("/api/contacts/demo_session?limit=1&page=%d", i+1) }
+
+	// A real revocation: the token is replaced exactly once for the fleet, and callers get 200.
+	before := s.Counters()
+	s.RevokeAllTokens()
+	answers := burstPaths(t, fleet, 100, contacts)
+	if got := statuses(answers); got[http.StatusOK] != 100 {
+		t.Fatalf("after revocation: answers by status = %v; first: %+v", got, firstNot(answers, 200))
+	}
+	after := s.Counters()
+	if reauth := (after.Logins - before.Logins) + (after.Refreshes - before.Refreshes); reauth != 1 {
+		t.Errorf("re-authentications after a revocation = %d (logins +%d, refreshes +%d), want exactly 1",
+			reauth, after.Logins-before.Logins, after.Refreshes-before.Refreshes)
+	}
+
+	// Route-specific 401s on the new, valid token.
+	gen := fleet[0].app.Tokens.Status().Generation
+	before = s.Counters()
+	s.SetFaults(sim.Faults{RouteStatus: map[string]int{"GET /api/contacts/{sessionId}": http.StatusUnauthorized}})
+	answers = burstPaths(t, fleet, 100, func(i int) string { return contacts(1000 + i) })
+	for i := range 20 {
+		answers = append(answers, fleet[i%2].get(t, contacts(2000+i)))
+	}
+	if got := statuses(answers); got[http.StatusOK] != 0 || got[-1] != 0 {
+		t.Fatalf("answers by status = %v, want every one refused", got)
+	}
+	after = s.Counters()
+	if l, r := after.Logins+after.LoginFailures-before.Logins-before.LoginFailures,
+		after.Refreshes+after.RefreshFailures-before.Refreshes-before.RefreshFailures; l != 0 || r != 0 {
+		t.Errorf("route-specific 401s caused %d logins and %d refreshes, want none", l, r)
+	}
+	if checks := after.Requests["GET /api/auth/profile"] - before.Requests["GET /api/auth/profile"]; checks < 1 || checks > int64(len(fleet)) {
+		t.Errorf("%d profile checks, want 1 to %d (at most one per replica for the generation)", checks, len(fleet))
+	}
+	for _, g := range fleet {
+		if st := g.app.Tokens.Status(); st.Generation != gen || st.State != tokens.StateValid {
+			t.Errorf("token after route 401s: generation %d (was %d), state %s", st.Generation, gen, st.State)
+		}
+	}
+	if a := fleet[1].get(t, "/api/sessions"); a.status != http.StatusOK {
+		t.Fatalf("another route after the 401s = %d %s", a.status, a.body)
+	}
 }

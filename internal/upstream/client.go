@@ -3,8 +3,10 @@
 // Every call goes through one pipeline: a circuit breaker (checked first, so that an open breaker
 // spends no quota), the shared quota (Limiter), a per-attempt timeout, retries of idempotent
 // requests with backoff and jitter, credentials injection (X-API-Key always, a bearer token when a
-// TokenProvider is configured), one retry with a fresh token after a 401, and the translation of
-// error answers into *Error values that match the sentinel errors of contract.go with errors.Is.
+// TokenProvider is configured), one retry with a fresh token after a 401 that the profile route
+// confirms is about the token (one check per token generation, tokencheck.go), and the
+// translation of error answers into *Error values that match the sentinel errors of contract.go
+// with errors.Is.
 //
 // No credential, token or request body ever appears in an error string or a log line.
 //
@@ -154,6 +156,7 @@ type Client struct {
 
 	ids       *sessionIDs
 	resolving singleflight.Group
+	checks    tokenChecks // 401s confirmed before the token is dropped (tokencheck.go)
 }
 
 // New returns a client of the upstream at baseURL (for example https://api.inbox-hub.com, without

@@ -77,14 +77,16 @@ func TestUnauthorizedRetriesOnceWithNewToken(t *testing.T) {
 		name         string
 		accept       string // the token the fake accepts; "" = none
 		code         string
+		profileOK    bool // the profile route accepts tok-1: the 401 is the route's own
 		want         error
 		wantHits     int
 		wantRejected []AccessToken
 	}{
-		{name: "new token works", accept: "tok-2", code: "INVALID_TOKEN", wantHits: 2,
+		{name: "new token works", accept: "tok-2", code: "INVALID_TOKEN", wantHits: 3,
 			wantRejected: []AccessToken{{Value: "tok-1", Generation: 1}}},
-		{name: "second 401", code: "INVALID_TOKEN", want: ErrUnauthorized, wantHits: 2,
+		{name: "second 401", code: "INVALID_TOKEN", want: ErrUnauthorized, wantHits: 3,
 			wantRejected: []AccessToken{{Value: "tok-1", Generation: 1}}},
+		{name: "route's own 401: token kept", code: "INVALID_TOKEN", profileOK: true, want: ErrUnauthorized, wantHits: 2},
 		{name: "api key rejected: token kept", code: "INVALID_API_KEY", want: ErrAuthFailed, wantHits: 1},
 	}
 	for _, tt := range tests {
@@ -97,6 +99,11 @@ func TestUnauthorizedRetriesOnceWithNewToken(t *testing.T) {
 				}
 				writeJSON(w, 401, fail(tt.code, "no"))
 			})
+			if tt.profileOK {
+				profileAccepts(f, "tok-1")
+			} else {
+				profileAccepts(f)
+			}
 			tokens := newTokens("tok-1", "tok-2")
 			c := f.client(WithTokens(tokens))
 			_, err := c.Contacts(context.Background(), "abc_123", ListParams{})

@@ -44,8 +44,9 @@ func (a *answer) ok() bool { return a.status >= 200 && a.status < 300 }
 const drainLimit = 64 << 10
 
 // exec runs a call: token, attempts with retries, and one more round with a fresh token after a
-// 401. It returns 2xx answers (and, for raw calls, every answer but a 401); any other answer
-// becomes an *Error.
+// 401 that the profile route confirms is about the token (tokencheck.go); a 401 it does not
+// confirm leaves the token alone and is the call's answer. It returns 2xx answers (and, for raw
+// calls, every answer but a 401); any other answer becomes an *Error.
 func (c *Client) exec(ctx context.Context, cl *call) (*answer, error) {
 	var tok AccessToken
 	useTok := cl.bearer && c.tokens != nil
@@ -60,7 +61,7 @@ func (c *Client) exec(ctx context.Context, cl *call) (*answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ans.status == http.StatusUnauthorized && useTok && !apiKeyRejected(ans.body) {
+	if ans.status == http.StatusUnauthorized && useTok && !apiKeyRejected(ans.body) && c.tokenRefused(ctx, cl.route, tok) {
 		c.log.InfoContext(ctx, "upstream rejected the access token; getting a new one",
 			"route", cl.route, "token", fingerprint(tok.Value), "generation", tok.Generation)
 		c.tokens.Rejected(ctx, tok)

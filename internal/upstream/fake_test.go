@@ -166,3 +166,17 @@ func (l *fakeLimiter) categories() []Category {
 	defer l.mu.Unlock()
 	return append([]Category(nil), l.asked...)
 }
+
+// profileAccepts serves GET /api/auth/profile, which confirms a 401: 200 for the given tokens,
+// 401 INVALID_TOKEN for any other.
+func profileAccepts(f *fake, tokens ...string) {
+	f.mux.HandleFunc("GET /api/auth/profile", func(w http.ResponseWriter, r *http.Request) {
+		for _, tok := range tokens {
+			if r.Header.Get("Authorization") == "Bearer "+tok {
+				writeJSON(w, 200, ok(map[string]any{"user": map[string]any{"id": "u1"}}))
+				return
+			}
+		}
+		writeJSON(w, 401, fail("INVALID_TOKEN", "expired"))
+	})
+}

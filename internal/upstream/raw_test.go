@@ -25,6 +25,7 @@ func TestDoRelaysAnswersVerbatim(t *testing.T) {
 		}
 		writeJSON(w, 200, ok(map[string]any{"markedCount": 3}))
 	})
+	profileAccepts(f, "tok-2")
 	lim := &fakeLimiter{}
 	tokens := newTokens("tok-1", "tok-2")
 	c := f.client(WithTokens(tokens), WithLimiter(lim))
@@ -61,10 +62,11 @@ func TestDoSecondUnauthorizedIsAnError(t *testing.T) {
 	f.mux.HandleFunc("GET /api/sessions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, fail("INVALID_TOKEN", "expired"))
 	})
+	profileAccepts(f)
 	c := f.client(WithTokens(newTokens("tok-1")))
 	_, err := c.Do(context.Background(), RawRequest{Method: "GET", Path: "/api/sessions"})
-	if !errors.Is(err, ErrUnauthorized) || f.hits() != 2 {
-		t.Fatalf("error %v after %d requests, want ErrUnauthorized after 2", err, f.hits())
+	if !errors.Is(err, ErrUnauthorized) || f.hits() != 3 {
+		t.Fatalf("error %v after %d requests, want ErrUnauthorized after 3 (route, profile, route)", err, f.hits())
 	}
 }
 
