@@ -178,7 +178,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 	}
 	relay := passthrough.New(a.Upstream, relayOpts...)
 
-	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.Registry})
+	throttle := auth.NewFailureThrottle(a.Store.Client, cfg.AuthFailureRate, auth.FailureThrottleOptions{
+		Logger: logger.With("component", "auth-throttle"), Registerer: a.Registry})
+	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.Registry, Throttle: throttle})
 	if err != nil {
 		return nil, fmt.Errorf("caller authentication: %w", err)
 	}

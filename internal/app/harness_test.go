@@ -101,9 +101,12 @@ func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string,
 		"REDIS_URL":             redisURL,
 		"GATEWAY_API_KEYS_FILE": keysFile(t),
 		"GATEWAY_CALLER_RATE":   "0",
-		"UPSTREAM_RATE_READ":    "0",
-		"UPSTREAM_RATE_SEND":    "0",
-		"UPSTREAM_RATE_AUTH":    "100/1m",
+		// The hostile suites fail authentication on purpose, many times, from 127.0.0.1;
+		// TestAuthFailuresLockOutTheAddress turns the throttle on.
+		"GATEWAY_AUTH_FAILURE_RATE": "0",
+		"UPSTREAM_RATE_READ":        "0",
+		"UPSTREAM_RATE_SEND":        "0",
+		"UPSTREAM_RATE_AUTH":        "100/1m",
 		// Each replica its own webhook spool, as on separate machines.
 		"GATEWAY_WEBHOOK_SPOOL_DIR": t.TempDir(),
 	}

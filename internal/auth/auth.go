@@ -2,7 +2,7 @@
 // API key in X-API-Key (stored as SHA-256 hashes, each with a name and scopes) or with a JWT in
 // Authorization: Bearer (HS256 or RS256, algorithm pinned); Require guards a route with a scope;
 // CORS admits the configured origins only; CallerLimiter limits each caller's requests fleet-wide
-// in Redis.
+// in Redis; FailureThrottle locks out client addresses that fail authentication too often.
 //
 // Decisions callers can rely on:
 //   - Exactly one credential per request. A request with both X-API-Key and Authorization, or
@@ -105,6 +105,9 @@ type Options struct {
 	Leeway time.Duration
 	// Registerer, when set, receives the metric auth_failures_total{reason}.
 	Registerer prometheus.Registerer
+	// Throttle, when set, counts failed authentications per client address and locks out an
+	// address that fails too often, before its credential is checked (see FailureThrottle).
+	Throttle *FailureThrottle
 }
 
 // Authenticator checks callers' credentials. It is safe for concurrent use.
@@ -116,6 +119,7 @@ type Authenticator struct {
 	issuer   string // required iss, if any
 	audience string // required aud, if any
 	failures *prometheus.CounterVec
+	throttle *FailureThrottle // nil: failures are not throttled
 }
 
 type apiKey struct {
@@ -128,7 +132,7 @@ type apiKey struct {
 // once and fails on a key it cannot use, on both algorithms configured at once, and on an HS256
 // secret shorter than 32 bytes.
 func New(o Options) (*Authenticator, error) {
-	a := &Authenticator{}
+	a := &Authenticator{throttle: o.Throttle}
 	for _, k := range o.APIKeys {
 		if k.Name == "" {
 			return nil, errors.New("auth: an API key has no name")
@@ -201,11 +205,20 @@ type callerKey struct{}
 
 // Middleware authenticates every request: it stores the Caller (CallerOf) and the caller's name
 // under middleware.KeyCaller, or answers 401 UNAUTHENTICATED with a WWW-Authenticate challenge and
-// a detail that says what to send, never repeating the credential.
+// a detail that says what to send, never repeating the credential. With a Throttle, a client
+// address locked out for failing too often is answered 429 before its credential is read, and
+// every refused credential counts against its address.
 func (a *Authenticator) Middleware() gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if a.throttle != nil && !a.throttle.admit(c) {
+			return
+		}
 		caller, fail := a.authenticate(c.Request.Header)
 		if fail != nil {
+			// A request without any credential is no guess: it does not count.
+			if a.throttle != nil && fail.reason != reasonMissing && !a.throttle.failed(c) {
+				return
+			}
 			a.refuse(c, fail)
 			return
 		}
@@ -247,6 +260,9 @@ func Require(scope string) gin.HandlerFunc {
 		c.Next()
 	}
 }
+
+// reasonMissing is the failure of a request that presents no credential at all.
+const reasonMissing = "missing"
 
 // failure is why a request is refused: a metric reason and a detail for the caller.
 type failure struct {
@@ -290,7 +306,7 @@ func (a *Authenticator) authenticate(h http.Header) (Caller, *failure) {
 	if a.parser != nil {
 		detail += " or a JWT in Authorization: Bearer <token>"
 	}
-	return Caller{}, &failure{reason: "missing", detail: detail + "."}
+	return Caller{}, &failure{reason: reasonMissing, detail: detail + "."}
 }
 
 // byAPIKey looks the key up by its SHA-256. Every configured hash is compared in constant time and

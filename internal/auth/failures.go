@@ -1,0 +1,220 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/quota"
+)
+
+// DefaultFailureKeyPrefix prefixes the Redis keys of the failed-authentication counts.
+const DefaultFailureKeyPrefix = "inboxhub-gateway:auth-failures:"
+
+// failureCountTimeout bounds the Redis round trip that counts a failure; the count is made even
+// when the client has gone away meanwhile (hanging up must not spare a guess from counting).
+const failureCountTimeout = time.Second
+
+// FailureThrottleOptions configure a FailureThrottle.
+type FailureThrottleOptions struct {
+	// Logger receives Redis failures and lock-outs (default: nowhere).
+	Logger *slog.Logger
+	// Registerer, when set, receives auth_throttled_total and auth_throttle_errors_total.
+	Registerer prometheus.Registerer
+	// KeyPrefix prefixes the Redis keys (default DefaultFailureKeyPrefix).
+	KeyPrefix string
+}
+
+// FailureThrottle slows the guessing of credentials: it counts the failed authentications of each
+// client address against a rate (GATEWAY_AUTH_FAILURE_RATE, GCRA), and once an address has used
+// that budget, every request from it is answered 429 RATE_LIMITED with Retry-After, before its
+// credential is even looked at, until the budget allows another failure. A request with a good
+// credential is refused too during that time: otherwise a guesser would learn from a 200 among
+// the 429s that it had found a key, and the lock-out would slow nothing.
+//
+// What counts: a request that presents a credential (X-API-Key or Authorization) and is refused
+// with 401. A request without any credential is not a guess and does not count.
+//
+// The address is gin's ClientIP, which believes X-Forwarded-For only from GATEWAY_TRUSTED_PROXIES;
+// an IPv6 client is counted by its /64 (one host owns a whole /64 and could otherwise rotate
+// addresses without end). The counts are kept fleet-wide in Redis; while Redis fails each replica
+// counts on its own (quota.LocalKeyed, at most quota.DefaultLocalKeys addresses, least recently
+// used forgotten first). Lock-outs seen are remembered by the replica until they end, so that a
+// locked-out address costs no Redis round trip.
+type FailureThrottle struct {
+	keyed    *quota.Keyed
+	local    *quota.LocalKeyed
+	rate     config.Rate
+	invalid  error
+	log      *slog.Logger
+	fallback fallback
+	refused  prometheus.Counter
+
+	mu       sync.Mutex
+	lockouts *simplelru.LRU[string, time.Time] // address key -> end of its known lock-out
+}
+
+// NewFailureThrottle returns a throttle of rate failed authentications per client address over
+// rdb. A rate with N == 0 throttles nothing and never asks Redis. An invalid rate (which
+// configuration loading never produces) makes every request be refused with 500.
+func NewFailureThrottle(rdb redis.UniversalClient, rate config.Rate, o FailureThrottleOptions) *FailureThrottle {
+	t := &FailureThrottle{rate: rate, log: o.Logger}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	prefix := o.KeyPrefix
+	if prefix == "" {
+		prefix = DefaultFailureKeyPrefix
+	}
+	t.keyed, t.invalid = quota.NewKeyed(rdb, rate, prefix)
+	if t.invalid == nil {
+		t.local, t.invalid = quota.NewLocalKeyed(rate, quota.DefaultLocalKeys)
+	}
+	t.lockouts, _ = simplelru.NewLRU[string, time.Time](quota.DefaultLocalKeys, nil)
+	t.fallback = fallback{what: "failed-authentication throttle", log: t.log}
+	if t.invalid != nil {
+		t.log.Error("failed-authentication rate is invalid: every request will be refused", "rate", rate.String(), "error", t.invalid)
+	}
+	if o.Registerer != nil {
+		var err error
+		if t.refused, err = register(o.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auth_throttled_total",
+			Help: "Requests refused with 429 because their client address had too many failed authentications.",
+		})); err != nil {
+			t.log.Error("failed-authentication throttle metrics not registered", "error", err)
+			t.refused = nil
+		}
+		if t.fallback.errors, err = register(o.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auth_throttle_errors_total",
+			Help: "Failed-authentication throttle decisions Redis did not answer; this replica decided them alone.",
+		})); err != nil {
+			t.log.Error("failed-authentication throttle metrics not registered", "error", err)
+			t.fallback.errors = nil
+		}
+	}
+	return t
+}
+
+// admit lets a request go on to its credential check unless its client address is locked out,
+// in which case it answers 429 (or 500 for an invalid rate) and returns false.
+func (t *FailureThrottle) admit(c *gin.Context) bool {
+	if t.invalid != nil {
+		middleware.Fail(c, &problem.Error{Status: http.StatusInternalServerError, Code: problem.CodeInternal,
+			Detail: "An internal error occurred. Quote the requestId when reporting it.", Cause: t.invalid})
+		return false
+	}
+	if t.rate.Unlimited() {
+		return true
+	}
+	key, now := clientKey(c.ClientIP()), time.Now()
+	if until, ok := t.knownLockout(key, now); ok {
+		t.refuse(c, until.Sub(now))
+		return false
+	}
+	wait, err := t.keyed.Wait(c.Request.Context(), key)
+	switch {
+	case err != nil && c.Request.Context().Err() != nil:
+		c.Abort() // the caller went away; nobody reads the answer
+		return false
+	case err != nil:
+		t.fallback.failed(middleware.RequestIDOf(c), err)
+		wait = t.local.Wait(key, now)
+	default:
+		t.fallback.ok()
+	}
+	if wait > 0 {
+		t.lockOut(c, key, now, wait)
+		t.refuse(c, wait)
+		return false
+	}
+	return true
+}
+
+// failed counts a failed authentication of the request's client address. When that failure is
+// beyond the budget, it answers 429 instead of the 401 and returns false.
+func (t *FailureThrottle) failed(c *gin.Context) bool {
+	if t.invalid != nil || t.rate.Unlimited() {
+		return true
+	}
+	key, now := clientKey(c.ClientIP()), time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), failureCountTimeout)
+	defer cancel()
+	d, err := t.keyed.Allow(ctx, key)
+	if err != nil {
+		t.fallback.failed(middleware.RequestIDOf(c), err)
+		d = t.local.AllowN(key, 1, now)
+	} else {
+		t.fallback.ok()
+	}
+	if d.Allowed {
+		return true
+	}
+	t.lockOut(c, key, now, d.RetryAfter)
+	t.refuse(c, d.RetryAfter)
+	return false
+}
+
+// knownLockout reports a lock-out of key this replica has seen and that has not ended.
+func (t *FailureThrottle) knownLockout(key string, now time.Time) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	until, ok := t.lockouts.Get(key)
+	if !ok {
+		return time.Time{}, false
+	}
+	if !now.Before(until) {
+		t.lockouts.Remove(key)
+		return time.Time{}, false
+	}
+	return until, true
+}
+
+// lockOut remembers that key is locked out for wait, and logs the lock-out once per replica.
+func (t *FailureThrottle) lockOut(c *gin.Context, key string, now time.Time, wait time.Duration) {
+	t.mu.Lock()
+	t.lockouts.Add(key, now.Add(wait))
+	t.mu.Unlock()
+	t.log.Warn("failed-authentication throttle: client address locked out",
+		"requestId", middleware.RequestIDOf(c), "clientIp", c.ClientIP(), "retryAfter", wait.Round(time.Second).String())
+}
+
+// refuse answers 429 RATE_LIMITED with Retry-After; the answer says nothing of the credential.
+func (t *FailureThrottle) refuse(c *gin.Context, wait time.Duration) {
+	if t.refused != nil {
+		t.refused.Inc()
+	}
+	p := problem.New(http.StatusTooManyRequests, problem.CodeRateLimited,
+		fmt.Sprintf("Too many failed authentications from this client address (%s allowed). No request from it is accepted until the time given; retry after it.", t.rate))
+	p.RetryAfter = max(wait, time.Second)
+	middleware.Fail(c, p)
+}
+
+// clientKey is the key a client address is counted under: an IPv4 address itself, an IPv6 address
+// its /64, and "unknown" for what is no address.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "unknown"
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return "unknown"
+	}
+	return p.String()
+}
