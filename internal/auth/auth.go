@@ -16,6 +16,9 @@
 //     other JSON type makes the token invalid.
 //   - A JWT caller's name is "jwt:" followed by its "sub" claim, which is required; an API key
 //     caller's name is the key's configured name.
+//   - A JWT with a "session_id" claim (ClaimSession) is bound to that WhatsApp session: it reaches
+//     only routes whose session (the :sessionId, or the passthrough path's session segment) is
+//     that one, and the sync-job routes; elsewhere it is refused with 403. API keys are not bound.
 //   - A JWT's claims must read one way only: a claim given twice (in any case) or a claim the
 //     gateway reads spelled in another case ("eXp", "Sub") makes the token invalid, and so does a
 //     date claim (exp, nbf, iat) before 1970 or beyond what int64 seconds hold.
@@ -86,6 +89,9 @@ type Caller struct {
 	Scopes []string
 	// Method is how the caller authenticated: MethodAPIKey or MethodJWT.
 	Method string
+	// Session, when set (a JWT with the ClaimSession claim), is the one WhatsApp session the
+	// caller may reach; empty means any.
+	Session string `json:",omitempty"`
 }
 
 // Has reports whether the caller holds scope. Scopes are exact: "admin" implies no other scope.
@@ -224,6 +230,9 @@ func (a *Authenticator) Middleware() gin.HandlerFunc {
 		}
 		c.Set(callerKey{}, caller)
 		c.Set(middleware.KeyCaller, caller.Name)
+		if !checkSession(c, caller) {
+			return
+		}
 		c.Next()
 	}
 }
@@ -383,8 +392,9 @@ func compactJWS(s string) bool {
 // tokenClaims are the claims the gateway reads from a caller's JWT.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Scope scopeClaim `json:"scope"`
-	Scp   scopeClaim `json:"scp"`
+	Scope   scopeClaim   `json:"scope"`
+	Scp     scopeClaim   `json:"scp"`
+	Session sessionClaim `json:"session_id"` // ClaimSession
 }
 
 func (a *Authenticator) byJWT(token string) (Caller, *failure) {
@@ -413,7 +423,11 @@ func (a *Authenticator) byJWT(token string) (Caller, *failure) {
 	case len(sub) > MaxSubjectBytes || !printable(sub):
 		return Caller{}, &failure{reason: "invalid_subject", bearer: true, detail: fmt.Sprintf("The bearer token's subject (sub) must be printable text of at most %d bytes.", MaxSubjectBytes)}
 	}
-	return Caller{Name: "jwt:" + sub, Scopes: knownScopes(claims.Scope, claims.Scp), Method: MethodJWT}, nil
+	if claims.Session.present && !validSessionClaim(claims.Session.value) {
+		return Caller{}, &failure{reason: "invalid_session", bearer: true,
+			detail: fmt.Sprintf("The bearer token's %s claim must be a session id: 1 to %d characters of A-Z, a-z, 0-9, _ and -.", ClaimSession, MaxSessionClaimBytes)}
+	}
+	return Caller{Name: "jwt:" + sub, Scopes: knownScopes(claims.Scope, claims.Scp), Method: MethodJWT, Session: claims.Session.value}, nil
 }
 
 // claimNames are the JSON names of the claims tokenClaims reads (its json tags, those of the

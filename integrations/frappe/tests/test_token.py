@@ -90,6 +90,8 @@ class TokenTest(unittest.TestCase):
         self.assertEqual((claims["sub"], claims["iss"], claims["aud"]),
                          ("agent@example.invalid", "https://crm.example.invalid", "inboxhub-gateway"))
         self.assertEqual(claims["exp"] - claims["iat"], 300)
+        # Bound to the session it was asked for: the gateway refuses it on any other session.
+        self.assertEqual(claims["session_id"], "demo_session")
         self.assertGreaterEqual(claims["iat"], before)
         want = hmac.new(kit.JWT_SECRET.encode(), (head + "." + payload).encode(), hashlib.sha256).digest()
         self.assertEqual(base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4)), want)

@@ -36,7 +36,8 @@ def gateway_token(session=None):
     if not secret or len(str(secret)) < MIN_SECRET:
         frappe.throw(_("The gateway is not configured on this site (inboxhub_jwt_secret)."))
     ttl = min(max(cint(_conf("inboxhub_jwt_ttl", security.TOKEN_TTL)), 30), 3600)
-    claims = security.token_claims(user, scopes, _conf("inboxhub_jwt_issuer", ""), _conf("inboxhub_jwt_audience", ""), ttl=ttl)
+    claims = security.token_claims(user, scopes, _conf("inboxhub_jwt_issuer", ""), _conf("inboxhub_jwt_audience", ""), ttl=ttl,
+                                   session_id=doc.session_id)
     return {
         "token": security.mint_jwt(secret, claims),
         "gateway_url": str(_conf("inboxhub_gateway_url", "")).rstrip("/"),

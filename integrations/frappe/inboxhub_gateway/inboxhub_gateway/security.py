@@ -31,9 +31,16 @@ def mint_jwt(secret, claims):
     return signing_input + "." + _b64url(sig)
 
 
-def token_claims(user, scopes, issuer="", audience="", now=None, ttl=TOKEN_TTL):
+# The claim that binds a token to one WhatsApp session: the gateway lets such a token reach that
+# session's routes only (and the sync jobs it follows).
+CLAIM_SESSION = "session_id"
+
+
+def token_claims(user, scopes, issuer="", audience="", now=None, ttl=TOKEN_TTL, session_id=""):
     now = int(time.time() if now is None else now)
     claims = {"sub": user, "iat": now, "exp": now + int(ttl), "scope": " ".join(scopes)}
+    if session_id:
+        claims[CLAIM_SESSION] = session_id
     if issuer:
         claims["iss"] = issuer
     if audience:
