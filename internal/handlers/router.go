@@ -11,15 +11,15 @@ package handlers
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
-	swaggerFiles "github.com/swaggo/files"
-	ginSwagger "github.com/swaggo/gin-swagger"
 
 	"github.com/inboxhub-gateway/gateway/docs"
 	"github.com/inboxhub-gateway/gateway/internal/console"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
+	"github.com/inboxhub-gateway/gateway/internal/swaggerui"
 )
 
 // Deps is what the router needs; later parts of the API add their dependencies here.
@@ -74,6 +74,21 @@ const (
 // document serves one of the API's documents, embedded in the binary.
 func document(contentType string, body []byte) gin.HandlerFunc {
 	return func(c *gin.Context) { c.Data(http.StatusOK, contentType, body) }
+}
+
+// swaggerUI serves GET /swagger/*any: the Swagger UI's files (package swaggerui) and, at
+// doc.json, the Swagger 2.0 document; anything else is the router's 404.
+func swaggerUI(swagger2 []byte) gin.HandlerFunc {
+	doc, notFound := document(contentTypeJSON, swagger2), middleware.NotFound()
+	return func(c *gin.Context) {
+		name := strings.TrimPrefix(c.Param("any"), "/")
+		switch {
+		case name == "doc.json":
+			doc(c)
+		case !swaggerui.Serve(c.Writer, c.Request, name):
+			notFound(c)
+		}
+	}
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
@@ -139,9 +154,8 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	// from (still at /swagger/doc.json).
 	r.GET("/openapi.json", document(contentTypeJSON, docs.OpenAPIJSON()))
 	r.GET("/openapi.yaml", document(contentTypeYAML, docs.OpenAPIYAML()))
-	docs.SwaggerInfo.BasePath = "/"
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })
-	r.GET("/swagger/*any", middleware.SecurityHeaders(middleware.PolicySwaggerUI), ginSwagger.WrapHandler(swaggerFiles.Handler, ginSwagger.URL("../openapi.json")))
+	r.GET("/swagger/*any", middleware.SecurityHeaders(middleware.PolicySwaggerUI), swaggerUI(docs.SwaggerJSON()))
 	console.Register(r) // GET /console: the operator console (a static page; its API calls authenticate)
 	return r, nil
 }
