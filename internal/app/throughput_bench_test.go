@@ -126,3 +126,40 @@ func BenchmarkRouterCachedSessions(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkConditionalSessions compares a cached GET /v1/sessions answered in full with the same
+// GET carrying the answer's ETag in If-None-Match (304, no body), through the whole router.
+func BenchmarkConditionalSessions(b *testing.B) {
+	creds := newCreds()
+	_, simURL := startSim(b, creds, sim.Options{})
+	g := startGateway(b, simURL, creds, redistest.URL(b), map[string]string{"GATEWAY_CALLER_RATE": "100000000/1m"})
+	h := g.app.Handler()
+	req := httptest.NewRequest(http.MethodGet, "/v1/sessions", nil)
+	req.Header.Set("X-API-Key", g.key)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	tag := w.Header().Get("ETag")
+	if tag == "" {
+		b.Fatal("no ETag")
+	}
+	for _, bc := range []struct {
+		name        string
+		ifNoneMatch string
+		want        int
+	}{{"full", "", http.StatusOK}, {"not-modified", tag, http.StatusNotModified}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := req.Clone(req.Context())
+			if bc.ifNoneMatch != "" {
+				r.Header.Set("If-None-Match", bc.ifNoneMatch)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != bc.want {
+					b.Fatal(w.Code)
+				}
+			}
+		})
+	}
+}

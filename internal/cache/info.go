@@ -44,6 +44,14 @@ type Info struct {
 	// the cache: with the read's key it names that version of the value, so a handler may reuse
 	// what it rendered from it. Zero for a miss, and when a request made several reads.
 	Stored time.Time
+	// Version names the value answered (a hash of its encoded bytes, computed once when it was
+	// stored), for a value the cache keeps: what a handler derives an ETag from. Empty when the
+	// value was not kept (not cacheable, too large, Redis failing) and when a request made
+	// several reads.
+	Version string
+	// FreshUntil is when the value answered stops being fresh (in the past for a stale one);
+	// zero when Version is empty.
+	FreshUntil time.Time
 }
 
 // MarshalJSON writes Info as meta.cache: {"status": "hit", "ageSeconds": 3}.
@@ -92,10 +100,10 @@ func (r *Recorder) record(i Info) {
 		r.info.Status = i.Status
 	}
 	r.info.Age = max(r.info.Age, i.Age)
-	if r.set {
-		r.info.Stored = time.Time{} // several reads: no single version
+	if r.set { // several reads: no single version
+		r.info.Stored, r.info.Version, r.info.FreshUntil = time.Time{}, "", time.Time{}
 	} else {
-		r.info.Stored = i.Stored
+		r.info.Stored, r.info.Version, r.info.FreshUntil = i.Stored, i.Version, i.FreshUntil
 	}
 	r.set = true
 }

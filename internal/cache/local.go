@@ -35,6 +35,8 @@ type localEntry struct {
 	scope   string
 	value   []byte
 	stored  time.Time // when the upstream answered
+	fresh   time.Time // until when it is fresh
+	version string    // the entry's version (entry.Version)
 	expires time.Time // min(put + maxAge, fresh until)
 	// decoded memoises the value decoded by Read (always of the one type that key's kind reads
 	// into), so that a hit of this layer costs no JSON decoding; readers share it and must not
@@ -83,7 +85,7 @@ func (l *local) generation() uint64 {
 }
 
 // put keeps a value fresh until freshUntil, unless something was invalidated since gen was read.
-func (l *local) put(gen uint64, key, scope string, value []byte, stored, freshUntil, now time.Time) {
+func (l *local) put(gen uint64, key, scope string, value []byte, stored, freshUntil, now time.Time, version string) {
 	if !l.enabled() || len(value) > maxLocalValue {
 		return
 	}
@@ -99,7 +101,7 @@ func (l *local) put(gen uint64, key, scope string, value []byte, stored, freshUn
 	if gen != l.gen {
 		return
 	}
-	e := &localEntry{key: key, scope: scope, value: value, stored: stored, expires: expires}
+	e := &localEntry{key: key, scope: scope, value: value, stored: stored, fresh: freshUntil, version: version, expires: expires}
 	if el, ok := l.items[key]; ok {
 		l.remove(el)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -138,10 +139,25 @@ type entry struct {
 	Stored int64           `json:"s"` // Unix ms when the upstream answered
 	Fresh  int64           `json:"f"` // Unix ms until which it is fresh
 	Value  json.RawMessage `json:"v"`
+	// Version is a hash of Value, computed once when the entry is made (see Info.Version);
+	// entries written before it existed have none and get it when read.
+	Version string `json:"h,omitempty"`
 }
 
 func (e *entry) stored() time.Time     { return time.UnixMilli(e.Stored) }
 func (e *entry) freshUntil() time.Time { return time.UnixMilli(e.Fresh) }
+
+// info is what a read answered with e tells its reader, at now.
+func (e *entry) info(status Status, now time.Time) Info {
+	return Info{Status: status, Age: max(now.Sub(e.stored()), 0), Stored: e.stored(), FreshUntil: e.freshUntil(), Version: e.Version}
+}
+
+// VersionOf names one encoded value: a hash of its bytes (base64url of 18 bytes of SHA-256). It
+// is the Version of the values the cache keeps, and what handlers name their own encodings with.
+func VersionOf(value []byte) string {
+	sum := sha256.Sum256(value)
+	return base64.RawURLEncoding.EncodeToString(sum[:18])
+}
 
 // Option configures a ReadThrough.
 type Option func(*ReadThrough)
@@ -351,7 +367,7 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 	now := rt.now()
 	if rt.subscribed.Load() {
 		if e, ok := rt.local.get(rk, now); ok {
-			info := Info{Status: StatusHit, Age: max(now.Sub(e.stored), 0), Stored: e.stored}
+			info := Info{Status: StatusHit, Age: max(now.Sub(e.stored), 0), Stored: e.stored, FreshUntil: e.fresh, Version: e.version}
 			rt.metrics.request(k.Kind, string(StatusHit))
 			record(ctx, info)
 			return e.value, e, nil
@@ -409,11 +425,11 @@ func (rt *ReadThrough) resolve(ctx context.Context, k Key, rk string, pol Policy
 		fresh := e.freshUntil()
 		switch {
 		case now.Before(fresh):
-			rt.local.put(gen, rk, Part(k.Scope), e.Value, e.stored(), fresh, now)
-			return &result{value: e.Value, info: Info{Status: StatusHit, Age: max(now.Sub(e.stored()), 0), Stored: e.stored()}}, nil
+			rt.local.put(gen, rk, Part(k.Scope), e.Value, e.stored(), fresh, now, e.Version)
+			return &result{value: e.Value, info: e.info(StatusHit, now)}, nil
 		case now.Before(fresh.Add(pol.Revalidate)):
 			rt.revalidate(ctx, k, rk, pol, load)
-			return &result{value: e.Value, info: Info{Status: StatusStale, Age: now.Sub(e.stored()), Stored: e.stored()}}, nil
+			return &result{value: e.Value, info: e.info(StatusStale, now)}, nil
 		case now.Before(fresh.Add(pol.StaleIfError)):
 			fallback = e
 		}
@@ -438,10 +454,10 @@ func (rt *ReadThrough) fill(ctx context.Context, k Key, rk string, pol Policy, l
 			if won {
 				rt.unlock(ctx, k, token)
 			}
-			rt.local.put(gen, rk, Part(k.Scope), cur.Value, cur.stored(), cur.freshUntil(), now)
-			info := Info{Status: StatusHit, Age: max(now.Sub(cur.stored()), 0), Stored: cur.stored()}
-			if waited {
-				info = Info{Status: StatusMiss}
+			rt.local.put(gen, rk, Part(k.Scope), cur.Value, cur.stored(), cur.freshUntil(), now, cur.Version)
+			info := cur.info(StatusHit, now)
+			if waited { // another replica's load, made for this read: a miss, of that version
+				info = Info{Status: StatusMiss, FreshUntil: cur.freshUntil(), Version: cur.Version}
 			}
 			return &result{value: cur.Value, info: info, waited: waited}, nil
 		}
@@ -468,40 +484,46 @@ func (rt *ReadThrough) fill(ctx context.Context, k Key, rk string, pol Policy, l
 // way that allows it, the stale fallback is served instead.
 func (rt *ReadThrough) loadAndStore(ctx context.Context, k Key, rk string, pol Policy, load loadFunc,
 	fallback *entry, token, epoch string, gen uint64) (*result, error) {
-	value, err := rt.loadLocked(ctx, k, rk, pol, load, token, epoch, gen)
+	value, stored, err := rt.loadLocked(ctx, k, rk, pol, load, token, epoch, gen)
 	if err != nil {
 		if fallback != nil && staleOnError(err) {
 			return rt.stale(fallback), nil
 		}
 		return &result{info: Info{Status: StatusMiss}}, err
 	}
-	return &result{value: value, info: Info{Status: StatusMiss}}, nil
+	info := Info{Status: StatusMiss}
+	if stored != nil { // a value that was not kept has no version: its readers cannot revalidate it
+		info.FreshUntil, info.Version = stored.freshUntil(), stored.Version
+	}
+	return &result{value: value, info: info}, nil
 }
 
 // loadLocked loads a value while holding the key's lock, stores it (unless it is not to be
 // cached, or an invalidation came first), releases the lock and notifies the waiting replicas.
-// A Redis failure after the load only costs the storing: the value is returned.
+// A Redis failure after the load only costs the storing: the value is returned. stored is the
+// entry kept, nil when none was.
 func (rt *ReadThrough) loadLocked(ctx context.Context, k Key, rk string, pol Policy, load loadFunc,
-	token, epoch string, gen uint64) ([]byte, error) {
+	token, epoch string, gen uint64) (value []byte, stored *entry, err error) {
 	value, fresh, err := load(ctx)
 	if err != nil || fresh <= 0 || len(value) > maxStoredValue {
 		rt.release(ctx, k, token)
-		return value, err
+		return value, nil, err
 	}
 	now := rt.now()
-	e := entry{Stored: now.UnixMilli(), Fresh: now.Add(fresh).UnixMilli(), Value: value}
-	stored, serr := rt.store(ctx, k, rk, &e, pol.keep(fresh), token, epoch)
+	e := entry{Stored: now.UnixMilli(), Fresh: now.Add(fresh).UnixMilli(), Value: value, Version: VersionOf(value)}
+	kept, serr := rt.store(ctx, k, rk, &e, pol.keep(fresh), token, epoch)
 	switch {
 	case serr != nil:
 		rt.redisFailed(k.Kind, serr)
-	case stored:
-		rt.local.put(gen, rk, Part(k.Scope), value, now, e.freshUntil(), now)
+	case kept:
+		rt.local.put(gen, rk, Part(k.Scope), value, now, e.freshUntil(), now, e.Version)
+		return value, &e, nil
 	}
-	return value, nil
+	return value, nil, nil
 }
 
 func (rt *ReadThrough) stale(e *entry) *result {
-	return &result{value: e.Value, info: Info{Status: StatusStale, Age: max(rt.now().Sub(e.stored()), 0), Stored: e.stored()}}
+	return &result{value: e.Value, info: e.info(StatusStale, rt.now())}
 }
 
 // staleOnError says whether an upstream failure may be answered with a stale value: the upstream
@@ -547,7 +569,7 @@ func (rt *ReadThrough) revalidate(ctx context.Context, k Key, rk string, pol Pol
 			rt.unlock(ctx, k, token)
 			return
 		}
-		if _, err := rt.loadLocked(ctx, k, rk, pol, load, token, epoch, gen); err != nil {
+		if _, _, err := rt.loadLocked(ctx, k, rk, pol, load, token, epoch, gen); err != nil {
 			rt.log.DebugContext(ctx, "background cache refresh failed", "kind", k.Kind, "error", err.Error())
 		}
 	})
@@ -566,6 +588,9 @@ func decodeEntry(b []byte) *entry {
 	var e entry
 	if json.Unmarshal(b, &e) != nil || len(e.Value) == 0 {
 		return nil
+	}
+	if e.Version == "" {
+		e.Version = VersionOf(e.Value)
 	}
 	return &e
 }

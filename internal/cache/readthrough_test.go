@@ -598,3 +598,45 @@ func TestFailedLoadWakesTheOtherReplica(t *testing.T) {
 		t.Errorf("upstream calls = %d, want 1 or 2 (at most one per replica)", got)
 	}
 }
+
+// TestVersionNamesTheKeptValue: a value the cache keeps has a Version (a hash of its encoding)
+// and a FreshUntil, the same from the in-process layer, from Redis on another replica, and for a
+// stale answer; a new value gets a new version; a value read while Redis fails (not kept) has
+// none.
+func TestVersionNamesTheKeptValue(t *testing.T) {
+	rdb := redistest.New(t)
+	fake := newFake()
+	c := NewCachedUpstream(fake, newRT(t, rdb), DefaultPolicies(), nil)
+	other := NewCachedUpstream(fake, newRT(t, secondClient(t, rdb)), DefaultPolicies(), nil)
+
+	_, miss, err := statusOf(t, c)
+	if err != nil || miss.Status != StatusMiss || len(miss.Version) < 16 || !miss.FreshUntil.After(time.Now()) {
+		t.Fatalf("miss: %+v, %v", miss, err)
+	}
+	for name, cu := range map[string]*CachedUpstream{"this replica": c, "another replica": other} {
+		if _, hit, _ := statusOf(t, cu); hit.Status != StatusHit || hit.Version != miss.Version || !hit.FreshUntil.Equal(miss.FreshUntil) {
+			t.Errorf("hit on %s: %+v, want version %s fresh until %v", name, hit, miss.Version, miss.FreshUntil)
+		}
+	}
+
+	fake.set(func(f *fakeUpstream) { f.version = 2 })
+	if err := c.Invalidate(context.Background(), sid); err != nil {
+		t.Fatal(err)
+	}
+	_, changed, _ := statusOf(t, c)
+	if changed.Version == "" || changed.Version == miss.Version {
+		t.Errorf("new value: version %q, the old one was %q", changed.Version, miss.Version)
+	}
+
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}) // nothing listens there
+	t.Cleanup(func() { _ = down.Close() })
+	downRT, err := NewReadThrough(down)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(downRT.Close)
+	broken := NewCachedUpstream(fake, downRT, DefaultPolicies(), nil)
+	if _, degraded, err := statusOf(t, broken); err != nil || degraded.Version != "" || !degraded.FreshUntil.IsZero() {
+		t.Errorf("read with Redis failing: %+v, %v; want no version", degraded, err)
+	}
+}

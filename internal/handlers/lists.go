@@ -111,20 +111,24 @@ type listHandlers struct {
 //	@Security		ApiKey
 //	@Security		BearerJWT
 //	@x-scopes		["messages:read"]
-//	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
-//	@Param			page		query		int		false	"Page, from 1"																minimum(1)	maximum(100000)	default(1)
-//	@Param			limit		query		int		false	"Contacts per page"															minimum(1)	maximum(100)	default(50)
-//	@Param			search		query		string	false	"Part of the name or id (at most 100 characters, no control characters)"	maxLength(100)
-//	@Success		200			{object}	ContactList
-//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST: bad sessionId, pagination, search or unknown query parameters"
-//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
-//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs messages:read"
-//	@Failure		404			{object}	problem.Details	"SESSION_NOT_FOUND"
-//	@Failure		409			{object}	problem.Details	"SESSION_NOT_CONNECTED"
-//	@Failure		429			{object}	problem.Details	"RATE_LIMITED"
-//	@Failure		502			{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
-//	@Failure		503			{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
-//	@Failure		504			{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Param			sessionId		path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
+//	@Param			page			query		int		false	"Page, from 1"																minimum(1)	maximum(100000)	default(1)
+//	@Param			limit			query		int		false	"Contacts per page"															minimum(1)	maximum(100)	default(50)
+//	@Param			search			query		string	false	"Part of the name or id (at most 100 characters, no control characters)"	maxLength(100)
+//	@Param			If-None-Match	header		string	false	"An ETag of an earlier answer (or *): 304 without a body while the data is unchanged"
+//	@Success		200				{object}	ContactList
+//	@Header			200				{string}	ETag			"Strong tag of the data (not of meta.cache); absent when the cache did not keep the answer"
+//	@Header			200				{string}	Cache-Control	"private, max-age=<whole seconds the data stays fresh in the gateway>"
+//	@Success		304				"Not Modified: If-None-Match names the current data; no body"
+//	@Failure		400				{object}	problem.Details	"INVALID_REQUEST: bad sessionId, pagination, search or unknown query parameters"
+//	@Failure		401				{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403				{object}	problem.Details	"FORBIDDEN: needs messages:read"
+//	@Failure		404				{object}	problem.Details	"SESSION_NOT_FOUND"
+//	@Failure		409				{object}	problem.Details	"SESSION_NOT_CONNECTED"
+//	@Failure		429				{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502				{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503				{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504				{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions/{sessionId}/contacts [get]
 func (h listHandlers) listContacts(c *gin.Context) {
 	id, ok := sessionIDParam(c)
@@ -141,8 +145,12 @@ func (h listHandlers) listContacts(c *gin.Context) {
 		middleware.Fail(c, err)
 		return
 	}
+	cacheMeta, done := facts()
+	if done {
+		return
+	}
 	meta := pageMeta(page, p)
-	meta.Cache = facts()
+	meta.Cache = cacheMeta
 	c.JSON(http.StatusOK, ContactList{Data: normalizeAll(page.Items, syncjob.NormalizeContact), Meta: meta})
 }
 
@@ -155,19 +163,23 @@ func (h listHandlers) listContacts(c *gin.Context) {
 //	@Security		ApiKey
 //	@Security		BearerJWT
 //	@x-scopes		["messages:read"]
-//	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
-//	@Param			page		query		int		false	"Page, from 1"		minimum(1)	maximum(100000)	default(1)
-//	@Param			limit		query		int		false	"Chats per page"	minimum(1)	maximum(100)	default(20)
-//	@Success		200			{object}	ChatList
-//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST: bad sessionId, pagination or unknown query parameters"
-//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
-//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs messages:read"
-//	@Failure		404			{object}	problem.Details	"SESSION_NOT_FOUND"
-//	@Failure		409			{object}	problem.Details	"SESSION_NOT_CONNECTED"
-//	@Failure		429			{object}	problem.Details	"RATE_LIMITED"
-//	@Failure		502			{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
-//	@Failure		503			{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
-//	@Failure		504			{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Param			sessionId		path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
+//	@Param			page			query		int		false	"Page, from 1"		minimum(1)	maximum(100000)	default(1)
+//	@Param			limit			query		int		false	"Chats per page"	minimum(1)	maximum(100)	default(20)
+//	@Param			If-None-Match	header		string	false	"An ETag of an earlier answer (or *): 304 without a body while the data is unchanged"
+//	@Success		200				{object}	ChatList
+//	@Header			200				{string}	ETag			"Strong tag of the data (not of meta.cache); absent when the cache did not keep the answer"
+//	@Header			200				{string}	Cache-Control	"private, max-age=<whole seconds the data stays fresh in the gateway>"
+//	@Success		304				"Not Modified: If-None-Match names the current data; no body"
+//	@Failure		400				{object}	problem.Details	"INVALID_REQUEST: bad sessionId, pagination or unknown query parameters"
+//	@Failure		401				{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403				{object}	problem.Details	"FORBIDDEN: needs messages:read"
+//	@Failure		404				{object}	problem.Details	"SESSION_NOT_FOUND"
+//	@Failure		409				{object}	problem.Details	"SESSION_NOT_CONNECTED"
+//	@Failure		429				{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502				{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503				{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504				{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions/{sessionId}/chats [get]
 func (h listHandlers) listChats(c *gin.Context) {
 	id, ok := sessionIDParam(c)
@@ -184,8 +196,12 @@ func (h listHandlers) listChats(c *gin.Context) {
 		middleware.Fail(c, err)
 		return
 	}
+	cacheMeta, done := facts()
+	if done {
+		return
+	}
 	meta := pageMeta(page, p)
-	meta.Cache = facts()
+	meta.Cache = cacheMeta
 	c.JSON(http.StatusOK, ChatList{Data: normalizeAll(page.Items, syncjob.NormalizeChat), Meta: meta})
 }
 
@@ -198,20 +214,24 @@ func (h listHandlers) listChats(c *gin.Context) {
 //	@Security		ApiKey
 //	@Security		BearerJWT
 //	@x-scopes		["messages:read"]
-//	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
-//	@Param			chatId		path		string	true	"Chat JID (^[0-9A-Za-z._:-]{1,64}@(s.whatsapp.net|g.us|lid|c.us|broadcast|newsletter)$)"
-//	@Param			page		query		int		false	"Page, from 1"		minimum(1)	maximum(100000)	default(1)
-//	@Param			limit		query		int		false	"Messages per page"	minimum(1)	maximum(100)	default(50)
-//	@Success		200			{object}	MessageList
-//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST: bad sessionId, chatId, pagination or unknown query parameters"
-//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
-//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs messages:read"
-//	@Failure		404			{object}	problem.Details	"SESSION_NOT_FOUND"
-//	@Failure		409			{object}	problem.Details	"SESSION_NOT_CONNECTED"
-//	@Failure		429			{object}	problem.Details	"RATE_LIMITED"
-//	@Failure		502			{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
-//	@Failure		503			{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
-//	@Failure		504			{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Param			sessionId		path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
+//	@Param			chatId			path		string	true	"Chat JID (^[0-9A-Za-z._:-]{1,64}@(s.whatsapp.net|g.us|lid|c.us|broadcast|newsletter)$)"
+//	@Param			page			query		int		false	"Page, from 1"		minimum(1)	maximum(100000)	default(1)
+//	@Param			limit			query		int		false	"Messages per page"	minimum(1)	maximum(100)	default(50)
+//	@Param			If-None-Match	header		string	false	"An ETag of an earlier answer (or *): 304 without a body while the data is unchanged"
+//	@Success		200				{object}	MessageList
+//	@Header			200				{string}	ETag			"Strong tag of the data (not of meta.cache); absent when the cache did not keep the answer"
+//	@Header			200				{string}	Cache-Control	"private, max-age=<whole seconds the data stays fresh in the gateway>"
+//	@Success		304				"Not Modified: If-None-Match names the current data; no body"
+//	@Failure		400				{object}	problem.Details	"INVALID_REQUEST: bad sessionId, chatId, pagination or unknown query parameters"
+//	@Failure		401				{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403				{object}	problem.Details	"FORBIDDEN: needs messages:read"
+//	@Failure		404				{object}	problem.Details	"SESSION_NOT_FOUND"
+//	@Failure		409				{object}	problem.Details	"SESSION_NOT_CONNECTED"
+//	@Failure		429				{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502				{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503				{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504				{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions/{sessionId}/chats/{chatId}/messages [get]
 func (h listHandlers) listChatMessages(c *gin.Context) {
 	id, ok := sessionIDParam(c)
@@ -232,8 +252,12 @@ func (h listHandlers) listChatMessages(c *gin.Context) {
 		middleware.Fail(c, err)
 		return
 	}
+	cacheMeta, done := facts()
+	if done {
+		return
+	}
 	meta := pageMeta(page, p)
-	meta.Cache = facts()
+	meta.Cache = cacheMeta
 	data := normalizeAll(page.Items, func(m upstream.Message) syncjob.Message { return syncjob.NormalizeMessage(chatID, m) })
 	c.JSON(http.StatusOK, MessageList{Data: data, Meta: meta})
 }

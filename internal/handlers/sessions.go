@@ -68,16 +68,19 @@ type CacheMeta struct {
 	AgeSeconds int64  `json:"ageSeconds" example:"2"`
 }
 
-// cacheFacts starts recording what the cache does for this request's reads; the returned func
-// gives the facts (nil when no cached read happened).
-func cacheFacts(c *gin.Context) (context.Context, func() *CacheMeta) {
+// cacheFacts starts recording what the cache does for this request's reads, for an answer that
+// is a function of the one value read (see conditional.go). Once the reads are done, the returned
+// func gives the facts for meta.cache (nil when no cached read happened) and sets the answer's
+// ETag and Cache-Control; done is true when it answered 304 (If-None-Match named the value), and
+// the handler writes nothing more.
+func cacheFacts(c *gin.Context) (context.Context, func() (meta *CacheMeta, done bool)) {
 	ctx, rec := cache.Track(c.Request.Context())
-	return ctx, func() *CacheMeta {
+	return ctx, func() (*CacheMeta, bool) {
 		info, ok := rec.Info()
 		if !ok {
-			return nil
+			return nil, false
 		}
-		return cacheMetaOf(info)
+		return cacheMetaOf(info), answerConditional(c, info, ok, versionETag(info.Version))
 	}
 }
 
@@ -181,6 +184,7 @@ type renderedList struct {
 	stored time.Time
 	until  time.Time
 	data   []byte
+	etag   string
 }
 
 // list godoc
@@ -192,13 +196,17 @@ type renderedList struct {
 //	@Security		ApiKey
 //	@Security		BearerJWT
 //	@x-scopes		["sessions:read"]
-//	@Success		200	{object}	SessionList
-//	@Failure		401	{object}	problem.Details	"UNAUTHENTICATED"
-//	@Failure		403	{object}	problem.Details	"FORBIDDEN: needs sessions:read"
-//	@Failure		429	{object}	problem.Details	"RATE_LIMITED"
-//	@Failure		502	{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
-//	@Failure		503	{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
-//	@Failure		504	{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Param			If-None-Match	header		string	false	"An ETag of an earlier answer (or *): 304 without a body while the data is unchanged"
+//	@Success		200				{object}	SessionList
+//	@Header			200				{string}	ETag			"Strong tag of the data (not of meta.cache); absent when the cache did not keep the answer"
+//	@Header			200				{string}	Cache-Control	"private, max-age=<whole seconds the data stays fresh in the gateway>"
+//	@Success		304				"Not Modified: If-None-Match names the current data; no body"
+//	@Failure		401				{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403				{object}	problem.Details	"FORBIDDEN: needs sessions:read"
+//	@Failure		429				{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502				{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503				{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504				{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions [get]
 func (h sessionHandlers) list(c *gin.Context) {
 	ctx, rec := cache.Track(c.Request.Context())
@@ -215,9 +223,12 @@ func (h sessionHandlers) list(c *gin.Context) {
 	if cached {
 		meta.Cache = cacheMetaOf(info)
 	}
-	data, err := h.renderList(out, info, cached)
+	data, etag, err := h.renderList(out, info, cached)
 	if err != nil {
 		middleware.Fail(c, err)
+		return
+	}
+	if answerConditional(c, info, cached, etag) {
 		return
 	}
 	metaJSON, err := json.Marshal(meta)
@@ -230,17 +241,25 @@ func (h sessionHandlers) list(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json; charset=utf-8", append(body, '}'))
 }
 
-// renderList encodes the sessions, or reuses the encoding of the same cached version.
-func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool) ([]byte, error) {
+// renderList encodes the sessions, or reuses the encoding of the same cached version. The ETag
+// ("" when the cache did not keep the list) is a hash of the encoded data, not of the cached
+// value: whether a QR code is shown as available also depends on the time.
+func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool) (data []byte, etag string, err error) {
 	now := time.Now()
 	if cached && !info.Stored.IsZero() && h.rendered != nil {
 		if r := h.rendered.Load(); r != nil && r.stored.Equal(info.Stored) && now.Before(r.until) {
-			return r.data, nil
+			return r.data, r.etag, nil
 		}
 	}
-	data, err := json.Marshal(out)
-	if err != nil || !cached || info.Stored.IsZero() || h.rendered == nil {
-		return data, err
+	data, err = json.Marshal(out)
+	if err != nil {
+		return nil, "", err
+	}
+	if cached && info.Version != "" {
+		etag = versionETag(cache.VersionOf(data))
+	}
+	if !cached || info.Stored.IsZero() || h.rendered == nil {
+		return data, etag, nil
 	}
 	until := now.Add(time.Minute)
 	for _, s := range out {
@@ -248,8 +267,8 @@ func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool)
 			until = *s.QR.ExpiresAt
 		}
 	}
-	h.rendered.Store(&renderedList{stored: info.Stored, until: until, data: data})
-	return data, nil
+	h.rendered.Store(&renderedList{stored: info.Stored, until: until, data: data, etag: etag})
+	return data, etag, nil
 }
 
 // get godoc
@@ -261,16 +280,20 @@ func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool)
 //	@Security		ApiKey
 //	@Security		BearerJWT
 //	@x-scopes		["sessions:read"]
-//	@Param			sessionId	path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
-//	@Success		200			{object}	SessionAnswer
-//	@Failure		400			{object}	problem.Details	"INVALID_REQUEST"
-//	@Failure		401			{object}	problem.Details	"UNAUTHENTICATED"
-//	@Failure		403			{object}	problem.Details	"FORBIDDEN: needs sessions:read"
-//	@Failure		404			{object}	problem.Details	"SESSION_NOT_FOUND"
-//	@Failure		429			{object}	problem.Details	"RATE_LIMITED"
-//	@Failure		502			{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
-//	@Failure		503			{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
-//	@Failure		504			{object}	problem.Details	"UPSTREAM_TIMEOUT"
+//	@Param			sessionId		path		string	true	"Session id (^[A-Za-z0-9_-]{3,100}$)"
+//	@Param			If-None-Match	header		string	false	"An ETag of an earlier answer (or *): 304 without a body while the data is unchanged"
+//	@Success		200				{object}	SessionAnswer
+//	@Header			200				{string}	ETag			"Strong tag of the data (not of meta.cache); absent when the cache did not keep the answer"
+//	@Header			200				{string}	Cache-Control	"private, max-age=<whole seconds the data stays fresh in the gateway>"
+//	@Success		304				"Not Modified: If-None-Match names the current data; no body"
+//	@Failure		400				{object}	problem.Details	"INVALID_REQUEST"
+//	@Failure		401				{object}	problem.Details	"UNAUTHENTICATED"
+//	@Failure		403				{object}	problem.Details	"FORBIDDEN: needs sessions:read"
+//	@Failure		404				{object}	problem.Details	"SESSION_NOT_FOUND"
+//	@Failure		429				{object}	problem.Details	"RATE_LIMITED"
+//	@Failure		502				{object}	problem.Details	"UPSTREAM_AUTH_FAILED or UPSTREAM_ERROR"
+//	@Failure		503				{object}	problem.Details	"UPSTREAM_UNAVAILABLE"
+//	@Failure		504				{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions/{sessionId} [get]
 func (h sessionHandlers) get(c *gin.Context) {
 	id, ok := sessionIDParam(c)
@@ -294,7 +317,11 @@ func (h sessionHandlers) get(c *gin.Context) {
 		s.SessionID = id
 	}
 	meta := map[string]any{"source": "status"}
-	if f := facts(); f != nil {
+	f, done := facts()
+	if done {
+		return
+	}
+	if f != nil {
 		meta["cache"] = f
 	}
 	c.JSON(http.StatusOK, SessionAnswer{Data: s, Meta: meta})

@@ -68,6 +68,7 @@ var paramExamples = map[string]any{
 	"path":                "sessions/demo_session/status",
 	"Accept":              "image/png",
 	"Idempotency-Key":     "send-3f2c9a7e-5b1d-4c8e",
+	"If-None-Match":       `"Yc3zq0cJ2n8xV1oQbW4uKd9L"`,
 	"X-Webhook-Signature": "sha256=" + strings.Repeat("0f", 32),
 	"X-Webhook-Timestamp": "1764324000000",
 	"X-Webhook-Event":     "message.received",
