@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/alicebob/miniredis/v2/server"
@@ -36,18 +37,20 @@ func startEmbedded() (*embeddedStore, error) {
 func (e *embeddedStore) dial(context.Context, string, string) (net.Conn, error) {
 	client, served := net.Pipe()
 	e.srv.ServeConn(newQueuedWriter(served))
-	return client, nil
+	return newQueuedWriter(client), nil
 }
 
 // close stops the server and ends its connections.
 func (e *embeddedStore) close() { e.mr.Close() }
 
-// queuedWriter is the server's end of an embedded connection. net.Pipe has no buffer: a write
-// waits until the other end reads. The server answers each command as soon as it has read it, and
+// queuedWriter wraps each end of an embedded connection. net.Pipe has no buffer: a write waits
+// until the other end reads. The server answers each command as soon as it has read it, and
 // go-redis reads a pipeline's answers only after writing the whole pipeline, so over a bare pipe a
-// pipeline longer than the server's read buffer would block both ends until the write timeout.
-// queuedWriter never blocks the server: its writes are queued in memory and a pump copies them
-// into the pipe as the client reads.
+// pipeline longer than the server's read buffer would block both ends until the write timeout;
+// and a slow server (a loaded machine) would make the client's write of a long pipeline time out
+// where a kernel socket buffer would have absorbed it. A queuedWriter never blocks its writer: the
+// writes are queued in memory and a pump copies them into the pipe as the other end reads. Writes
+// therefore have no deadline; read deadlines still bound every wait for an answer.
 type queuedWriter struct {
 	net.Conn
 
@@ -99,6 +102,13 @@ func (q *queuedWriter) pump() {
 		}
 	}
 }
+
+// SetDeadline bounds reads only: a queued write never waits.
+func (q *queuedWriter) SetDeadline(t time.Time) error { return q.Conn.SetReadDeadline(t) }
+
+// SetWriteDeadline is a no-op: a queued write never waits, and the pump must not fail a write
+// the caller has already been told succeeded.
+func (q *queuedWriter) SetWriteDeadline(time.Time) error { return nil }
 
 // Close ends the connection; the server's reader then sees the pipe closed.
 func (q *queuedWriter) Close() error {

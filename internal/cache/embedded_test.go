@@ -55,7 +55,7 @@ func TestEmbeddedStoreLongPipeline(t *testing.T) {
 	}
 	t.Cleanup(s.Close)
 	ctx := context.Background()
-	const n = 20000
+	const n = 5000
 	value := strings.Repeat("v", 64)
 	pipe := s.Client.Pipeline()
 	for i := range n {
