@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
@@ -52,7 +53,7 @@ func queryParams(c *gin.Context, allowed ...string) (url.Values, bool) {
 	for _, name := range sortedKeys(q) {
 		switch {
 		case !slices.Contains(allowed, name):
-			fields = append(fields, problem.Field(clip(name, 64), "unknown query parameter"+allowedHint(allowed)))
+			fields = append(fields, problem.Field(clip.Runes(name, 64, clip.Ellipsis), "unknown query parameter"+allowedHint(allowed)))
 		case len(q[name]) > 1:
 			fields = append(fields, problem.Field(name, "given more than once"))
 		}
@@ -221,18 +222,6 @@ func checkJSONContentType(values []string) string {
 		}
 	}
 	return ""
-}
-
-// clip shortens caller-supplied text before it is echoed in an answer.
-func clip(s string, n int) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "?")
-	}
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n]) + "..."
 }
 
 // idempotencyKey returns the Idempotency-Key header ("" when absent), or answers 400 when it is

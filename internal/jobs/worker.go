@@ -14,6 +14,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 )
 
 // Handler runs one attempt of a task. Its context ends when the attempt times out, when the
@@ -326,7 +328,7 @@ func (w *worker) recordOnce(ctx context.Context, t Task, herr error) error {
 		retried++
 	}
 	due := time.Now().Add(w.o.RetryDelay(retried, herr))
-	outcome, err := w.q.fail(ctx, t, due, counted, skip, truncate(herr.Error(), 500))
+	outcome, err := w.q.fail(ctx, t, due, counted, skip, clip.Bytes(herr.Error(), 500, ""))
 	if err != nil {
 		return err
 	}
@@ -339,15 +341,4 @@ func (w *worker) recordOnce(ctx context.Context, t Task, herr error) error {
 		w.o.OnArchived(ctx, t, herr)
 	}
 	return nil
-}
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }

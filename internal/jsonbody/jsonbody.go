@@ -21,11 +21,11 @@ import (
 	"io"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 )
 
@@ -148,10 +148,7 @@ func pointer(p jsontext.Pointer) string {
 		}
 		return r
 	}, s)
-	if utf8.RuneCountInString(s) > maxEchoedName {
-		s = string([]rune(s)[:maxEchoedName]) + "..."
-	}
-	return s
+	return clip.Runes(s, maxEchoedName, clip.Ellipsis)
 }
 
 // jsonKind names the JSON type a Go kind is written as.

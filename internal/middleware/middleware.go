@@ -24,6 +24,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 )
 
@@ -319,14 +320,14 @@ func NotFound() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		// The path is not repeated: it may hold a phone number or a chat id (the access log has
 		// it, masked, with the request id).
-		Write(c, problem.New(http.StatusNotFound, problem.CodeNotFound, "No route matches "+truncate(c.Request.Method, 16)+" on this path."))
+		Write(c, problem.New(http.StatusNotFound, problem.CodeNotFound, "No route matches "+clip.Bytes(c.Request.Method, 16, clip.Ellipsis)+" on this path."))
 	}
 }
 
 // MethodNotAllowed answers a known path called with a method it does not take.
 func MethodNotAllowed() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		Write(c, problem.New(http.StatusMethodNotAllowed, problem.CodeMethodNotAllowed, "This route does not take "+truncate(c.Request.Method, 16)+"."))
+		Write(c, problem.New(http.StatusMethodNotAllowed, problem.CodeMethodNotAllowed, "This route does not take "+clip.Bytes(c.Request.Method, 16, clip.Ellipsis)+"."))
 	}
 }
 
@@ -334,12 +335,4 @@ func encodeJSON(w http.ResponseWriter, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
-}
-
-// truncate shortens caller-supplied text before it is echoed in an answer.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -58,6 +58,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/auth"
 	"github.com/inboxhub-gateway/gateway/internal/cache"
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
@@ -185,7 +186,7 @@ func (h *Handler) Handle(c *gin.Context) {
 	if r == nil {
 		// The path is not repeated: it may hold a phone number or a chat id.
 		middleware.Fail(c, problem.New(http.StatusNotFound, problem.CodeNotFound,
-			truncate(method, 16)+" on this path is not available through the gateway (the API reference lists the relayed routes)."))
+			clip.Bytes(method, 16, clip.Ellipsis)+" on this path is not available through the gateway (the API reference lists the relayed routes)."))
 		return
 	}
 	if !caller.Has(r.Scope) {
@@ -422,7 +423,7 @@ func (h *Handler) query(raw string) (url.Values, []problem.FieldError) {
 	for name, vs := range q {
 		for _, v := range vs {
 			if strings.ContainsFunc(name+v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-				fields = append(fields, problem.Field(truncate(name, 40), "must not contain control characters"))
+				fields = append(fields, problem.Field(clip.Bytes(name, 40, clip.Ellipsis), "must not contain control characters"))
 			}
 		}
 	}
@@ -469,12 +470,4 @@ func (h *Handler) body(c *gin.Context) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-// truncate shortens caller-supplied text before it is echoed in an answer.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -66,6 +66,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/jobs"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -433,7 +434,7 @@ func (e *Engine) reconcile(ctx context.Context, j Job) (Job, error) {
 	case info.State == jobs.StateArchived:
 		reason = "the job engine gave up on the job after its retries"
 		if info.LastError != "" {
-			reason += ": " + truncate(info.LastError, 200)
+			reason += ": " + clip.Bytes(info.LastError, 200, clip.Ellipsis)
 		}
 	case info.State == jobs.StateCompleted:
 		reason = "the job's task completed without ending the job"
@@ -597,11 +598,4 @@ func randomToken() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

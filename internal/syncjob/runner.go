@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -462,7 +463,7 @@ func (r *runner) deliverOrFail(ctx context.Context, res string, flush bool) (fai
 		return false, err
 	}
 	p := r.prog[res]
-	p.addError(truncate(sf.Error(), 300))
+	p.addError(clip.Bytes(sf.Error(), 300, clip.Ellipsis))
 	p.Phase = PhaseFailed
 	p.Failed += r.stored[res] - r.cp.sinkCursor[res]
 	r.e.log.Warn("sync job: the sink refused a batch", "jobId", r.meta.ID, "resource", res, "error", sf.Error())
@@ -480,7 +481,7 @@ func (r *runner) failStep(ctx context.Context, step string, page int, err error)
 	if step == stepChatScan {
 		what = "chat list"
 	}
-	p.addError(truncate(fmt.Sprintf("%s page %d: %v", what, page, err), 300))
+	p.addError(clip.Bytes(fmt.Sprintf("%s page %d: %v", what, page, err), 300, clip.Ellipsis))
 	p.Phase = PhaseFailed
 	if sessionLevel(err) {
 		r.sessionErr = err
@@ -498,7 +499,7 @@ func (r *runner) failStep(ctx context.Context, step string, page int, err error)
 func (r *runner) failFast(ctx context.Context, res string) error {
 	p := r.prog[res]
 	p.Phase = PhaseFailed
-	p.addError(truncate("not read: "+r.sessionErr.Error(), 300))
+	p.addError(clip.Bytes("not read: "+r.sessionErr.Error(), 300, clip.Ellipsis))
 	return r.commit(ctx, &batch{}, res)
 }
 
@@ -716,7 +717,7 @@ func (r *runner) messagesStep(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				p.addError(truncate(fmt.Sprintf("messages of chat %s page %d: %v", chatID, page, err), 300))
+				p.addError(clip.Bytes(fmt.Sprintf("messages of chat %s page %d: %v", chatID, page, err), 300, clip.Ellipsis))
 				r.e.log.Warn("sync job: a chat's messages failed", "jobId", r.meta.ID, "page", page, "error", err.Error())
 				if sessionLevel(err) {
 					r.sessionErr = err
@@ -846,7 +847,7 @@ func (r *runner) finalState() string {
 	if r.jobErr != "" {
 		errs = append([]string{r.jobErr}, errs...)
 	}
-	r.jobErr = truncate(strings.Join(errs, "; "), 500)
+	r.jobErr = clip.Bytes(strings.Join(errs, "; "), 500, clip.Ellipsis)
 	switch {
 	case done == len(r.meta.Resources):
 		return StateSucceeded

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/jobs"
 )
 
@@ -58,7 +59,7 @@ func (e *Engine) onArchived(ctx context.Context, t jobs.Task, err error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_, _ = e.st.finish(wctx, jobMeta{ID: p.JobID, SessionID: p.SessionID}, "", StateFailed, e.cfg.Clock(),
-		fError, truncate(fmt.Sprintf("the job failed after %d attempts: %v", t.Retried, err), 300))
+		fError, clip.Bytes(fmt.Sprintf("the job failed after %d attempts: %v", t.Retried, err), 300, clip.Ellipsis))
 }
 
 // runJob runs one attempt of a job: it takes the job (a lease renewed in the background), resumes

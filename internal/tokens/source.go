@@ -22,11 +22,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -940,14 +940,7 @@ func scrub(msg string, secrets ...string) string {
 			msg = strings.ReplaceAll(msg, sec, "[redacted]")
 		}
 	}
-	if len(msg) > 300 {
-		n := 300
-		for n > 0 && !utf8.RuneStart(msg[n]) {
-			n--
-		}
-		msg = msg[:n] + "..."
-	}
-	return msg
+	return clip.Bytes(msg, 300, clip.Ellipsis)
 }
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

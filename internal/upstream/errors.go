@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
+
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 )
 
 // Upstream error codes the client gives meaning to (docs/upstream.md, "Envelopes").
@@ -290,14 +291,7 @@ func cleanText(s string, secrets []string) string {
 		return r
 	}, s)
 	s = strings.TrimSpace(redact(s, secrets))
-	if len(s) > maxMessageBytes {
-		cut := maxMessageBytes
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "..."
-	}
-	return s
+	return clip.Bytes(s, maxMessageBytes, clip.Ellipsis)
 }
 
 // cleanCode keeps an upstream code to the characters codes are made of.

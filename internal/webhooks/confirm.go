@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -152,7 +153,7 @@ func normalizePhone(s string) string {
 	if _, kind, p := syncjob.NormalizeJID(s); kind == syncjob.IDKindPhone {
 		return p
 	}
-	return truncate(s, 64)
+	return clip.Bytes(s, 64, "")
 }
 
 // confirmer confirms the hints of this replica at once and sweeps for the others: one read at a

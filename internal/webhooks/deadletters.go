@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 )
 
 // DeadLetter is an event the CRM did not accept after every attempt.
@@ -54,7 +56,7 @@ func deadLetterOf(raw, sid string, attempts int, lastErr error, now time.Time) (
 		head.ID = eventID("unreadable|" + raw)
 	}
 	b, _ := json.Marshal(deadRecord{ID: head.ID, SessionID: sid, Type: head.Type, Attempts: attempts,
-		LastError: truncate(lastErr.Error(), 300), FailedAt: now.UTC(), Event: json.RawMessage(raw)})
+		LastError: clip.Bytes(lastErr.Error(), 300, ""), FailedAt: now.UTC(), Event: json.RawMessage(raw)})
 	return head.ID, string(b)
 }
 

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -97,7 +97,7 @@ func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Pa
 	if name == "" {
 		return Parsed{}, invalid("event", "missing: neither the body's event nor X-Webhook-Event names the event")
 	}
-	name = truncate(name, 100)
+	name = clip.Bytes(name, 100, "")
 	msg, isMsgObj := data.obj("message")
 	if !isMsgObj {
 		msg = data // the older shape: data is the message itself
@@ -341,7 +341,7 @@ func parseChat(data object) syncjob.Chat {
 
 // parseSession reads a session event's data.
 func parseSession(typ string, data object) *SessionChange {
-	sc := &SessionChange{Reason: truncate(data.str("reason"), 200)}
+	sc := &SessionChange{Reason: clip.Bytes(data.str("reason"), 200, "")}
 	switch typ {
 	case TypeSessionConnected:
 		sc.Status = StatusConnected
@@ -443,14 +443,3 @@ func flexString(raw json.RawMessage) string {
 }
 
 func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
-
-// truncate shortens s to at most n bytes without splitting a character.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
