@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		getenv = withDemo(getenv)
 	}
 
-	cfg, err := config.Load(getenv)
+	cfg, err := config.Load(getenv, app.ConfigChecks()...)
 	if err != nil {
 		return err
 	}

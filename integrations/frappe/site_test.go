@@ -246,7 +246,7 @@ func startGatewayOn(t *testing.T, srv *httptest.Server, simURL string, creds sim
 	for k, v := range extra {
 		vars[k] = v
 	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
+	cfg, err := config.Load(func(k string) string { return vars[k] }, app.ConfigChecks()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -27,6 +28,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/passthrough"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
+	"github.com/inboxhub-gateway/gateway/internal/redisurl"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -178,13 +180,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 	}
 	relay := passthrough.New(a.Upstream, relayOpts...)
 
-	throttle := auth.NewFailureThrottle(a.Store.Client, cfg.AuthFailureRate, auth.FailureThrottleOptions{
+	throttle := auth.NewFailureThrottle(a.Store.Client, quotaRate(cfg.AuthFailureRate), auth.FailureThrottleOptions{
 		Logger: logger.With("component", "auth-throttle"), Registerer: a.Registry})
 	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.Registry, Throttle: throttle})
 	if err != nil {
 		return nil, fmt.Errorf("caller authentication: %w", err)
 	}
-	callerLimit := auth.NewCallerLimiter(a.Store.Client, cfg.CallerRate,
+	callerLimit := auth.NewCallerLimiter(a.Store.Client, quotaRate(cfg.CallerRate),
 		auth.WithLimiterLogger(logger.With("component", "caller-limit")), auth.WithLimiterMetrics(a.Registry))
 
 	a.handler, err = handlers.NewRouter(handlers.Deps{
@@ -252,6 +254,20 @@ func (a *App) Close() {
 	a.closers = nil
 }
 
+// ConfigChecks are the rules on settings that belong to the packages app wires rather than to
+// config (which imports none of them), for config.Load: REDIS_URL must be a URL the store can open.
+func ConfigChecks() []config.Check {
+	return []config.Check{{Var: "REDIS_URL", Valid: func(v string) error {
+		if _, err := redisurl.Parse(v); err != nil {
+			return errors.New(strings.TrimPrefix(err.Error(), "REDIS_URL: "))
+		}
+		return nil
+	}}}
+}
+
+// quotaRate is a configured rate as the limiters enforce it (with their default burst).
+func quotaRate(r config.Rate) quota.Rate { return quota.Rate{N: r.N, Per: r.Per} }
+
 // spoolDir is the webhook spool's directory, "" when the spool is off (no bytes allowed).
 func spoolDir(c config.WebhookSpoolConfig) string {
 	if c.MaxBytes <= 0 {
@@ -272,9 +288,9 @@ func redisProblem(err error) string {
 // token refresher, and registers their readiness checks.
 func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog.Logger, o options) error {
 	a.Quota = quota.New(a.Store.Client, map[upstream.Category]quota.Rate{
-		upstream.CategoryAuth: cfg.Upstream.RateAuth,
-		upstream.CategoryRead: cfg.Upstream.RateRead,
-		upstream.CategorySend: cfg.Upstream.RateSend,
+		upstream.CategoryAuth: quotaRate(cfg.Upstream.RateAuth),
+		upstream.CategoryRead: quotaRate(cfg.Upstream.RateRead),
+		upstream.CategorySend: quotaRate(cfg.Upstream.RateSend),
 	}, quota.WithReserve(cfg.Upstream.Reserve), quota.WithLocalFallback(cfg.Upstream.QuotaFallback),
 		quota.WithMetrics(a.Registry), quota.WithLogger(logger.With("component", "quota")))
 

@@ -113,7 +113,7 @@ func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string,
 	for k, v := range extra {
 		env[k] = v
 	}
-	cfg, err := config.Load(func(k string) string { return env[k] })
+	cfg, err := config.Load(func(k string) string { return env[k] }, app.ConfigChecks()...)
 	if err != nil {
 		t.Fatal(err)
 	}

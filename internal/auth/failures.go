@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
@@ -56,7 +55,7 @@ type FailureThrottleOptions struct {
 type FailureThrottle struct {
 	keyed    *quota.Keyed
 	local    *quota.LocalKeyed
-	rate     config.Rate
+	rate     quota.Rate
 	invalid  error
 	log      *slog.Logger
 	fallback fallback
@@ -69,7 +68,7 @@ type FailureThrottle struct {
 // NewFailureThrottle returns a throttle of rate failed authentications per client address over
 // rdb. A rate with N == 0 throttles nothing and never asks Redis. An invalid rate (which
 // configuration loading never produces) makes every request be refused with 500.
-func NewFailureThrottle(rdb redis.UniversalClient, rate config.Rate, o FailureThrottleOptions) *FailureThrottle {
+func NewFailureThrottle(rdb redis.UniversalClient, rate quota.Rate, o FailureThrottleOptions) *FailureThrottle {
 	t := &FailureThrottle{rate: rate, log: o.Logger}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)

@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
 )
 
@@ -76,7 +76,7 @@ func TestFailureThrottleLocksOutAGuesser(t *testing.T) {
 	t.Cleanup(func() { _ = rdb2.Close() })
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
-	rate := config.Rate{N: 3, Per: time.Hour} // one failure back every 20 minutes
+	rate := quota.Rate{N: 3, Per: time.Hour} // one failure back every 20 minutes
 	r := throttledRouter(t, f, NewFailureThrottle(rdb, rate, FailureThrottleOptions{Registerer: reg, Logger: newLogger(logs)}), logs)
 	other := throttledRouter(t, f, NewFailureThrottle(rdb2, rate, FailureThrottleOptions{}), &syncBuffer{})
 
@@ -132,7 +132,7 @@ func TestFailureThrottleWithoutRedis(t *testing.T) {
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
-	r := throttledRouter(t, f, NewFailureThrottle(rdb, config.Rate{N: 2, Per: time.Minute}, FailureThrottleOptions{Registerer: reg, Logger: newLogger(logs)}), logs)
+	r := throttledRouter(t, f, NewFailureThrottle(rdb, quota.Rate{N: 2, Per: time.Minute}, FailureThrottleOptions{Registerer: reg, Logger: newLogger(logs)}), logs)
 	const guesser = "198.51.100.7:4000"
 	for i := range 2 {
 		if a := doFrom(r, guesser, hdr("X-API-Key", "crm_"+randomHex(t, 24))); a.status != http.StatusUnauthorized {
@@ -160,7 +160,7 @@ func TestFailureThrottleRedisOutageAndReturn(t *testing.T) {
 		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 	defer rdb.Close()
 	logs := &syncBuffer{}
-	r := throttledRouter(t, f, NewFailureThrottle(rdb, config.Rate{N: 2, Per: time.Hour}, FailureThrottleOptions{Logger: newLogger(logs)}), logs)
+	r := throttledRouter(t, f, NewFailureThrottle(rdb, quota.Rate{N: 2, Per: time.Hour}, FailureThrottleOptions{Logger: newLogger(logs)}), logs)
 	const guesser = "198.51.100.7:4000"
 	wrong := func() map[string][]string { return hdr("X-API-Key", "crm_"+randomHex(t, 24)) }
 	if a := doFrom(r, guesser, wrong()); a.status != http.StatusUnauthorized {
@@ -203,7 +203,7 @@ func TestFailureThrottleOff(t *testing.T) {
 	rdb := deadRedis()
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
-	r := throttledRouter(t, f, NewFailureThrottle(rdb, config.Rate{}, FailureThrottleOptions{Registerer: reg}), &syncBuffer{})
+	r := throttledRouter(t, f, NewFailureThrottle(rdb, quota.Rate{}, FailureThrottleOptions{Registerer: reg}), &syncBuffer{})
 	for i := range 20 {
 		if a := doFrom(r, "198.51.100.7:4000", hdr("X-API-Key", "crm_"+randomHex(t, 24))); a.status != http.StatusUnauthorized {
 			t.Fatalf("failure %d with the throttle off: %d, want 401", i+1, a.status)

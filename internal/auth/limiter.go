@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
@@ -51,7 +50,7 @@ type CallerLimiter struct {
 	keyed   *quota.Keyed
 	local   *quota.LocalKeyed
 	invalid error
-	rate    config.Rate
+	rate    quota.Rate
 	policy  string
 
 	prefix   string
@@ -88,7 +87,7 @@ const leaseTTL = time.Second
 
 // leaseSizeFor is 1% of the rate, from 1 to 200 places, and never more than the burst: a busy
 // caller then costs Redis one round trip per 1% of its budget at most.
-func leaseSizeFor(r config.Rate) int {
+func leaseSizeFor(r quota.Rate) int {
 	burst := r.Burst
 	if burst == 0 {
 		burst = r.N
@@ -99,7 +98,7 @@ func leaseSizeFor(r config.Rate) int {
 // NewCallerLimiter returns a limiter of rate per caller over rdb. A rate with N == 0 limits
 // nothing and never asks Redis. An invalid rate (which configuration loading never produces) makes
 // the middleware answer 500 to every request rather than run unlimited.
-func NewCallerLimiter(rdb redis.UniversalClient, rate config.Rate, opts ...LimiterOption) *CallerLimiter {
+func NewCallerLimiter(rdb redis.UniversalClient, rate quota.Rate, opts ...LimiterOption) *CallerLimiter {
 	l := &CallerLimiter{rate: rate, prefix: DefaultCallerKeyPrefix}
 	for _, o := range opts {
 		if o != nil {

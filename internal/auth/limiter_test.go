@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
 )
 
@@ -33,7 +33,7 @@ func limitedRouter(t *testing.T, f *fixture, l *CallerLimiter) *gin.Engine {
 func TestCallerLimiterBudget(t *testing.T) {
 	f := newFixture(t)
 	reg := prometheus.NewRegistry()
-	l := NewCallerLimiter(redistest.New(t), config.Rate{N: 3, Per: time.Hour}, WithLimiterMetrics(reg))
+	l := NewCallerLimiter(redistest.New(t), quota.Rate{N: 3, Per: time.Hour}, WithLimiterMetrics(reg))
 	r := limitedRouter(t, f, l)
 	crm := hdr("X-API-Key", f.readKey)
 	for i := range 3 {
@@ -89,7 +89,7 @@ func TestCallerLimiterSharedByReplicas(t *testing.T) {
 	rdb := redistest.New(t)
 	rdb2 := redis.NewClient(rdb.Options())
 	t.Cleanup(func() { _ = rdb2.Close() })
-	rate := config.Rate{N: 4, Per: time.Hour}
+	rate := quota.Rate{N: 4, Per: time.Hour}
 	replicas := []*gin.Engine{limitedRouter(t, f, NewCallerLimiter(rdb, rate)), limitedRouter(t, f, NewCallerLimiter(rdb2, rate))}
 	crm := hdr("X-API-Key", f.readKey)
 	for i := range 4 {
@@ -117,7 +117,7 @@ func TestCallerLimiterLimitsLocallyWithoutRedis(t *testing.T) {
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
 	logs := &syncBuffer{}
-	l := NewCallerLimiter(rdb, config.Rate{N: 2, Per: time.Hour}, WithLimiterMetrics(reg), WithLimiterLogger(newLogger(logs)))
+	l := NewCallerLimiter(rdb, quota.Rate{N: 2, Per: time.Hour}, WithLimiterMetrics(reg), WithLimiterLogger(newLogger(logs)))
 	r := limitedRouter(t, f, l)
 	crm := hdr("X-API-Key", f.readKey)
 	for i := range 2 {
@@ -152,7 +152,7 @@ func TestCallerLimiterUnlimitedAndMisplaced(t *testing.T) {
 	rdb := deadRedis()
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
-	r := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{}, WithLimiterMetrics(reg)))
+	r := limitedRouter(t, f, NewCallerLimiter(rdb, quota.Rate{}, WithLimiterMetrics(reg)))
 	for i := range 5 {
 		a := do(r, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey))
 		if a.status != http.StatusOK || a.header.Get("RateLimit-Limit") != "" {
@@ -164,9 +164,9 @@ func TestCallerLimiterUnlimitedAndMisplaced(t *testing.T) {
 	}
 
 	// Before authentication (a wiring mistake) and with an invalid rate, the limiter refuses.
-	bare := router(&syncBuffer{}, nil, NewCallerLimiter(redistest.New(t), config.Rate{N: 5, Per: time.Minute}).Middleware())
+	bare := router(&syncBuffer{}, nil, NewCallerLimiter(redistest.New(t), quota.Rate{N: 5, Per: time.Minute}).Middleware())
 	problemOf(t, do(bare, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey)), http.StatusInternalServerError, problem.CodeInternal)
-	invalid := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{N: 5}))
+	invalid := limitedRouter(t, f, NewCallerLimiter(rdb, quota.Rate{N: 5}))
 	problemOf(t, do(invalid, http.MethodGet, "/v1/whoami", hdr("X-API-Key", f.readKey)), http.StatusInternalServerError, problem.CodeInternal)
 }
 
@@ -177,7 +177,7 @@ func TestCallerLimiterRedisOutageAndReturn(t *testing.T) {
 		DialerRetries: 1, DialerRetryTimeout: time.Millisecond})
 	defer rdb.Close()
 	logs := &syncBuffer{}
-	r := limitedRouter(t, f, NewCallerLimiter(rdb, config.Rate{N: 3, Per: time.Hour}, WithLimiterLogger(newLogger(logs))))
+	r := limitedRouter(t, f, NewCallerLimiter(rdb, quota.Rate{N: 3, Per: time.Hour}, WithLimiterLogger(newLogger(logs))))
 	crm := hdr("X-API-Key", f.readKey)
 	statuses := func(n int) []int {
 		var out []int
@@ -217,7 +217,7 @@ func TestCallerLimiterRedisOutageAndReturn(t *testing.T) {
 // of unspent places per replica less; and Redis sees one decision per lease, not per request.
 func TestCallerLimiterLeasesStayWithinTheLimit(t *testing.T) {
 	f := newFixture(t)
-	rate := config.Rate{N: 1000, Per: time.Hour} // lease of 10 places, burst 1000
+	rate := quota.Rate{N: 1000, Per: time.Hour} // lease of 10 places, burst 1000
 	if got := leaseSizeFor(rate); got != 10 {
 		t.Fatalf("lease size = %d, want 10", got)
 	}

@@ -7,7 +7,10 @@
 //
 // It owns the names, defaults and validation of every setting and the typed Config the rest of the
 // program receives. It must not read the environment after Load, print a Secret's value, or start
-// anything; no other package reads the environment (cmd/gateway passes os.Getenv to Load).
+// anything; no other package reads the environment (cmd/gateway passes os.Getenv to Load). It
+// imports no package of the gateway, so that any package may import it: its types are plain values
+// (Rate, Secret) that the wiring converts, and a rule that belongs to another package (the syntax
+// of REDIS_URL) comes in as a Check given to Load.
 package config
 
 import (
@@ -26,9 +29,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/inboxhub-gateway/gateway/internal/quota"
-	"github.com/inboxhub-gateway/gateway/internal/redisurl"
 )
 
 // Scopes a caller may hold; each route of the API needs one (see docs/swagger.yaml).
@@ -155,9 +155,6 @@ type APIKey struct {
 	Plain bool
 }
 
-// Rate is a request budget "N/duration" (quota.ParseRate's syntax); N == 0 means unlimited.
-type Rate = quota.Rate
-
 // Secret is a configuration value that must never be printed: it formats and logs as "***" when
 // set and "" when not. Reveal returns the value for the one place that needs it.
 type Secret struct{ value string }
@@ -209,12 +206,38 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Load reads the configuration through getenv (os.Getenv in production) and validates it. The
-// returned error, if any, is an *Error naming every bad variable.
-func Load(getenv func(string) string) (Config, error) {
-	r := reader{getenv: getenv}
-	var c Config
+// Check is a rule about one variable that belongs to a package config does not import (config
+// imports nothing of the gateway, so that every package may import it): REDIS_URL, for example,
+// must be a URL the Redis client can open. Load applies it to the variable's value whenever the
+// variable is set, and reports its error as a problem of Var among the others. The error must not
+// repeat the value, which may be a secret.
+type Check struct {
+	Var   string
+	Valid func(value string) error
+}
 
+// Load reads the configuration through getenv (os.Getenv in production) and validates it, with
+// checks for the rules of other packages. The returned error, if any, is an *Error naming every
+// bad variable.
+func Load(getenv func(string) string, checks ...Check) (Config, error) {
+	r := reader{getenv: getenv, checks: checks}
+	var c Config
+	r.server(&c)
+	r.upstream(&c)
+	r.redis(&c)
+	r.callers(&c)
+	r.sync(&c)
+	r.webhooks(&c)
+	r.crm(&c)
+	r.operations(&c)
+	if len(r.problems) > 0 {
+		return Config{}, &Error{Problems: r.problems}
+	}
+	return c, nil
+}
+
+// server reads the public listener and the HTTP limits.
+func (r *reader) server(c *Config) {
 	c.Addr = r.str("GATEWAY_ADDR", ":8080")
 	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
 		r.bad("GATEWAY_ADDR", fmt.Sprintf("%q is not a listen address such as :8080 or 127.0.0.1:8080", c.Addr))
@@ -231,8 +254,11 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.MaxBodyBytes = int64(r.integer("GATEWAY_MAX_BODY_BYTES", 1<<20, 1024, 64<<20))
+}
 
-	// Upstream credentials are required unless the demo supplies its own simulator.
+// upstream reads where Inbox Hub is, the gateway's credentials there and its limits. The
+// credentials are required unless the demo supplies its own simulator (so server runs first).
+func (r *reader) upstream(c *Config) {
 	required := !c.Demo
 	c.Upstream.BaseURL = strings.TrimRight(r.str("INBOXHUB_BASE_URL", ""), "/")
 	switch {
@@ -254,20 +280,36 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Upstream.RateSend = r.rate("UPSTREAM_RATE_SEND", "10/1m")
 	c.Upstream.Reserve = r.fraction("UPSTREAM_RATE_RESERVE", 0.2, 0, 0.9)
 	c.Upstream.QuotaFallback = r.fraction("UPSTREAM_QUOTA_FALLBACK", 0.25, 0, 1)
+}
 
+// redis reads REDIS_URL; its syntax is checked by the Check the caller passes (unset: embedded).
+func (r *reader) redis(c *Config) {
 	c.RedisURL = r.secret("REDIS_URL", false)
-	if c.RedisURL.IsSet() {
-		if _, err := redisurl.Parse(c.RedisURL.Reveal()); err != nil {
-			r.bad("REDIS_URL", strings.TrimPrefix(err.Error(), "REDIS_URL: "))
-		}
-	}
+}
 
+// callers reads how callers are authenticated and limited, and how upstream tokens are kept.
+func (r *reader) callers(c *Config) {
 	c.APIKeysFile = r.str("GATEWAY_API_KEYS_FILE", "")
 	if c.APIKeysFile != "" {
 		c.APIKeys = r.apiKeys("GATEWAY_API_KEYS_FILE", c.APIKeysFile)
 	}
-	c.JWT.HS256Secret = r.secret("GATEWAY_JWT_HS256_SECRET", false)
-	if c.JWT.HS256Secret.IsSet() && len(c.JWT.HS256Secret.Reveal()) < 32 {
+	c.JWT = r.jwt()
+	c.CORSOrigins = r.list("GATEWAY_CORS_ORIGINS")
+	for _, o := range c.CORSOrigins {
+		if msg := checkOrigin(o); msg != "" {
+			r.bad("GATEWAY_CORS_ORIGINS", msg)
+		}
+	}
+	c.CallerRate = r.rate("GATEWAY_CALLER_RATE", "600/1m")
+	c.TokenRefreshAt = r.fraction("TOKEN_REFRESH_AT", 0.8, 0.1, 0.95)
+	c.TokenEncryption = r.encryption()
+}
+
+// jwt reads how callers' bearer tokens are verified: one algorithm at most.
+func (r *reader) jwt() JWT {
+	var j JWT
+	j.HS256Secret = r.secret("GATEWAY_JWT_HS256_SECRET", false)
+	if j.HS256Secret.IsSet() && len(j.HS256Secret.Reveal()) < 32 {
 		r.bad("GATEWAY_JWT_HS256_SECRET", "too short: use at least 32 bytes")
 	}
 	if path := r.str("GATEWAY_JWT_RS256_PUBLIC_KEY_FILE", ""); path != "" {
@@ -278,38 +320,39 @@ func Load(getenv func(string) string) (Config, error) {
 		case !strings.Contains(string(pem), "PUBLIC KEY-----"):
 			r.bad("GATEWAY_JWT_RS256_PUBLIC_KEY_FILE", path+" does not hold a PEM public key")
 		default:
-			c.JWT.RS256PublicKey = pem
+			j.RS256PublicKey = pem
 		}
 	}
-	if c.JWT.HS256Secret.IsSet() && c.JWT.RS256PublicKey != nil {
+	if j.HS256Secret.IsSet() && j.RS256PublicKey != nil {
 		r.bad("GATEWAY_JWT_HS256_SECRET", "set together with GATEWAY_JWT_RS256_PUBLIC_KEY_FILE: choose one algorithm")
 	}
-	c.JWT.Issuer = r.str("GATEWAY_JWT_ISSUER", "")
-	c.JWT.Audience = r.str("GATEWAY_JWT_AUDIENCE", "")
-	c.CORSOrigins = r.list("GATEWAY_CORS_ORIGINS")
-	for _, o := range c.CORSOrigins {
-		if msg := checkOrigin(o); msg != "" {
-			r.bad("GATEWAY_CORS_ORIGINS", msg)
-		}
-	}
-	c.CallerRate = r.rate("GATEWAY_CALLER_RATE", "600/1m")
-	c.TokenRefreshAt = r.fraction("TOKEN_REFRESH_AT", 0.8, 0.1, 0.95)
-	c.TokenEncryption = r.encryption()
+	j.Issuer = r.str("GATEWAY_JWT_ISSUER", "")
+	j.Audience = r.str("GATEWAY_JWT_AUDIENCE", "")
+	return j
+}
 
+// sync reads the tuning of "sync now".
+func (r *reader) sync(c *Config) {
 	c.Sync.Workers = r.integer("GATEWAY_SYNC_WORKERS", 2, 0, 64)
 	c.Sync.ItemTTL = r.duration("GATEWAY_SYNC_ITEM_TTL", 24*time.Hour)
 	c.Sync.SinkBatch = r.integer("GATEWAY_SYNC_SINK_BATCH", 500, 1, 5000)
 	c.Sync.OnConnect = r.boolean("GATEWAY_SYNC_ON_CONNECT", true)
+}
 
+// webhooks reads the tuning of webhooks in and events out, and the local spool.
+func (r *reader) webhooks(c *Config) {
 	c.Webhooks.Workers = r.integer("GATEWAY_WEBHOOK_WORKERS", 8, 0, 256)
 	c.Webhooks.DedupeTTL = r.duration("GATEWAY_WEBHOOK_DEDUPE_TTL", 24*time.Hour)
 	c.Webhooks.EventAttempts = r.integer("GATEWAY_EVENTS_MAX_ATTEMPTS", 8, 1, 100)
 	c.Webhooks.EventBackoff = r.duration("GATEWAY_EVENTS_BACKOFF", time.Second)
 	c.Webhooks.EventMaxBackoff = r.duration("GATEWAY_EVENTS_MAX_BACKOFF", time.Minute)
 	c.Webhooks.PollInterval = r.duration("GATEWAY_STATUS_POLL_INTERVAL", 30*time.Second)
-
 	c.WebhookSpool = r.webhookSpool()
+}
 
+// crm reads the gateway's public URL, the webhook secret and where (and how signed) the CRM
+// receives sync items and events.
+func (r *reader) crm(c *Config) {
 	c.PublicURL = strings.TrimRight(r.str("GATEWAY_PUBLIC_URL", ""), "/")
 	if c.PublicURL != "" {
 		if msg := checkHTTPURL(c.PublicURL); msg != "" {
@@ -323,7 +366,11 @@ func Load(getenv func(string) string) (Config, error) {
 	if (c.CRMSinkURL.IsSet() || c.CRMEventsURL.IsSet()) && !c.CRMSigningSecret.IsSet() {
 		r.bad("CRM_SIGNING_SECRET", "missing: required when CRM_SINK_URL or CRM_EVENTS_URL is set")
 	}
+}
 
+// operations reads the admin listener, the drain delay and the failed-authentication throttle
+// (after server: the admin address must differ from GATEWAY_ADDR).
+func (r *reader) operations(c *Config) {
 	c.AdminAddr = r.str("GATEWAY_ADMIN_ADDR", "127.0.0.1:9090")
 	switch _, port, err := net.SplitHostPort(c.AdminAddr); {
 	case c.AdminAddr == AdminAddrOff:
@@ -335,11 +382,6 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	c.DrainDelay = r.nonNegativeDuration("GATEWAY_DRAIN_DELAY", 5*time.Second)
 	c.AuthFailureRate = r.rate("GATEWAY_AUTH_FAILURE_RATE", "30/1m")
-
-	if len(r.problems) > 0 {
-		return Config{}, &Error{Problems: r.problems}
-	}
-	return c, nil
 }
 
 // Getenv is os.Getenv for Load, except that GATEWAY_ADMIN_ADDR set to the empty string reads as
@@ -459,6 +501,7 @@ func (r *reader) webhookSpool() WebhookSpoolConfig {
 // reader collects problems while reading variables.
 type reader struct {
 	getenv   func(string) string
+	checks   []Check
 	problems []Problem
 }
 
@@ -468,9 +511,22 @@ func (r *reader) bad(name, msg string) {
 
 func (r *reader) str(name, def string) string {
 	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		r.check(name, v)
 		return v
 	}
 	return def
+}
+
+// check applies the callers' checks of the variable name to its value, which is set.
+func (r *reader) check(name, value string) {
+	for _, c := range r.checks {
+		if c.Var != name {
+			continue
+		}
+		if err := c.Valid(value); err != nil {
+			r.bad(name, err.Error())
+		}
+	}
 }
 
 // secret reads NAME or the file named by NAME_FILE (one trailing newline is dropped). Setting both
@@ -494,8 +550,11 @@ func (r *reader) secret(name string, required bool) Secret {
 			return Secret{}
 		}
 	}
-	if v == "" && required {
+	switch {
+	case v == "" && required:
 		r.bad(name, "missing (set "+name+" or "+name+"_FILE)")
+	case v != "":
+		r.check(name, v)
 	}
 	return Secret{value: v}
 }
@@ -588,10 +647,10 @@ func (r *reader) list(name string) []string {
 
 func (r *reader) rate(name, def string) Rate {
 	v := r.str(name, def)
-	rate, err := quota.ParseRate(v)
+	rate, err := ParseRate(v)
 	if err != nil {
-		r.bad(name, strings.TrimPrefix(err.Error(), "quota: "))
-		rate, _ = quota.ParseRate(def)
+		r.bad(name, err.Error())
+		rate, _ = ParseRate(def)
 	}
 	return rate
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,8 +170,6 @@ func TestLoadProblems(t *testing.T) {
 		{"bad poll interval", map[string]string{"GATEWAY_STATUS_POLL_INTERVAL": "soon"}, nil, "GATEWAY_STATUS_POLL_INTERVAL", "positive duration"},
 		{"bad quota fallback", map[string]string{"UPSTREAM_QUOTA_FALLBACK": "2"}, nil, "UPSTREAM_QUOTA_FALLBACK", "between"},
 		{"bad refresh fraction", map[string]string{"TOKEN_REFRESH_AT": "1.2"}, nil, "TOKEN_REFRESH_AT", "between"},
-		{"bad redis scheme", map[string]string{"REDIS_URL": "http://:" + fakeRedisPw + "@h:6379"}, nil, "REDIS_URL", "scheme"},
-		{"redis sentinel without master", map[string]string{"REDIS_URL": "redis-sentinel://h1:26379,h2:26379"}, nil, "REDIS_URL", "master"},
 		{"keys file unreadable", map[string]string{"GATEWAY_API_KEYS_FILE": "/nonexistent/keys.json"}, nil, "GATEWAY_API_KEYS_FILE", "cannot read"},
 		{"keys file not json", map[string]string{"GATEWAY_API_KEYS_FILE": badKeys(`{"name":`)}, nil, "GATEWAY_API_KEYS_FILE", "not a JSON list"},
 		{"keys unknown field", map[string]string{"GATEWAY_API_KEYS_FILE": badKeys(`[{"name":"a","key":"` + fakeCallKey + `","scopes":["sync"],"extra":1}]`)}, nil, "GATEWAY_API_KEYS_FILE", "unknown field"},
@@ -223,6 +222,52 @@ func TestLoadProblems(t *testing.T) {
 			}
 			assertNoSecrets(t, err.Error())
 		})
+	}
+}
+
+// TestLoadAppliesChecks gives Load a rule of another package (as cmd/gateway gives the one on
+// REDIS_URL): it must run on the value however it is set (directly or through _FILE), never on an
+// unset variable, and its problem must come in its variable's place among the others.
+func TestLoadAppliesChecks(t *testing.T) {
+	var seen []string
+	refuse := func(v string) error {
+		seen = append(seen, v)
+		return errors.New("not a URL the store can open")
+	}
+	checks := []Check{{Var: "REDIS_URL", Valid: refuse}, {Var: "GATEWAY_PUBLIC_URL", Valid: refuse}}
+
+	if _, err := Load(env(validEnv()), checks...); err != nil || len(seen) != 0 {
+		t.Fatalf("unset variables: Load = %v, checks ran on %q", err, seen)
+	}
+
+	m := validEnv()
+	m["GATEWAY_ADDR"] = "nope"
+	m["REDIS_URL_FILE"] = writeFile(t, "redis://:"+fakeRedisPw+"@h:6379\n")
+	m["GATEWAY_PUBLIC_URL"] = "https://gateway.example.invalid"
+	m["GATEWAY_CALLER_RATE"] = "x"
+	_, err := Load(env(m), checks...)
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Load error = %v, want *config.Error", err)
+	}
+	var vars []string
+	for _, p := range ce.Problems {
+		vars = append(vars, p.Var)
+	}
+	want := []string{"GATEWAY_ADDR", "REDIS_URL", "GATEWAY_CALLER_RATE", "GATEWAY_PUBLIC_URL"}
+	if !slices.Equal(vars, want) {
+		t.Errorf("problems of %q, want %q:\n%v", vars, want, err)
+	}
+	if !strings.Contains(err.Error(), "REDIS_URL: not a URL the store can open") {
+		t.Errorf("the check's message is missing:\n%v", err)
+	}
+	if len(seen) != 2 || seen[0] != "redis://:"+fakeRedisPw+"@h:6379" {
+		t.Errorf("checks ran %d times, first on the file's value: %v", len(seen), len(seen) > 0 && seen[0] == "redis://:"+fakeRedisPw+"@h:6379")
+	}
+	assertNoSecrets(t, err.Error())
+
+	if _, err := Load(env(validEnv()), Check{Var: "REDIS_URL", Valid: func(string) error { return nil }}); err != nil {
+		t.Errorf("a passing check: %v", err)
 	}
 }
 

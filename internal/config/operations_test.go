@@ -23,7 +23,7 @@ func TestLoadOperations(t *testing.T) {
 	if c, err = Load(env(m)); err != nil {
 		t.Fatal(err)
 	}
-	if c.AdminAddr != "" || c.DrainDelay != 0 || !c.AuthFailureRate.Unlimited() {
+	if c.AdminAddr != "" || c.DrainDelay != 0 || c.AuthFailureRate != (Rate{}) {
 		t.Errorf("off/zero: admin %q, drain %s, auth failures %s", c.AdminAddr, c.DrainDelay, c.AuthFailureRate)
 	}
 
