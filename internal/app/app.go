@@ -29,6 +29,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/passthrough"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/redisurl"
+	"github.com/inboxhub-gateway/gateway/internal/recovery"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -343,6 +344,20 @@ func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog
 	a.Readiness.Add(handlers.Check{Name: "upstream_token", Run: func(context.Context) handlers.CheckResult {
 		return tokenCheck(src.Status())
 	}})
+	// While the breaker is open, one replica of the fleet probes GET /health and every replica
+	// closes its breaker as soon as the upstream answers (internal/recovery).
+	watcher := recovery.New(client, a.Store.Client, "", recovery.DefaultInterval, logger.With("component", "recovery"))
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		_ = watcher.Run(watchCtx)
+	}()
+	a.closers = append(a.closers, func() {
+		stopWatch()
+		<-watched
+	})
+
 	a.Readiness.Add(handlers.Check{Name: "upstream_breaker", Run: func(context.Context) handlers.CheckResult {
 		state := client.BreakerState()
 		r := handlers.CheckResult{OK: state != "open", Detail: map[string]any{"state": state}}

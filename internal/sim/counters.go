@@ -26,6 +26,8 @@ type Counters struct {
 	WebhooksSent    int64 `json:"webhooksSent"`
 	WebhookFailures int64 `json:"webhookFailures"`
 	WebhooksDropped int64 `json:"webhooksDropped"`
+	// HealthChecks counts GET /health requests (they are not in Requests).
+	HealthChecks int64 `json:"healthChecks"`
 }
 
 // counterSet is the live, lock-protected form of Counters.

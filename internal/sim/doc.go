@@ -43,7 +43,8 @@
 //
 // Injected 500s use the upstream's codes (CONNECTION_ERROR on connect, QR_GENERATION_ERROR on
 // qr, INTERNAL_ERROR elsewhere); injected 502 and 504 answer nginx's HTML page, as the real
-// deployment does when the app behind it is down.
+// deployment does when the app behind it is down. An AllStatus of 502, 503 or 504 is an outage
+// of the whole server: GET /health fails with it too (and every /health is counted).
 //
 // It must not be lenient, since tests that pass against a forgiving fake prove nothing: it
 // enforces the upstream's rules (credentials, rate limits, id forms, connected sessions) as

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -135,6 +136,17 @@ func (fs *faultState) forcedStatus(key string) int {
 		return code
 	}
 	if errorStatus(fs.f.AllStatus) {
+		return fs.f.AllStatus
+	}
+	return 0
+}
+
+// outageStatus is AllStatus when it says the whole upstream is down (502, 503, 504), else 0.
+func (fs *faultState) outageStatus() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	switch fs.f.AllStatus {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return fs.f.AllStatus
 	}
 	return 0

@@ -23,6 +23,23 @@ func TestFaultLatency(t *testing.T) {
 	}
 }
 
+// TestOutageReachesHealth: an outage injected with AllStatus 502, 503 or 504 (the server behind
+// nginx is down) fails GET /health too, which an application error (500) does not; every
+// /health request is counted apart from /api.
+func TestOutageReachesHealth(t *testing.T) {
+	s, c := startSim(t, testOptions())
+	for _, tt := range []struct{ all, want int }{{0, 200}, {503, 503}, {502, 502}, {504, 504}, {500, 200}} {
+		s.SetFaults(Faults{AllStatus: tt.all})
+		if r := c.get("/health"); r.StatusCode != tt.want {
+			t.Errorf("AllStatus %d: /health = %d, want %d", tt.all, r.StatusCode, tt.want)
+		}
+	}
+	got := s.Counters()
+	if got.HealthChecks != 5 || len(got.Requests) != 0 {
+		t.Errorf("health checks %d, /api requests %v; want 5 and none", got.HealthChecks, got.Requests)
+	}
+}
+
 func TestFaultStatuses(t *testing.T) {
 	tests := []struct {
 		name     string

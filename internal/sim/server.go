@@ -399,8 +399,15 @@ func (s *Server) unknownRoute(http.ResponseWriter, *http.Request) (reply, error)
 	return reply{}, &apiError{http.StatusNotFound, codeNotFound, "Ruta no encontrada", nil}
 }
 
-// health answers GET /health, which needs no credentials and is not counted.
+// health answers GET /health, which needs no credentials. It is counted apart from /api
+// (Counters.HealthChecks). During an outage injected with Faults.AllStatus 502, 503 or 504 (the
+// proxy in front of the upstream answering for a server that is down) it fails too.
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	s.counters.add(func(c *Counters) { c.HealthChecks++ })
+	if code := s.faults.outageStatus(); code != 0 {
+		s.writeError(w, &apiError{status: code}) // nginx's page: the server behind it is down
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"success":     true,
 		"message":     "Inbox Hub simulator is running",

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Routes of the auth resource and of health.
@@ -107,6 +108,28 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 		return Health{}, badResponse(cl, ans.status, "the body is not the documented JSON")
 	}
 	return h, nil
+}
+
+// Probe asks GET /health once, outside the breaker, the quota and the retries, and reports
+// whether the upstream answered as a healthy upstream does (2xx with the documented JSON). It is
+// how an open breaker learns that the outage is over (see CloseBreaker); it sends no credential
+// but the API key header every request carries, and spends no WhatsApp quota.
+func (c *Client) Probe(ctx context.Context) error {
+	cl := &call{method: http.MethodGet, route: routeHealth, path: routeHealth}
+	start := time.Now()
+	ans, err := c.attempt(ctx, cl, "")
+	c.metrics.attempt(cl.route, cl.method, statusLabel(ans, err), time.Since(start))
+	if err != nil {
+		return err
+	}
+	if !ans.ok() {
+		return c.answerError(cl, ans)
+	}
+	var h Health
+	if err := json.Unmarshal(ans.body, &h); err != nil {
+		return badResponse(cl, ans.status, "the body is not the documented JSON")
+	}
+	return nil
 }
 
 // unmarshalWrapped decodes data into out, whether the object is data itself or data[key].

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -21,8 +22,11 @@ import (
 // One breaker per client (rather than per route group) because the failures it counts are those of
 // the whole upstream, and /readyz wants one state.
 type breaker struct {
-	cb      *gobreaker.TwoStepCircuitBreaker[struct{}]
-	openFor time.Duration
+	cb       atomic.Pointer[gobreaker.TwoStepCircuitBreaker[struct{}]]
+	settings gobreaker.Settings
+	openFor  time.Duration
+	metrics  *metrics
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	openedAt time.Time
@@ -35,8 +39,8 @@ var (
 )
 
 func newBreaker(failures int, openFor time.Duration, m *metrics, log *slog.Logger) *breaker {
-	b := &breaker{openFor: openFor}
-	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+	b := &breaker{openFor: openFor, metrics: m, log: log}
+	b.settings = gobreaker.Settings{
 		Name:        "inboxhub",
 		MaxRequests: 1,
 		Timeout:     openFor,
@@ -54,18 +58,43 @@ func newBreaker(failures int, openFor time.Duration, m *metrics, log *slog.Logge
 			m.breakerState(to)
 			log.Warn("upstream circuit breaker changed state", "from", from.String(), "to", to.String())
 		},
-	})
+	}
+	b.cb.Store(gobreaker.NewTwoStepCircuitBreaker[struct{}](b.settings))
 	m.breakerState(gobreaker.StateClosed)
 	return b
 }
 
-func (b *breaker) state() string { return b.cb.State().String() }
+func (b *breaker) state() string { return b.cb.Load().State().String() }
 
-func (b *breaker) open() bool { return b.cb.State() == gobreaker.StateOpen }
+func (b *breaker) open() bool { return b.cb.Load().State() == gobreaker.StateOpen }
+
+// openSince is when the breaker opened, and whether it is open now.
+func (b *breaker) openSince() (time.Time, bool) {
+	if !b.open() {
+		return time.Time{}, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.openedAt, true
+}
+
+// close puts a fresh, closed breaker in place of an open one (gobreaker has no way to close a
+// breaker from outside): the upstream answered a health probe, so its open period is over.
+func (b *breaker) close() {
+	old := b.cb.Load()
+	if old.State() != gobreaker.StateOpen {
+		return
+	}
+	if b.cb.CompareAndSwap(old, gobreaker.NewTwoStepCircuitBreaker[struct{}](b.settings)) {
+		b.metrics.breakerState(gobreaker.StateClosed)
+		b.log.Warn("upstream circuit breaker changed state", "from", gobreaker.StateOpen.String(),
+			"to", gobreaker.StateClosed.String(), "by", "health probe")
+	}
+}
 
 // allow reserves a place for one attempt; done reports its outcome.
 func (b *breaker) allow() (done func(error), ok bool) {
-	done, err := b.cb.Allow()
+	done, err := b.cb.Load().Allow()
 	return done, err == nil
 }
 

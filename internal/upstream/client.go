@@ -264,5 +264,12 @@ func httpClient(given *http.Client) *http.Client {
 	}})
 }
 
+// BreakerOpenSince is when the circuit breaker opened, and whether it is open now.
+func (c *Client) BreakerOpenSince() (time.Time, bool) { return c.breaker.openSince() }
+
+// CloseBreaker closes an open circuit breaker at once, without waiting out its open period: the
+// caller has seen the upstream healthy again (a Probe, on this replica or another).
+func (c *Client) CloseBreaker() { c.breaker.close() }
+
 // BreakerState is the circuit breaker's state, "closed", "half-open" or "open", for /readyz.
 func (c *Client) BreakerState() string { return c.breaker.state() }
