@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -59,9 +60,12 @@ type CallerLimiter struct {
 	limited  *prometheus.CounterVec
 	fallback fallback
 
-	// leaseSize places are taken from Redis at a time and spent locally (see lease).
+	// leaseSize places are taken from Redis at a time and spent locally (see lease). The leases
+	// of at most quota.DefaultLocalKeys callers are kept, least recently used dropped first (with
+	// their unspent places: a caller whose lease was dropped takes a new one from Redis), so that
+	// many distinct callers (JWT subjects) cannot grow the replica's memory without bound.
 	leaseSize int
-	leases    sync.Map // caller key -> *lease
+	leases    *lru.Cache[string, *lease]
 }
 
 // A lease is a run of a caller's places taken from the fleet-wide bucket in one Redis round trip
@@ -114,6 +118,7 @@ func NewCallerLimiter(rdb redis.UniversalClient, rate quota.Rate, opts ...Limite
 	}
 	l.fallback = fallback{what: "per-caller rate limits", log: l.log}
 	l.leaseSize = leaseSizeFor(rate)
+	l.leases, _ = lru.New[string, *lease](quota.DefaultLocalKeys) // a positive size cannot fail
 	if l.invalid != nil {
 		l.log.Error("per-caller rate limit is invalid: every request will be refused", "rate", rate.String(), "error", l.invalid)
 	} else if !rate.Unlimited() {
@@ -201,11 +206,13 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 // caller with no place left waits for Redis (and then takes a lease, or a single place when a
 // whole lease is not available).
 func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecision, error) {
-	v, ok := l.leases.Load(key)
+	ls, ok := l.leases.Get(key)
 	if !ok {
-		v, _ = l.leases.LoadOrStore(key, &lease{})
+		ls = &lease{}
+		if prev, found, _ := l.leases.PeekOrAdd(key, ls); found {
+			ls = prev
+		}
 	}
-	ls := v.(*lease)
 	now := time.Now()
 	ls.mu.Lock()
 	if ls.remaining > 0 && now.Before(ls.expires) {

@@ -262,3 +262,28 @@ func (h countEvals) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		return next(ctx, cmd)
 	}
 }
+
+// TestCallerLimiterRemembersBoundedCallers: many distinct callers (JWT subjects are not a closed
+// list) keep at most the bound of leases in memory, least recently used dropped first, and every
+// caller is still limited: a caller whose lease was dropped takes its places from the fleet-wide
+// bucket again, so it never gets more than its rate.
+func TestCallerLimiterRemembersBoundedCallers(t *testing.T) {
+	l := NewCallerLimiter(redistest.New(t), config.Rate{N: 2, Per: time.Hour})
+	const bound = 50
+	l.leases.Resize(bound)
+	ctx := context.Background()
+	for round := range 3 {
+		for i := range 4 * bound {
+			d, err := l.allow(ctx, "jwt/subject-"+strconv.Itoa(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := round < 2; d.Allowed != want {
+				t.Fatalf("round %d, caller %d: allowed %v, want %v (2 per hour)", round, i, d.Allowed, want)
+			}
+		}
+		if n := l.leases.Len(); n > bound {
+			t.Fatalf("%d callers remembered, bound %d", n, bound)
+		}
+	}
+}
