@@ -268,7 +268,7 @@ func (h countEvals) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // caller is still limited: a caller whose lease was dropped takes its places from the fleet-wide
 // bucket again, so it never gets more than its rate.
 func TestCallerLimiterRemembersBoundedCallers(t *testing.T) {
-	l := NewCallerLimiter(redistest.New(t), config.Rate{N: 2, Per: time.Hour})
+	l := NewCallerLimiter(redistest.New(t), quota.Rate{N: 2, Per: time.Hour})
 	const bound = 50
 	l.leases.Resize(bound)
 	ctx := context.Background()
