@@ -51,6 +51,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 )
 
 // Methods of authentication, as Caller.Method reports them.
@@ -194,7 +195,7 @@ func New(o Options) (*Authenticator, error) {
 		a.issuer, a.audience = o.JWT.Issuer, o.JWT.Audience
 	}
 	if o.Registerer != nil {
-		failures, err := register(o.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
+		failures, err := promreg.Register(o.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auth_failures_total",
 			Help: "Requests refused with 401 because of their credentials, by reason.",
 		}, []string{"reason"}))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 )
 
@@ -87,21 +88,15 @@ func NewFailureThrottle(rdb redis.UniversalClient, rate quota.Rate, o FailureThr
 		t.log.Error("failed-authentication rate is invalid: every request will be refused", "rate", rate.String(), "error", t.invalid)
 	}
 	if o.Registerer != nil {
-		var err error
-		if t.refused, err = register(o.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+		const failed = "failed-authentication throttle metrics not registered"
+		t.refused = promreg.RegisterOrLog(o.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auth_throttled_total",
 			Help: "Requests refused with 429 because their client address had too many failed authentications.",
-		})); err != nil {
-			t.log.Error("failed-authentication throttle metrics not registered", "error", err)
-			t.refused = nil
-		}
-		if t.fallback.errors, err = register(o.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
+		}), t.log, failed)
+		t.fallback.errors = promreg.RegisterOrLog(o.Registerer, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "auth_throttle_errors_total",
 			Help: "Failed-authentication throttle decisions Redis did not answer; this replica decided them alone.",
-		})); err != nil {
-			t.log.Error("failed-authentication throttle metrics not registered", "error", err)
-			t.fallback.errors = nil
-		}
+		}), t.log, failed)
 	}
 	return t
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 )
 
@@ -129,21 +130,15 @@ func NewCallerLimiter(rdb redis.UniversalClient, rate quota.Rate, opts ...Limite
 		l.policy = fmt.Sprintf("%d;w=%d;burst=%d", rate.N, int64(rate.Per.Round(time.Second)/time.Second), burst)
 	}
 	if l.reg != nil {
-		var err error
-		if l.limited, err = register(l.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		const failed = "caller limiter metrics not registered"
+		l.limited = promreg.RegisterOrLog(l.reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "caller_rate_limited_total",
 			Help: "Requests refused with 429 by the per-caller rate limit, by caller name.",
-		}, []string{"caller"})); err != nil {
-			l.log.Error("caller limiter metrics not registered", "error", err)
-			l.limited = nil
-		}
-		if l.fallback.errors, err = register(l.reg, prometheus.NewCounter(prometheus.CounterOpts{
+		}, []string{"caller"}), l.log, failed)
+		l.fallback.errors = promreg.RegisterOrLog(l.reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "caller_rate_limit_errors_total",
 			Help: "Per-caller rate-limit decisions Redis did not answer; this replica decided them alone, at the same rate.",
-		})); err != nil {
-			l.log.Error("caller limiter metrics not registered", "error", err)
-			l.fallback.errors = nil
-		}
+		}), l.log, failed)
 	}
 	return l
 }

@@ -1,11 +1,11 @@
 package quota
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -23,46 +23,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var m metrics
 	var err error
-	if m.waits, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.waits, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "quota_waits_total",
 		Help: "Calls that had to wait for upstream quota, by category and priority.",
 	}, []string{"category", "priority"})); err != nil {
 		return nil, err
 	}
-	if m.waitSeconds, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	if m.waitSeconds, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "quota_wait_seconds",
 		Help:    "Time calls spent waiting for upstream quota (0 when admitted at once), by category and priority.",
 		Buckets: []float64{0, .01, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60},
 	}, []string{"category", "priority"})); err != nil {
 		return nil, err
 	}
-	if m.rejections, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.rejections, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "quota_rejections_total",
 		Help: "Calls refused by the upstream quota (no quota within the maximum wait), by category and priority.",
 	}, []string{"category", "priority"})); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.errors, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "quota_redis_errors_total",
 		Help: "Quota decisions that failed because Redis did not answer, by category.",
 	}, []string{"category"})); err != nil {
 		return nil, err
 	}
 	return &m, nil
-}
-
-// register registers c, or returns the collector already registered under the same description.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *metrics) waiting(c upstream.Category, prio string) {

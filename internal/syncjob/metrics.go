@@ -1,11 +1,12 @@
 package syncjob
 
 import (
-	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 )
 
 // metrics are the engine's Prometheus metrics, recorded when a job ends (its progress then holds
@@ -38,24 +39,12 @@ func newMetrics(reg prometheus.Registerer, log *slog.Logger) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 3, 10),
 		}),
 	}
-	m.jobs = register(reg, m.jobs, log)
-	m.items = register(reg, m.items, log)
-	m.pages = register(reg, m.pages, log)
-	m.duration = register(reg, m.duration, log)
+	const failed = "sync metrics not registered"
+	m.jobs = promreg.RegisterOrLog(reg, m.jobs, log, failed)
+	m.items = promreg.RegisterOrLog(reg, m.items, log, failed)
+	m.pages = promreg.RegisterOrLog(reg, m.pages, log, failed)
+	m.duration = promreg.RegisterOrLog(reg, m.duration, log, failed)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, log *slog.Logger) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		log.Error("sync metrics not registered", "error", err)
-	}
-	return c
 }
 
 // jobEnded records an ended job.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 )
 
 // metrics are the client's Prometheus metrics; a nil *metrics records nothing. Labels carry the
@@ -24,47 +26,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	var m metrics
 	var err error
-	if m.requests, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.requests, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "upstream_requests_total",
 		Help: "Attempts sent to the Inbox Hub API, by route pattern, method and status (or error, timeout, canceled, too_large, breaker_open).",
 	}, []string{"route", "method", "status"})); err != nil {
 		return nil, err
 	}
-	if m.duration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	if m.duration, err = promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "upstream_request_duration_seconds",
 		Help:    "Duration of attempts sent to the Inbox Hub API, by route pattern.",
 		Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"route"})); err != nil {
 		return nil, err
 	}
-	if m.retries, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.retries, err = promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "upstream_retries_total",
 		Help: "Attempts to the Inbox Hub API repeated after a retryable failure, by route pattern.",
 	}, []string{"route"})); err != nil {
 		return nil, err
 	}
-	if m.breaker, err = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	if m.breaker, err = promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "upstream_breaker_state",
 		Help: "State of the upstream circuit breaker: 0 closed, 1 half-open, 2 open.",
 	})); err != nil {
 		return nil, err
 	}
 	return &m, nil
-}
-
-// register registers c, or returns the collector already registered under the same description
-// (two clients on one registry share their metrics).
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *metrics) attempt(route, method, status string, d time.Duration) {
