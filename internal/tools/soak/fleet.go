@@ -160,8 +160,9 @@ func (f *fleet) startSim(ctx context.Context, o options, logf func(string, ...an
 	if err != nil {
 		return err
 	}
-	// Two jobs at a time, each well over 10 s: 24 fresh sessions a minute is plenty.
-	nSync := 12 + 24*int(o.duration.Minutes()+1)
+	// Two jobs at a time, each well over 10 s: 16 fresh sessions a minute is plenty (a slot that
+	// runs out stops, and says so).
+	nSync := 8 + 16*int(o.duration.Minutes()+1)
 	total := 6 + nSync + webhookSessions
 	env := append(os.Environ(),
 		"SIM_ADDR="+addr,
@@ -401,7 +402,14 @@ type sentinelSet struct {
 	extra map[string]*process // soak-started servers by address
 }
 
+// quietRedis drops go-redis' own log lines in this process (dial failures while a master is
+// down are the point of the soak, not news).
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 func launchSentinelSet(dir string) (*sentinelSet, error) {
+	redis.SetLogger(quietRedis{})
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

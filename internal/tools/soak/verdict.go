@@ -475,6 +475,14 @@ func judge(ctx context.Context, f *fleet, l *load, samples []sample, ws []window
 		{"CRM refusals (bad signature, stale, malformed)", fmt.Sprintf("%d, %d, %d", badSig, stale, malformed), "0, 0, 0", badSig+stale+malformed == 0},
 		{"unexpected non-2xx answers", fmt.Sprintf("%d", unexp), "0", unexp == 0},
 	}
+	var calls []string
+	for route, n := range counters.Requests {
+		calls = append(calls, fmt.Sprintf("%s %d", route, n))
+	}
+	slices.Sort(calls)
+	v.notes = append(v.notes, "upstream calls by route: "+strings.Join(calls, ", "))
+	v.notes = append(v.notes, fmt.Sprintf("webhooks: %.0f/s accepted on average, %d sync jobs, %d send keys",
+		float64(ev.accepted)/end.Sub(start).Seconds(), sy.jobs, se.keys))
 	v.notes = append(v.notes, fmt.Sprintf("webhooks: %d accepted, %d of them spooled (Redis unreachable), %d other events at the CRM (the status poller's)",
 		ev.accepted, ev.spooled, ev.other))
 	for _, w := range ws {
