@@ -261,7 +261,8 @@ func StartSentinel(t testing.TB) *Sentinel {
 }
 
 // Topology is one kind of Redis deployment prepared for one test: a client, and a REDIS_URL for
-// code under test that opens its own, both on the test's own namespace.
+// code under test that opens its own, both on the test's own namespace. The client is Strict: a
+// script that touches a key it did not declare in KEYS fails on it.
 type Topology struct {
 	Name   string // "single", "cluster" or "sentinel"
 	Client redis.UniversalClient
@@ -287,6 +288,7 @@ func OnSingle(t testing.TB) Topology {
 	t.Helper()
 	c := New(t)
 	o := c.Options()
+	Strict(c)
 	return Topology{Name: "single", Client: c, URL: fmt.Sprintf("redis://%s/%d", o.Addr, o.DB), Prefix: newPrefix(t)}
 }
 
@@ -297,6 +299,7 @@ func OnCluster(t testing.TB) Topology {
 	c := open(t, base)
 	prefix := newPrefix(t)
 	t.Cleanup(func() { deletePrefix(c.(*redis.ClusterClient), prefix) })
+	Strict(c)
 	return Topology{Name: "cluster", Client: c, URL: base, Prefix: prefix}
 }
 
@@ -320,6 +323,7 @@ func OnSentinel(t testing.TB) Topology {
 	if err := c.FlushDB(ctx).Err(); err != nil {
 		t.Fatalf("flush sentinel test db: %v", err)
 	}
+	Strict(c)
 	return Topology{Name: "sentinel", Client: c, URL: u.String(), Prefix: newPrefix(t)}
 }
 
