@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
@@ -80,8 +80,8 @@ func jsonFields(v any) map[string]string {
 func TestKitReadsTheGatewaysSchema(t *testing.T) {
 	k := readKitSchema(t)
 	for name, v := range map[string]any{
-		"contacts": syncjob.Contact{}, "chats": syncjob.Chat{}, "messages": syncjob.Message{},
-		"lastMessage": syncjob.ChatSnippet{}, "media": syncjob.Media{},
+		"contacts": crm.Contact{}, "chats": crm.Chat{}, "messages": crm.Message{},
+		"lastMessage": crm.ChatSnippet{}, "media": crm.Media{},
 		"session": webhooks.SessionChange{}, "ack": webhooks.Ack{},
 	} {
 		if got, want := k.Items[name], jsonFields(v); !reflect.DeepEqual(got, want) {

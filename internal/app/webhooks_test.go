@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
@@ -102,10 +103,10 @@ func newCRMEvents(t *testing.T) *crmEvents {
 			return
 		}
 		var ev webhooks.Event
-		ts := r.Header.Get(syncjob.HeaderTimestamp)
+		ts := r.Header.Get(crm.HeaderTimestamp)
 		k.mu.Lock()
 		defer k.mu.Unlock()
-		if !syncjob.Verify(crmSecret, ts, body, r.Header.Get(syncjob.HeaderSignature)) || json.Unmarshal(body, &ev) != nil {
+		if !crm.Verify(crmSecret, ts, body, r.Header.Get(crm.HeaderSignature)) || json.Unmarshal(body, &ev) != nil {
 			k.bad++
 			w.WriteHeader(http.StatusUnauthorized)
 			return

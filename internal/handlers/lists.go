@@ -6,8 +6,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -43,24 +43,24 @@ type PageMeta struct {
 }
 
 // ContactList is the answer of the contacts route: contacts in the same schema as the sync items
-// and the webhook events (syncjob.Contact).
+// and the webhook events (crm.Contact).
 type ContactList struct {
-	Data []syncjob.Contact `json:"data"`
-	Meta PageMeta          `json:"meta"`
+	Data []crm.Contact `json:"data"`
+	Meta PageMeta      `json:"meta"`
 }
 
 // ChatList is the answer of the chats route: chats in the same schema as the sync items
-// (syncjob.Chat).
+// (crm.Chat).
 type ChatList struct {
-	Data []syncjob.Chat `json:"data"`
-	Meta PageMeta       `json:"meta"`
+	Data []crm.Chat `json:"data"`
+	Meta PageMeta   `json:"meta"`
 }
 
 // MessageList is the answer of the chat messages route: messages in the same schema as the sync
-// items and the webhook events (syncjob.Message).
+// items and the webhook events (crm.Message).
 type MessageList struct {
-	Data []syncjob.Message `json:"data"`
-	Meta PageMeta          `json:"meta"`
+	Data []crm.Message `json:"data"`
+	Meta PageMeta      `json:"meta"`
 }
 
 // pageMeta describes a page the upstream answered for the parameters asked.
@@ -151,7 +151,7 @@ func (h listHandlers) listContacts(c *gin.Context) {
 	}
 	meta := pageMeta(page, p)
 	meta.Cache = cacheMeta
-	c.JSON(http.StatusOK, ContactList{Data: normalizeAll(page.Items, syncjob.NormalizeContact), Meta: meta})
+	c.JSON(http.StatusOK, ContactList{Data: normalizeAll(page.Items, crm.NormalizeContact), Meta: meta})
 }
 
 // chats godoc
@@ -202,7 +202,7 @@ func (h listHandlers) listChats(c *gin.Context) {
 	}
 	meta := pageMeta(page, p)
 	meta.Cache = cacheMeta
-	c.JSON(http.StatusOK, ChatList{Data: normalizeAll(page.Items, syncjob.NormalizeChat), Meta: meta})
+	c.JSON(http.StatusOK, ChatList{Data: normalizeAll(page.Items, crm.NormalizeChat), Meta: meta})
 }
 
 // chatMessages godoc
@@ -258,6 +258,6 @@ func (h listHandlers) listChatMessages(c *gin.Context) {
 	}
 	meta := pageMeta(page, p)
 	meta.Cache = cacheMeta
-	data := normalizeAll(page.Items, func(m upstream.Message) syncjob.Message { return syncjob.NormalizeMessage(chatID, m) })
+	data := normalizeAll(page.Items, func(m upstream.Message) crm.Message { return crm.NormalizeMessage(chatID, m) })
 	c.JSON(http.StatusOK, MessageList{Data: data, Meta: meta})
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/inboxhub-gateway/gateway/internal/auth"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/idempotency"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -41,10 +41,10 @@ type SendMessageRequest struct {
 }
 
 // MessageAnswer is the answer of the send route: the message sent, in the same schema as the
-// chat messages route, the sync items and the webhook events (syncjob.Message).
+// chat messages route, the sync items and the webhook events (crm.Message).
 type MessageAnswer struct {
-	Data syncjob.Message `json:"data"`
-	Meta ObjectMeta      `json:"meta"`
+	Data crm.Message `json:"data"`
+	Meta ObjectMeta  `json:"meta"`
 }
 
 type sendHandlers struct {
@@ -153,8 +153,8 @@ func checkSend(c *gin.Context, req SendMessageRequest) (string, bool) {
 
 // sentMessage is the answer of a send: the upstream's message, completed with what was asked
 // (to is the recipient's JID, also the chat's when the upstream names none).
-func sentMessage(m upstream.Message, to, text string) syncjob.Message {
-	out := syncjob.NormalizeMessage(to, m)
+func sentMessage(m upstream.Message, to, text string) crm.Message {
+	out := crm.NormalizeMessage(to, m)
 	out.FromMe = true
 	if out.To == "" {
 		out.To = to

@@ -68,7 +68,7 @@ type SyncListMeta struct {
 }
 
 // SyncItemsAnswer is a page of the items a job found new or changed: Contact, Chat or Message
-// objects of package syncjob, by resource.
+// objects of package crm, by resource.
 type SyncItemsAnswer struct {
 	Data []json.RawMessage `json:"data" swaggertype:"array,object"`
 	Meta SyncItemsMeta     `json:"meta"`

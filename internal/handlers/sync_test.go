@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
@@ -335,7 +336,7 @@ func TestSyncEventsAndItems(t *testing.T) {
 			t.Fatalf("items: %d %s", a.status, a.body)
 		}
 		for _, raw := range page.Data {
-			var c syncjob.Contact
+			var c crm.Contact
 			_ = json.Unmarshal(raw, &c)
 			seen[c.ID] = true
 		}

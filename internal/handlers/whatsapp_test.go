@@ -19,10 +19,10 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/idempotency"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -422,47 +422,47 @@ func TestPageMeta(t *testing.T) {
 }
 
 // TestNormalizeItems pins the schema the list routes answer (the sync items' and the webhook
-// events', package syncjob).
+// events', package crm).
 func TestNormalizeItems(t *testing.T) {
 	at := time.Date(2025, 11, 7, 13, 0, 0, 0, time.FixedZone("CET", 3600))
 	contacts := []struct {
 		in   upstream.Contact
-		want syncjob.Contact
+		want crm.Contact
 	}{
 		{upstream.Contact{ID: "34657032985@s.whatsapp.net", Name: "Lucía", Notify: "Lu", IsWAContact: true},
-			syncjob.Contact{ID: "34657032985@s.whatsapp.net", IDKind: syncjob.IDKindPhone, Type: "person", Phone: "34657032985", Name: "Lucía", PushName: "Lu", IsWhatsApp: true}},
+			crm.Contact{ID: "34657032985@s.whatsapp.net", IDKind: crm.IDKindPhone, Type: "person", Phone: "34657032985", Name: "Lucía", PushName: "Lu", IsWhatsApp: true}},
 		{upstream.Contact{ID: "34657032985:12@s.whatsapp.net", VerifiedName: "Clínica Sol", Notify: "Sol"},
-			syncjob.Contact{ID: "34657032985@s.whatsapp.net", IDKind: syncjob.IDKindPhone, Type: "person", Phone: "34657032985", PushName: "Sol", VerifiedName: "Clínica Sol"}},
+			crm.Contact{ID: "34657032985@s.whatsapp.net", IDKind: crm.IDKindPhone, Type: "person", Phone: "34657032985", PushName: "Sol", VerifiedName: "Clínica Sol"}},
 		{upstream.Contact{ID: "123456789012345@lid", Notify: "Pepe"},
-			syncjob.Contact{ID: "123456789012345@lid", IDKind: syncjob.IDKindLID, Type: "person", PushName: "Pepe"}},
+			crm.Contact{ID: "123456789012345@lid", IDKind: crm.IDKindLID, Type: "person", PushName: "Pepe"}},
 		{upstream.Contact{ID: "120363012345678901@g.us", Name: "Equipo"},
-			syncjob.Contact{ID: "120363012345678901@g.us", IDKind: syncjob.IDKindGroup, Type: "group", Name: "Equipo"}},
+			crm.Contact{ID: "120363012345678901@g.us", IDKind: crm.IDKindGroup, Type: "group", Name: "Equipo"}},
 		{upstream.Contact{ID: "34600111222@c.us"},
-			syncjob.Contact{ID: "34600111222@s.whatsapp.net", IDKind: syncjob.IDKindPhone, Type: "person", Phone: "34600111222"}},
+			crm.Contact{ID: "34600111222@s.whatsapp.net", IDKind: crm.IDKindPhone, Type: "person", Phone: "34600111222"}},
 	}
 	for _, tc := range contacts {
-		if got := syncjob.NormalizeContact(tc.in); got != tc.want {
+		if got := crm.NormalizeContact(tc.in); got != tc.want {
 			t.Errorf("NormalizeContact(%+v) = %+v, want %+v", tc.in, got, tc.want)
 		}
 	}
-	ch := syncjob.NormalizeChat(upstream.Chat{ChatID: "120363@g.us", Name: "Equipo", UnreadCount: 2, MessageCount: 9,
+	ch := crm.NormalizeChat(upstream.Chat{ChatID: "120363@g.us", Name: "Equipo", UnreadCount: 2, MessageCount: 9,
 		LastMessage: &upstream.LastMessage{Body: "hola", Timestamp: at, FromMe: true}})
 	if ch.Type != "group" || ch.LastMessage == nil || ch.LastMessage.Text != "hola" || ch.LastMessage.At == nil || ch.LastMessage.At.Location() != time.UTC ||
 		!ch.LastMessage.At.Equal(at) || !ch.LastMessage.FromMe || ch.UnreadCount != 2 || ch.MessageCount != 9 {
 		t.Errorf("NormalizeChat = %+v", ch)
 	}
-	if b, _ := json.Marshal(syncjob.NormalizeChat(upstream.Chat{ChatID: "1@lid"})); strings.Contains(string(b), `"lastMessage"`) {
+	if b, _ := json.Marshal(crm.NormalizeChat(upstream.Chat{ChatID: "1@lid"})); strings.Contains(string(b), `"lastMessage"`) {
 		t.Errorf("a chat without last message = %s", b)
 	}
-	m := syncjob.NormalizeMessage("", upstream.Message{ID: "77", WhatsappMessageID: "3EB0AB", ChatID: "c", From: "f", To: "t",
+	m := crm.NormalizeMessage("", upstream.Message{ID: "77", WhatsappMessageID: "3EB0AB", ChatID: "c", From: "f", To: "t",
 		Type: "Image", Body: "cap", Timestamp: at, Status: "DELIVERED"})
 	if m.ID != "3EB0AB" || m.Type != "image" || m.Status != "delivered" || m.Text != "cap" || !m.Timestamp.Equal(at) {
 		t.Errorf("NormalizeMessage = %+v", m)
 	}
-	if m := syncjob.NormalizeMessage("", upstream.Message{ID: "77"}); m.ID != "upstream:77" || m.Timestamp != nil {
+	if m := crm.NormalizeMessage("", upstream.Message{ID: "77"}); m.ID != "upstream:77" || m.Timestamp != nil {
 		t.Errorf("NormalizeMessage without whatsappMessageId = %+v", m)
 	}
-	b, _ := json.Marshal(syncjob.NormalizeMessage("", upstream.Message{Timestamp: at}))
+	b, _ := json.Marshal(crm.NormalizeMessage("", upstream.Message{Timestamp: at}))
 	if !strings.Contains(string(b), `"timestamp":"2025-11-07T12:00:00Z"`) {
 		t.Errorf("message time not RFC 3339 UTC: %s", b)
 	}

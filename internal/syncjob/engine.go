@@ -12,7 +12,7 @@
 // through the messages of every chat whose message count or last message time changed since the
 // chat was last synced (every chat when the job is full), with a background-priority context so
 // that it only uses the non-reserved share of the upstream quota. Each item is normalised (see
-// Contact, Chat and Message) and hashed (SHA-256 of its canonical JSON); against the session's
+// crm.Contact, crm.Chat and crm.Message) and hashed (SHA-256 of its canonical JSON); against the session's
 // hashes in Redis it is new, changed or unchanged. New and changed items are appended to the job's
 // item lists in Redis (kept ItemTTL, served by Items) and, with a sink configured, pushed to it in
 // signed batches; the session's hashes move forward only for delivered items. Only one page is
@@ -24,9 +24,8 @@
 // takeover resumes from the checkpoint; at most the sink batch in flight is delivered twice, and
 // items carry stable ids so that the CRM can upsert.
 //
-// The package also holds, for now, the CRM item schema (normalize.go: Contact, Chat, Message, also
-// used by the v1 lists and by webhook events) and the signed push to the CRM (sink.go: Sign,
-// PostSigned, also used for events); both are to move to a package of their own.
+// What the CRM receives (the item schema, their canonical JSON and digest) and how it is signed and
+// delivered (crm.Sink) belong to internal/crm; this package decides what to send and when.
 //
 // It must not read through the read cache (a sync reads the upstream live), take the interactive
 // share of the upstream quota, hold more than one page of a list in memory, or move a session's
@@ -67,6 +66,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/jobs"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -88,10 +88,10 @@ const (
 	DefaultJobTimeout    = 12 * time.Hour
 	DefaultMaxRetry      = 10
 	DefaultSinkBatch     = 500
-	DefaultSinkAttempts  = 8
-	DefaultSinkBackoff   = time.Second
-	DefaultSinkMaxWait   = 30 * time.Second
-	DefaultSinkTimeout   = 30 * time.Second
+	DefaultSinkAttempts  = crm.DefaultSinkAttempts
+	DefaultSinkBackoff   = crm.DefaultSinkBackoff
+	DefaultSinkMaxWait   = crm.DefaultSinkMaxWait
+	DefaultSinkTimeout   = crm.DefaultSinkTimeout
 	DefaultOwnerLease    = 30 * time.Second
 	DefaultPageRetries   = 2
 	DefaultPageBackoff   = 2 * time.Second
@@ -251,7 +251,7 @@ type Engine struct {
 	st      *store
 	log     *slog.Logger
 	queue   *jobs.Queue
-	sink    *Sink
+	sink    *crm.Sink
 	metrics *metrics
 
 	mu      sync.Mutex
@@ -272,7 +272,7 @@ func New(cfg Config) (*Engine, error) {
 		metrics: newMetrics(cfg.Registerer, cfg.Logger),
 	}
 	if cfg.SinkURL != "" {
-		s, err := NewSink(SinkConfig{URL: cfg.SinkURL, Secret: cfg.SigningSecret, Client: cfg.SinkClient,
+		s, err := crm.NewSink(crm.SinkConfig{URL: cfg.SinkURL, Secret: cfg.SigningSecret, Client: cfg.SinkClient,
 			Attempts: cfg.SinkAttempts, Backoff: cfg.SinkBackoff, MaxWait: cfg.SinkMaxWait, Clock: cfg.Clock})
 		if err != nil {
 			return nil, err
@@ -352,6 +352,14 @@ func connected(st upstream.SessionStatus) bool {
 		return st.IsConnected
 	}
 	return upstream.NormalizeStatus(st.Status) == upstream.StatusConnected
+}
+
+// EnqueueAuto queues the automatic sync of a session that just connected (Enqueue with
+// TriggerAuto) and returns the job's id: the new job's, or the one already queued or running for
+// the session, with created false. It is what internal/webhooks calls through its AutoSync.
+func (e *Engine) EnqueueAuto(ctx context.Context, sessionID string) (jobID string, created bool, err error) {
+	job, created, err := e.Enqueue(ctx, sessionID, Request{Trigger: TriggerAuto})
+	return job.ID, created, err
 }
 
 // Enqueue queues a sync of a session without checking its status (for callers that just saw it

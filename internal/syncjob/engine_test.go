@@ -11,6 +11,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
@@ -106,7 +107,7 @@ func firstChat(t *testing.T, e *syncjob.Engine, _ syncjob.Job) string {
 	if err != nil || len(page.Items) == 0 {
 		t.Fatalf("no chat: %v", err)
 	}
-	var c syncjob.Chat
+	var c crm.Chat
 	_ = json.Unmarshal(page.Items[0], &c)
 	return c.ID
 }
@@ -217,7 +218,7 @@ func TestSyncAtScale(t *testing.T) {
 	}
 	changedChats := map[string]bool{}
 	for _, raw := range chatPage.Items {
-		var ch syncjob.Chat
+		var ch crm.Chat
 		_ = json.Unmarshal(raw, &ch)
 		if err := s.AddMessages(session, ch.ID, 3); err != nil {
 			t.Fatal(err)

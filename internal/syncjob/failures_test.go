@@ -142,9 +142,15 @@ func TestSyncCancel(t *testing.T) {
 	if !errors.Is(err, upstream.ErrSessionNotFound) {
 		t.Fatalf("unknown session: %v %v", created, err)
 	}
-	q, created, err = idle.Enqueue(ctx, session, syncjob.Request{Trigger: syncjob.TriggerAuto})
-	if err != nil || !created || q.Trigger != syncjob.TriggerAuto {
+	qid, created, err := idle.EnqueueAuto(ctx, session)
+	if err != nil || !created {
 		t.Fatalf("enqueue: %v %v", created, err)
+	}
+	if q, err = idle.Job(ctx, qid); err != nil || q.Trigger != syncjob.TriggerAuto {
+		t.Fatalf("the automatic sync: %v %s", err, dump(q))
+	}
+	if again, created, err := idle.EnqueueAuto(ctx, session); err != nil || created || again != qid {
+		t.Fatalf("a second automatic sync while one is queued: %q %v %v", again, created, err)
 	}
 	c, err = idle.Cancel(ctx, q.ID)
 	if err != nil || c.State != syncjob.StateCanceled {

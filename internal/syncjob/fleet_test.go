@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
@@ -214,7 +215,7 @@ func TestSyncWorkerKilledMidJob(t *testing.T) {
 	killed := make(chan struct{})
 	var once sync.Once
 	sk.mu.Lock()
-	sk.onDelivery = func(batch syncjob.Batch) {
+	sk.onDelivery = func(batch crm.Batch) {
 		// The 8th batch reaches the sink, and its sender dies before it records the delivery.
 		sk.mu.Lock()
 		n := sk.accepted
@@ -359,7 +360,7 @@ func TestSyncReplicaSIGKILL(t *testing.T) {
 	eighth := make(chan struct{})
 	var once sync.Once
 	sk.mu.Lock()
-	sk.onDelivery = func(syncjob.Batch) {
+	sk.onDelivery = func(crm.Batch) {
 		sk.mu.Lock()
 		n := sk.accepted
 		sk.mu.Unlock()

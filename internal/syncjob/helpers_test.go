@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
@@ -151,7 +152,7 @@ type sink struct {
 	accepted   int
 	badSig     int
 	items      map[string]map[string]int // resource -> item key -> times received
-	onDelivery func(b syncjob.Batch)
+	onDelivery func(b crm.Batch)
 }
 
 func newSink(t testing.TB) *sink {
@@ -163,9 +164,9 @@ func newSink(t testing.TB) *sink {
 
 func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	ts := r.Header.Get(syncjob.HeaderTimestamp)
+	ts := r.Header.Get(crm.HeaderTimestamp)
 	s.mu.Lock()
-	if !syncjob.Verify(s.secret, ts, body, r.Header.Get(syncjob.HeaderSignature)) {
+	if !crm.Verify(s.secret, ts, body, r.Header.Get(crm.HeaderSignature)) {
 		s.badSig++
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusUnauthorized)
@@ -178,7 +179,7 @@ func (s *sink) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	var b syncjob.Batch
+	var b crm.Batch
 	if err := json.Unmarshal(body, &b); err != nil {
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusBadRequest)

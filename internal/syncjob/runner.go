@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -301,11 +302,11 @@ func normalizeItem(key string, v any) (normalized, error) {
 	if strings.Contains(key, sep) {
 		return normalized{}, errors.New("syncjob: an item id holds a control character")
 	}
-	raw, err := canonicalJSON(v)
+	raw, err := crm.CanonicalJSON(v)
 	if err != nil {
 		return normalized{}, err
 	}
-	return normalized{key: key, digest: Digest(raw), json: raw}, nil
+	return normalized{key: key, digest: crm.Digest(raw), json: raw}, nil
 }
 
 // classify compares items with the session's hashes of resource and counts them; fresh[i] says
@@ -419,7 +420,7 @@ func (r *runner) deliver(ctx context.Context, res string, flush bool) error {
 			}
 			items[i] = recs[i].Item
 		}
-		if err := r.e.sink.Deliver(ctx, Batch{JobID: r.meta.ID, SessionID: r.meta.SessionID, Resource: res,
+		if err := r.e.sink.Deliver(ctx, crm.Batch{JobID: r.meta.ID, SessionID: r.meta.SessionID, Resource: res,
 			Offset: cursor, Items: items}); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -530,7 +531,7 @@ func (r *runner) listStep(ctx context.Context, step string) error {
 			p.Pages++
 			p.Fetched += len(pg.Items)
 			for _, c := range pg.Items {
-				n := NormalizeContact(c)
+				n := crm.NormalizeContact(c)
 				if n.ID == "" {
 					p.Failed++
 					continue
@@ -555,7 +556,7 @@ func (r *runner) listStep(ctx context.Context, step string) error {
 				p.Pages++
 				p.Fetched += len(pg.Items)
 				for _, c := range pg.Items {
-					n := NormalizeChat(c)
+					n := crm.NormalizeChat(c)
 					if n.ID == "" {
 						p.Failed++
 						continue
@@ -742,7 +743,7 @@ func (r *runner) messagesStep(ctx context.Context) error {
 			recs := make([]normalized, 0, len(pg.Items))
 			stamps := make([]time.Time, 0, len(pg.Items))
 			for _, m := range pg.Items {
-				n := NormalizeMessage(chatID, m)
+				n := crm.NormalizeMessage(chatID, m)
 				if n.ID == "" {
 					p.Failed++
 					continue

@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -68,17 +68,17 @@ type Event struct {
 }
 
 // EventData holds what the event is about; only the members of its type are present. Message,
-// Contact and Chat have exactly the schema of the items of a sync (package syncjob), so the CRM
+// Contact and Chat have exactly the schema of the items of a sync (package crm), so the CRM
 // upserts both through the same code.
 type EventData struct {
 	// Message: message.received, message.sent and message.ack (its status is the ack's).
-	Message *syncjob.Message `json:"message,omitempty"`
+	Message *crm.Message `json:"message,omitempty"`
 	// Ack: message.ack.
 	Ack *Ack `json:"ack,omitempty"`
 	// Contact: contact.created and contact.updated.
-	Contact *syncjob.Contact `json:"contact,omitempty"`
+	Contact *crm.Contact `json:"contact,omitempty"`
 	// Chat: conversation.created and conversation.updated.
-	Chat *syncjob.Chat `json:"chat,omitempty"`
+	Chat *crm.Chat `json:"chat,omitempty"`
 	// Session: every session.* event.
 	Session *SessionChange `json:"session,omitempty"`
 }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 )
 
 // HeaderEventType names the event's type on a forwarded event (X-Gateway-Delivery holds its id).
@@ -216,11 +216,11 @@ func (f *forwarder) deliver(ctx context.Context, raw string) (int, error) {
 // post sends one event, signed as the sync batches are; it returns the wait the CRM asked for.
 func (f *forwarder) post(ctx context.Context, body []byte, id, typ string) (time.Duration, error) {
 	s := f.s
-	wait, err := syncjob.PostSigned(ctx, s.cfg.Client, syncjob.SignedPost{
+	wait, err := crm.PostSigned(ctx, s.cfg.Client, crm.SignedPost{
 		URL: s.cfg.EventsURL, Secret: s.cfg.SigningSecret, Body: body, Now: s.cfg.Clock(),
-		Headers: map[string]string{"User-Agent": "inboxhub-gateway-events", syncjob.HeaderDelivery: id, HeaderEventType: typ},
+		Headers: map[string]string{"User-Agent": "inboxhub-gateway-events", crm.HeaderDelivery: id, HeaderEventType: typ},
 	})
-	if errors.Is(err, syncjob.ErrRejected) {
+	if errors.Is(err, crm.ErrRejected) {
 		return 0, fmt.Errorf("%w: %v", errRejected, err)
 	}
 	return wait, err

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -144,11 +144,11 @@ type fakeSync struct {
 	reqs []string
 }
 
-func (s *fakeSync) Enqueue(_ context.Context, sid string, req syncjob.Request) (syncjob.Job, bool, error) {
+func (s *fakeSync) EnqueueAuto(_ context.Context, sid string) (string, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, sid+"/"+req.Trigger)
-	return syncjob.Job{ID: "job-" + sid, SessionID: sid, Trigger: req.Trigger}, true, nil
+	s.reqs = append(s.reqs, sid+"/auto")
+	return "job-" + sid, true, nil
 }
 
 func (s *fakeSync) queued() []string {
@@ -180,10 +180,10 @@ func newCRMSink(t *testing.T) *crmSink {
 			w.WriteHeader(k.failStatus)
 			return
 		}
-		ts := r.Header.Get(syncjob.HeaderTimestamp)
-		ok := syncjob.Verify(testSigning, ts, body, r.Header.Get(syncjob.HeaderSignature))
+		ts := r.Header.Get(crm.HeaderTimestamp)
+		ok := crm.Verify(testSigning, ts, body, r.Header.Get(crm.HeaderSignature))
 		var ev Event
-		if err := json.Unmarshal(body, &ev); err != nil || !ok || r.Header.Get(syncjob.HeaderDelivery) != ev.ID ||
+		if err := json.Unmarshal(body, &ev); err != nil || !ok || r.Header.Get(crm.HeaderDelivery) != ev.ID ||
 			r.Header.Get(HeaderEventType) != ev.Type {
 			k.mu.Lock()
 			k.bad++

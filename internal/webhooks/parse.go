@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -216,7 +216,7 @@ func msgRaw(data, msg object, isMsgObj bool) json.RawMessage {
 
 // parseMessage reads a message in either shape into the sync schema. The older shape's id is
 // WhatsApp's serialized id "<fromMe>_<chat JID>_<message id>", which gives the chat and the id.
-func parseMessage(typ string, msg object, raw json.RawMessage) syncjob.Message {
+func parseMessage(typ string, msg object, raw json.RawMessage) crm.Message {
 	var um upstream.Message
 	_ = json.Unmarshal(raw, &um) // tolerant: unreadable fields stay empty
 	if um.WhatsappMessageID == "" {
@@ -251,7 +251,7 @@ func parseMessage(typ string, msg object, raw json.RawMessage) syncjob.Message {
 	if um.Type == "" && (msg.boolean("hasMedia") || msg.boolean("has_attachment")) {
 		um.Type = "media"
 	}
-	return syncjob.NormalizeMessage(um.ChatID, um)
+	return crm.NormalizeMessage(um.ChatID, um)
 }
 
 // splitSerialized reads "<true|false>_<chat JID>_<message id>[_<participant>]".
@@ -311,7 +311,7 @@ func ackStatus(level int) string {
 }
 
 // parseContact reads data.contact (or data) into the sync schema.
-func parseContact(data object) syncjob.Contact {
+func parseContact(data object) crm.Contact {
 	o, ok := data.obj("contact")
 	if !ok {
 		o = data
@@ -322,11 +322,11 @@ func parseContact(data object) syncjob.Contact {
 	if c.ID == "" {
 		c.ID = o.str("jid", "contactId")
 	}
-	return syncjob.NormalizeContact(c)
+	return crm.NormalizeContact(c)
 }
 
 // parseChat reads data.conversation, data.chat (or data) into the sync schema.
-func parseChat(data object) syncjob.Chat {
+func parseChat(data object) crm.Chat {
 	o, ok := data.obj("conversation")
 	if !ok {
 		if o, ok = data.obj("chat"); !ok {
@@ -336,7 +336,7 @@ func parseChat(data object) syncjob.Chat {
 	raw, _ := json.Marshal(o)
 	var c upstream.Chat
 	_ = json.Unmarshal(raw, &c)
-	return syncjob.NormalizeChat(c)
+	return crm.NormalizeChat(c)
 }
 
 // parseSession reads a session event's data.

@@ -6,9 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -170,7 +170,7 @@ func phoneOf(sess upstream.Session) string {
 	if sess.PhoneNumber != "" {
 		return sess.PhoneNumber
 	}
-	if _, kind, phone := syncjob.NormalizeJID(sess.PhoneNumberID); kind == syncjob.IDKindPhone {
+	if _, kind, phone := crm.NormalizeJID(sess.PhoneNumberID); kind == crm.IDKindPhone {
 		return phone
 	}
 	return ""

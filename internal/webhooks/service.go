@@ -22,7 +22,7 @@
 //
 // Out: when EventsURL is set, every replica that runs workers forwards outboxes. One drainer per
 // session at a time, fleet-wide (a lock in Redis with a lease renewed while it works), delivers the
-// session's events one by one in outbox order, signed like the sync batches (syncjob.Sign), each
+// session's events one by one in outbox order, signed like the sync batches (crm.Sign), each
 // retried with exponential backoff and full jitter and moved to the dead letters after Attempts
 // tries (at once when the CRM refuses it with a 4xx other than 408, 425 and 429). A drainer that
 // dies leaves its lock to expire; every replica sweeps the sessions with waiting events every
@@ -59,7 +59,6 @@
 package webhooks
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -81,10 +80,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/jobs"
 	"github.com/inboxhub-gateway/gateway/internal/noredirect"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -93,10 +92,11 @@ type CacheInvalidator interface {
 	Invalidate(ctx context.Context, sessionID string) error
 }
 
-// SyncQueue queues the automatic sync of a session that just connected (*syncjob.Engine); it
-// returns the session's running job instead when there is one.
-type SyncQueue interface {
-	Enqueue(ctx context.Context, sessionID string, req syncjob.Request) (syncjob.Job, bool, error)
+// AutoSync queues the automatic sync of a session that just connected; it returns the id of the
+// session's job and whether it queued a new one (false: the session's queued or running job).
+// internal/app wires the sync engine in.
+type AutoSync interface {
+	EnqueueAuto(ctx context.Context, sessionID string) (jobID string, created bool, err error)
 }
 
 // StatusReader reads one session's status live from the upstream (*upstream.Client, not the
@@ -143,7 +143,7 @@ type Config struct {
 	// Cache has a session's cached reads dropped when an event changes them; nil: none.
 	Cache CacheInvalidator
 	// Sync, with SyncOnConnect, queues a sync when a session connects (GATEWAY_SYNC_ON_CONNECT).
-	Sync          SyncQueue
+	Sync          AutoSync
 	SyncOnConnect bool
 	// Sessions is the live session list the poller reads; nil: no poller.
 	Sessions SessionLister
@@ -724,26 +724,19 @@ func (s *Service) process(ctx context.Context, ev Event) error {
 		}
 	}
 	if ev.Type == TypeSessionConnected && s.cfg.SyncOnConnect && s.cfg.Sync != nil {
-		job, created, err := s.cfg.Sync.Enqueue(ctx, ev.SessionID, syncjob.Request{Trigger: syncjob.TriggerAuto})
+		jobID, created, err := s.cfg.Sync.EnqueueAuto(ctx, ev.SessionID)
 		if err != nil {
 			return fmt.Errorf("queue the automatic sync: %w", err)
 		}
-		s.log.Info("session connected: automatic sync", "sessionId", ev.SessionID, "jobId", job.ID, "created", created,
+		s.log.Info("session connected: automatic sync", "sessionId", ev.SessionID, "jobId", jobID, "created", created,
 			"source", ev.Source)
 	}
 	return nil
 }
 
-// encodeEvent is an event's JSON as forwarded: no HTML escaping, no trailing newline.
-func encodeEvent(ev Event) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ev); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
-}
+// encodeEvent is an event's JSON as forwarded: the CRM's canonical JSON (no HTML escaping, no
+// trailing newline).
+func encodeEvent(ev Event) ([]byte, error) { return crm.CanonicalJSON(ev) }
 
 // metrics of the package.
 type metrics struct {

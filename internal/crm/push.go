@@ -1,4 +1,4 @@
-package syncjob
+package crm
 
 import (
 	"bytes"
@@ -30,6 +30,14 @@ const (
 	// HeaderDelivery names the batch ("<jobId>/<resource>/<offset>"): a batch delivered again after
 	// a takeover has the same name.
 	HeaderDelivery = "X-Gateway-Delivery"
+)
+
+// Defaults of SinkConfig.
+const (
+	DefaultSinkAttempts = 8
+	DefaultSinkBackoff  = time.Second
+	DefaultSinkMaxWait  = 30 * time.Second
+	DefaultSinkTimeout  = 30 * time.Second
 )
 
 // Batch is the JSON body of one sink delivery.
@@ -91,10 +99,10 @@ type Sink struct {
 func NewSink(cfg SinkConfig) (*Sink, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("syncjob: the sink URL must be an absolute http(s) URL")
+		return nil, errors.New("crm: the sink URL must be an absolute http(s) URL")
 	}
 	if cfg.Secret == "" {
-		return nil, errors.New("syncjob: the sink needs a signing secret")
+		return nil, errors.New("crm: the sink needs a signing secret")
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: DefaultSinkTimeout}

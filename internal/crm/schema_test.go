@@ -1,4 +1,4 @@
-package syncjob_test
+package crm_test
 
 import (
 	"encoding/json"
@@ -6,25 +6,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
 func TestNormalizeJID(t *testing.T) {
 	for _, tc := range []struct{ in, id, kind, phone string }{
-		{"34657032985@s.whatsapp.net", "34657032985@s.whatsapp.net", syncjob.IDKindPhone, "34657032985"},
-		{"34657032985:71@s.whatsapp.net", "34657032985@s.whatsapp.net", syncjob.IDKindPhone, "34657032985"},
-		{" 5215512345678@c.us ", "5215512345678@s.whatsapp.net", syncjob.IDKindPhone, "5215512345678"},
-		{"123456789012345@lid", "123456789012345@lid", syncjob.IDKindLID, ""},
-		{"123456789012345:3@LID", "123456789012345@lid", syncjob.IDKindLID, ""},
-		{"120363012345678901@g.us", "120363012345678901@g.us", syncjob.IDKindGroup, ""},
-		{"34600000000-1600000000@g.us", "34600000000-1600000000@g.us", syncjob.IDKindGroup, ""},
-		{"status@broadcast", "status@broadcast", syncjob.IDKindOther, ""},
-		{"abc@s.whatsapp.net", "abc@s.whatsapp.net", syncjob.IDKindOther, ""},
-		{"34657032985", "34657032985", syncjob.IDKindOther, ""},
-		{"", "", syncjob.IDKindOther, ""},
+		{"34657032985@s.whatsapp.net", "34657032985@s.whatsapp.net", crm.IDKindPhone, "34657032985"},
+		{"34657032985:71@s.whatsapp.net", "34657032985@s.whatsapp.net", crm.IDKindPhone, "34657032985"},
+		{" 5215512345678@c.us ", "5215512345678@s.whatsapp.net", crm.IDKindPhone, "5215512345678"},
+		{"123456789012345@lid", "123456789012345@lid", crm.IDKindLID, ""},
+		{"123456789012345:3@LID", "123456789012345@lid", crm.IDKindLID, ""},
+		{"120363012345678901@g.us", "120363012345678901@g.us", crm.IDKindGroup, ""},
+		{"34600000000-1600000000@g.us", "34600000000-1600000000@g.us", crm.IDKindGroup, ""},
+		{"status@broadcast", "status@broadcast", crm.IDKindOther, ""},
+		{"abc@s.whatsapp.net", "abc@s.whatsapp.net", crm.IDKindOther, ""},
+		{"34657032985", "34657032985", crm.IDKindOther, ""},
+		{"", "", crm.IDKindOther, ""},
 	} {
-		id, kind, phone := syncjob.NormalizeJID(tc.in)
+		id, kind, phone := crm.NormalizeJID(tc.in)
 		if id != tc.id || kind != tc.kind || phone != tc.phone {
 			t.Errorf("NormalizeJID(%q) = %q %q %q, want %q %q %q", tc.in, id, kind, phone, tc.id, tc.kind, tc.phone)
 		}
@@ -32,22 +32,22 @@ func TestNormalizeJID(t *testing.T) {
 }
 
 func TestNormalizeItems(t *testing.T) {
-	c := syncjob.NormalizeContact(upstream.Contact{ID: "34657032985:2@s.whatsapp.net", Name: " María ", Notify: "Mari", IsWAContact: true})
+	c := crm.NormalizeContact(upstream.Contact{ID: "34657032985:2@s.whatsapp.net", Name: " María ", Notify: "Mari", IsWAContact: true})
 	if c.ID != "34657032985@s.whatsapp.net" || c.Phone != "34657032985" || c.Type != "person" || c.Name != "María" || c.PushName != "Mari" {
 		t.Errorf("contact: %+v", c)
 	}
-	g := syncjob.NormalizeContact(upstream.Contact{ID: "120363000000000001@g.us", IsGroup: true})
-	if g.Type != "group" || g.Phone != "" || g.IDKind != syncjob.IDKindGroup {
+	g := crm.NormalizeContact(upstream.Contact{ID: "120363000000000001@g.us", IsGroup: true})
+	if g.Type != "group" || g.Phone != "" || g.IDKind != crm.IDKindGroup {
 		t.Errorf("group: %+v", g)
 	}
 	madrid := time.FixedZone("CET", 3600)
-	ch := syncjob.NormalizeChat(upstream.Chat{ChatID: "987654321098765@lid", Name: "X", MessageCount: 4,
+	ch := crm.NormalizeChat(upstream.Chat{ChatID: "987654321098765@lid", Name: "X", MessageCount: 4,
 		LastMessage: &upstream.LastMessage{Body: "hola", Timestamp: time.Date(2025, 11, 7, 12, 0, 0, 0, madrid)}})
-	if ch.Phone != "" || ch.IDKind != syncjob.IDKindLID || ch.LastMessageAt == nil || ch.LastMessageAt.Location() != time.UTC ||
+	if ch.Phone != "" || ch.IDKind != crm.IDKindLID || ch.LastMessageAt == nil || ch.LastMessageAt.Location() != time.UTC ||
 		ch.LastMessageAt.Hour() != 11 {
 		t.Errorf("chat: %+v", ch)
 	}
-	m := syncjob.NormalizeMessage("120363000000000001@g.us", upstream.Message{ID: "77", From: "34600000001@s.whatsapp.net",
+	m := crm.NormalizeMessage("120363000000000001@g.us", upstream.Message{ID: "77", From: "34600000001@s.whatsapp.net",
 		Type: "Document", Body: "factura.pdf", Timestamp: time.Unix(1699332304, 0)})
 	if m.ID != "upstream:77" || m.ChatType != "group" || m.FromPhone != "34600000001" || m.Type != "document" ||
 		m.Media == nil || m.Media.FileName != "factura.pdf" || m.Timestamp.Format(time.RFC3339) != "2023-11-07T04:45:04Z" {
@@ -57,7 +57,7 @@ func TestNormalizeItems(t *testing.T) {
 	if !strings.Contains(string(raw), `"timestamp":"2023-11-07T04:45:04Z"`) {
 		t.Errorf("timestamp not RFC 3339 UTC: %s", raw)
 	}
-	text := syncjob.NormalizeMessage("34600000001@s.whatsapp.net", upstream.Message{WhatsappMessageID: "3EB0AA", Body: "hi"})
+	text := crm.NormalizeMessage("34600000001@s.whatsapp.net", upstream.Message{WhatsappMessageID: "3EB0AA", Body: "hi"})
 	if text.ID != "3EB0AA" || text.Type != "text" || text.Media != nil || text.ChatID != "34600000001@s.whatsapp.net" {
 		t.Errorf("text message: %+v", text)
 	}
@@ -66,17 +66,17 @@ func TestNormalizeItems(t *testing.T) {
 func TestSignVerify(t *testing.T) {
 	body := []byte(`{"jobId":"j","items":[]}`)
 	// HMAC-SHA256("secret", "1700000000.{...}") computed independently (Python hmac).
-	sig := syncjob.Sign("secret", "1700000000", body)
+	sig := crm.Sign("secret", "1700000000", body)
 	if sig != "sha256=901b7c0aa768c5e079f997ad937007d481619f84e7b84e70e08c9b46537c4ddc" {
 		t.Fatalf("signature %q", sig)
 	}
-	if !syncjob.Verify("secret", "1700000000", body, sig) {
+	if !crm.Verify("secret", "1700000000", body, sig) {
 		t.Error("a good signature does not verify")
 	}
 	for _, bad := range []struct{ secret, ts, body string }{
 		{"other", "1700000000", string(body)}, {"secret", "1700000001", string(body)}, {"secret", "1700000000", `{}`},
 	} {
-		if syncjob.Verify(bad.secret, bad.ts, []byte(bad.body), sig) {
+		if crm.Verify(bad.secret, bad.ts, []byte(bad.body), sig) {
 			t.Errorf("verified with %+v", bad)
 		}
 	}

@@ -1,11 +1,10 @@
-package syncjob
+package crm
 
 import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"time"
 
@@ -239,9 +238,9 @@ func NormalizeMessage(chatID string, m upstream.Message) Message {
 	return out
 }
 
-// canonicalJSON is the item's JSON as delivered: fields in schema order, no HTML escaping, no
-// trailing newline. The same item always gives the same bytes.
-func canonicalJSON(v any) ([]byte, error) {
+// CanonicalJSON is an item's (or an event's) JSON as delivered: fields in schema order, no HTML
+// escaping, no trailing newline. The same value always gives the same bytes.
+func CanonicalJSON(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
@@ -256,38 +255,4 @@ func canonicalJSON(v any) ([]byte, error) {
 func Digest(canonical []byte) string {
 	sum := sha256.Sum256(canonical)
 	return hex.EncodeToString(sum[:])
-}
-
-// normalized is one item ready to be classified: its key in the session's hash store, its digest
-// and its canonical JSON.
-type normalized struct {
-	key    string
-	digest string
-	json   []byte
-}
-
-// messageKey is a message's key in the session's message hashes: unique per chat.
-func messageKey(m Message) string { return m.ChatID + " " + m.ID }
-
-// chatState is what decides whether a chat's messages must be read again: its message count and
-// the time of its last message, as the chat list showed them.
-func chatState(c upstream.Chat) string {
-	var last int64
-	if c.LastMessage != nil && !c.LastMessage.Timestamp.IsZero() {
-		last = c.LastMessage.Timestamp.UnixNano()
-	}
-	return strconv.Itoa(c.MessageCount) + "|" + strconv.FormatInt(last, 10)
-}
-
-// lastAtOfState returns the last message time recorded in a chat state ("" gives zero).
-func lastAtOfState(state string) time.Time {
-	_, ns, ok := strings.Cut(state, "|")
-	if !ok {
-		return time.Time{}
-	}
-	n, err := strconv.ParseInt(ns, 10, 64)
-	if err != nil || n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }

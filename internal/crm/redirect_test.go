@@ -1,4 +1,4 @@
-package syncjob_test
+package crm_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/crm"
 )
 
 // TestSinkNeverFollowsRedirects: the CRM answers every batch with a redirect to another server
@@ -28,21 +28,21 @@ func TestSinkNeverFollowsRedirects(t *testing.T) {
 				}))
 				t.Cleanup(other.Close)
 				var asked atomic.Int64
-				crm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ingest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					asked.Add(1)
 					http.Redirect(w, r, other.URL+"/stolen-location-marker", code)
 				}))
-				t.Cleanup(crm.Close)
-				cfg := syncjob.SinkConfig{URL: crm.URL + "/ingest", Secret: "sink-secret-for-tests", Attempts: 3,
+				t.Cleanup(ingest.Close)
+				cfg := crm.SinkConfig{URL: ingest.URL + "/ingest", Secret: "sink-secret-for-tests", Attempts: 3,
 					Backoff: time.Millisecond, MaxWait: 5 * time.Millisecond}
 				if client == "caller's" {
 					cfg.Client = &http.Client{Timeout: 5 * time.Second} // follows redirects by itself
 				}
-				s, err := syncjob.NewSink(cfg)
+				s, err := crm.NewSink(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
-				err = s.Deliver(context.Background(), syncjob.Batch{JobID: "job_1", Resource: "contacts",
+				err = s.Deliver(context.Background(), crm.Batch{JobID: "job_1", Resource: "contacts",
 					Items: []json.RawMessage{json.RawMessage(`{"id":"c1"}`)}})
 				if n := elsewhere.Load(); n != 0 {
 					t.Fatalf("the redirect target received %d requests", n)
