@@ -127,6 +127,7 @@ type whSession struct {
 	index    int
 	accepted map[int]time.Time // seq -> first 2xx
 	spooled  map[int]bool
+	by       map[int]string // seq -> which replica accepted it, and the answer's X-Request-ID
 	gaveUp   []int
 	rejected []int // 4xx answers (a bug: these are authentic)
 	sent     int
@@ -217,7 +218,7 @@ func (l *load) run(ctx context.Context) <-chan struct{} {
 	wg.Go(func() { l.paced(ctx, 10, 16, l.passthroughRead) })
 	wg.Go(func() { l.paced(ctx, 1, 8, l.send) })
 	for i, sid := range l.f.whSessions {
-		ws := &whSession{index: i, accepted: map[int]time.Time{}, spooled: map[int]bool{}}
+		ws := &whSession{index: i, accepted: map[int]time.Time{}, spooled: map[int]bool{}, by: map[int]string{}}
 		l.webhooks[sid] = ws
 		wg.Go(func() { l.webhookStream(ctx, sid, ws, float64(l.o.webhookRate)/float64(len(l.f.whSessions))) })
 	}
@@ -408,6 +409,7 @@ func (l *load) deliverWebhook(sid string, ws *whSession, seq int) {
 			l.whMu.Lock()
 			if _, seen := ws.accepted[seq]; !seen {
 				ws.accepted[seq] = time.Now()
+				ws.by[seq] = fmt.Sprintf("replica %d, request %s", a.replica, a.header.Get("X-Request-ID"))
 			}
 			if rc.Data.Spooled {
 				ws.spooled[seq] = true
@@ -428,8 +430,11 @@ func (l *load) deliverWebhook(sid string, ws *whSession, seq int) {
 	l.whMu.Unlock()
 }
 
+// followAfterLoad bounds how long a job still running when the load ends is followed.
+const followAfterLoad = 10 * time.Minute
+
 // syncSlot starts a sync on a fresh session, follows it to its end, and starts the next, while
-// ctx lasts; the job running when ctx ends is followed to its end (at most 10 minutes more).
+// ctx lasts; the job running when ctx ends is followed to its end (at most followAfterLoad more).
 func (l *load) syncSlot(ctx context.Context) {
 	for ctx.Err() == nil {
 		i := int(l.syncNext.Add(1)) - 1
@@ -444,7 +449,11 @@ func (l *load) syncSlot(ctx context.Context) {
 		if !l.startJob(ctx, j) {
 			return
 		}
-		follow, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		limit := time.Now().Add(time.Hour)
+		if end, ok := ctx.Deadline(); ok {
+			limit = end.Add(followAfterLoad)
+		}
+		follow, cancel := context.WithDeadline(context.Background(), limit)
 		l.followJob(follow, j)
 		cancel()
 	}
@@ -503,7 +512,7 @@ func (l *load) followJob(ctx context.Context, j *jobRun) {
 		}
 	}
 	l.jobsMu.Lock()
-	j.err = "did not end within 10 minutes"
+	j.err = "still running " + followAfterLoad.String() + " after the load ended"
 	l.jobsMu.Unlock()
 }
 

@@ -297,7 +297,8 @@ func eventCheck(streams map[string]*whSession, got map[string][]receivedEvent, w
 		for _, seq := range lost {
 			if len(f.lostSeqs) < 10 {
 				at := st.accepted[seq]
-				f.lostSeqs = append(f.lostSeqs, fmt.Sprintf("%s#%d (accepted %s, %s)", sid, seq, at.UTC().Format("15:04:05.000"), phaseName(at, ws)))
+				f.lostSeqs = append(f.lostSeqs, fmt.Sprintf("%s#%d (%s, accepted %s, %s, spooled %v, %s)", sid, seq,
+					messageID(st.index, seq), at.UTC().Format("15:04:05.000"), phaseName(at, ws), st.spooled[seq], st.by[seq]))
 			}
 		}
 	}
