@@ -2,22 +2,22 @@
 // (application/problem+json) with a stable machine-readable code, and the mapping from the
 // program's typed errors to those codes and HTTP statuses.
 //
-// It owns the codes, their statuses and titles. It must not put an error's internals (causes,
-// addresses, upstream text) into an answer: a 500 says only that something failed and gives the
-// request id, and the full error goes to the log.
+// It owns the codes, their statuses, titles and details, and the Kinds of failure that the
+// packages below the HTTP layer give their errors. It imports no package of the gateway, so that
+// every layer may import it: the upstream client and the token source classify their own errors
+// (their sentinels are made with Sentinel, their error types implement Classified and Waiting), and
+// From answers by kind, without knowing those packages. It must not put an error's internals
+// (causes, addresses, upstream text) into an answer: a 500 says only that something failed and
+// gives the request id, and the full error goes to the log.
 package problem
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/inboxhub-gateway/gateway/internal/tokens"
-	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
 // Codes of the gateway's error answers, each always answered with the same status.
@@ -117,39 +117,37 @@ func From(err error) *Error {
 	wrap := func(status int, code, detail string) *Error {
 		return &Error{Status: status, Code: code, Detail: detail, RetryAfter: retryAfter(err), Cause: err}
 	}
-	switch {
-	case errors.Is(err, upstream.ErrAuthFailed), errors.Is(err, upstream.ErrUnauthorized):
+	switch kindOf(err) {
+	case KindUpstreamAuthFailed:
 		return wrap(http.StatusBadGateway, CodeUpstreamAuthFailed,
 			"Inbox Hub rejected the gateway's credentials. The operators have been alerted through /readyz and metrics.")
-	case errors.Is(err, upstream.ErrRateLimited):
+	case KindRateLimited:
 		e := wrap(http.StatusTooManyRequests, CodeRateLimited, "The Inbox Hub request quota is used up for now. Retry after the time given.")
 		if e.RetryAfter <= 0 {
 			e.RetryAfter = time.Second
 		}
 		return e
-	case errors.Is(err, upstream.ErrSessionNotFound):
+	case KindSessionNotFound:
 		return wrap(http.StatusNotFound, CodeSessionNotFound, "No WhatsApp session has that sessionId.")
-	case errors.Is(err, upstream.ErrSessionNotConnected):
+	case KindSessionNotConnected:
 		return wrap(http.StatusConflict, CodeSessionNotConnected, SessionNotConnectedDetail)
-	case errors.Is(err, upstream.ErrNotFound):
+	case KindNotFound:
 		return wrap(http.StatusNotFound, CodeNotFound, "Inbox Hub has no such resource.")
-	case errors.Is(err, upstream.ErrConflict):
+	case KindConflict:
 		return wrap(http.StatusConflict, CodeConflict, "The request conflicts with the current state in Inbox Hub.")
-	case errors.Is(err, upstream.ErrUnavailable):
+	case KindUpstreamUnavailable:
 		e := wrap(http.StatusServiceUnavailable, CodeUpstreamUnavailable, "Inbox Hub is unavailable. Retry after the time given.")
 		if e.RetryAfter <= 0 {
 			e.RetryAfter = 5 * time.Second
 		}
 		return e
-	case errors.Is(err, tokens.ErrStoreUnavailable):
+	case KindTokenStoreUnavailable:
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
 			Detail:     "The gateway cannot reach its token store; it will recover on its own. Retry after the time given.",
 			RetryAfter: 5 * time.Second, Cause: err}
-	case errors.Is(err, upstream.ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, tokens.ErrWaitTimeout):
+	case KindTimeout:
 		return wrap(http.StatusGatewayTimeout, CodeUpstreamTimeout, "Inbox Hub did not answer in time.")
-	}
-	var ue *upstream.Error
-	if errors.As(err, &ue) || errors.Is(err, upstream.ErrBadResponse) {
+	case KindUpstreamError:
 		return wrap(http.StatusBadGateway, CodeUpstreamError, "Inbox Hub answered with an error the gateway cannot pass on.")
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal,
@@ -159,15 +157,30 @@ func From(err error) *Error {
 // SessionNotConnectedDetail tells the caller how to reconnect a session.
 const SessionNotConnectedDetail = "The WhatsApp session is not connected. Connect it (POST /v1/sessions/{sessionId}/connect), then scan the QR code (GET /v1/sessions/{sessionId}/qr) with the phone."
 
-// retryAfter finds a wait carried by the error chain, if any.
+// retryAfter finds a wait carried by the error's tree, if any: the first rate limit's, else the
+// first one.
 func retryAfter(err error) time.Duration {
-	var rl *upstream.RateLimitError
-	if errors.As(err, &rl) {
-		return rl.RetryAfter
-	}
-	var ue *upstream.Error
-	if errors.As(err, &ue) {
-		return ue.RetryAfter
+	var first Waiting
+	var limit Waiting
+	walk(err, func(e error) bool {
+		w, ok := e.(Waiting)
+		if !ok {
+			return false
+		}
+		if c, ok := e.(Classified); ok && c.ProblemKind() == KindRateLimited {
+			limit = w
+			return true
+		}
+		if first == nil {
+			first = w
+		}
+		return false
+	})
+	switch {
+	case limit != nil:
+		return limit.ProblemRetryAfter()
+	case first != nil:
+		return first.ProblemRetryAfter()
 	}
 	return 0
 }

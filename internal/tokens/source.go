@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -42,10 +43,10 @@ type Authenticator interface {
 var (
 	// ErrStoreUnavailable says Redis cannot be reached and this process may not obtain a token
 	// without it right now (it renews without the fleet lock at most once per outage interval).
-	ErrStoreUnavailable = errors.New("tokens: token store unavailable")
+	ErrStoreUnavailable = problem.Sentinel("tokens: token store unavailable", problem.KindTokenStoreUnavailable)
 	// ErrWaitTimeout says no valid token appeared within the maximum wait while another process
 	// held the renewal lock.
-	ErrWaitTimeout = errors.New("tokens: timed out waiting for a token")
+	ErrWaitTimeout = problem.Sentinel("tokens: timed out waiting for a token", problem.KindTimeout)
 
 	errLockLost = errors.New("tokens: renewal lock lost")
 )

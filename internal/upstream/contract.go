@@ -2,9 +2,10 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/problem"
 )
 
 // Category names an upstream rate-limit bucket; the quota is kept per category.
@@ -48,19 +49,21 @@ type TokenSet struct {
 }
 
 // Sentinel errors; every error the client returns matches at most one of them with errors.Is.
+// Each carries the problem.Kind it is answered as (problem.Sentinel), so that package problem
+// maps them without importing this one.
 var (
-	ErrUnauthorized        = errors.New("upstream: unauthorized")
-	ErrAuthFailed          = errors.New("upstream: credentials rejected")
-	ErrRateLimited         = errors.New("upstream: rate limited")
-	ErrSessionNotFound     = errors.New("upstream: session not found")
-	ErrSessionNotConnected = errors.New("upstream: session not connected")
-	ErrNotFound            = errors.New("upstream: not found")
-	ErrConflict            = errors.New("upstream: conflict")
-	ErrUnavailable         = errors.New("upstream: unavailable")
-	ErrTimeout             = errors.New("upstream: timeout")
+	ErrUnauthorized        = problem.Sentinel("upstream: unauthorized", problem.KindUpstreamAuthFailed)
+	ErrAuthFailed          = problem.Sentinel("upstream: credentials rejected", problem.KindUpstreamAuthFailed)
+	ErrRateLimited         = problem.Sentinel("upstream: rate limited", problem.KindRateLimited)
+	ErrSessionNotFound     = problem.Sentinel("upstream: session not found", problem.KindSessionNotFound)
+	ErrSessionNotConnected = problem.Sentinel("upstream: session not connected", problem.KindSessionNotConnected)
+	ErrNotFound            = problem.Sentinel("upstream: not found", problem.KindNotFound)
+	ErrConflict            = problem.Sentinel("upstream: conflict", problem.KindConflict)
+	ErrUnavailable         = problem.Sentinel("upstream: unavailable", problem.KindUpstreamUnavailable)
+	ErrTimeout             = problem.Sentinel("upstream: timeout", problem.KindTimeout)
 	// ErrBadResponse is an answer the client could not use: larger than the body limit, or a
 	// success status whose body is not the documented JSON. Callers report it as an upstream error.
-	ErrBadResponse = errors.New("upstream: bad response")
+	ErrBadResponse = problem.Sentinel("upstream: bad response", problem.KindUpstreamError)
 )
 
 // RateLimitError says a call may not go out before RetryAfter. Source is "upstream" when the
@@ -77,3 +80,9 @@ func (e *RateLimitError) Error() string {
 
 // Is makes a *RateLimitError match ErrRateLimited.
 func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// ProblemKind answers a *RateLimitError as a rate limit (problem.Classified).
+func (e *RateLimitError) ProblemKind() problem.Kind { return problem.KindRateLimited }
+
+// ProblemRetryAfter is the wait the answer gives (problem.Waiting).
+func (e *RateLimitError) ProblemRetryAfter() time.Duration { return e.RetryAfter }

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
+	"github.com/inboxhub-gateway/gateway/internal/problem"
 )
 
 // Upstream error codes the client gives meaning to (docs/upstream.md, "Envelopes").
@@ -134,6 +135,18 @@ func (e *Error) As(target any) bool {
 	*p = &RateLimitError{RetryAfter: e.RetryAfter, Source: "upstream"}
 	return true
 }
+
+// ProblemKind is the kind of the error's sentinel, or problem.KindUpstreamError when it has none
+// (an error status the gateway cannot pass on, a canceled call): problem.Classified.
+func (e *Error) ProblemKind() problem.Kind {
+	if c, ok := e.sentinel().(problem.Classified); ok {
+		return c.ProblemKind()
+	}
+	return problem.KindUpstreamError
+}
+
+// ProblemRetryAfter is the wait the answer gives (problem.Waiting).
+func (e *Error) ProblemRetryAfter() time.Duration { return e.RetryAfter }
 
 func (e *Error) sentinel() error {
 	switch e.kind {
