@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
@@ -816,7 +817,7 @@ func (rt *ReadThrough) wake(rk string) {
 // notices sent meanwhile are gone.
 func (rt *ReadThrough) listen(ctx context.Context) {
 	defer rt.wg.Done()
-	backoff := 50 * time.Millisecond
+	bo := resubscribeBackOff()
 	for ctx.Err() == nil {
 		ps := rt.rdb.Subscribe(ctx, eventsChannel)
 		rt.pubsub.Store(ps)
@@ -834,7 +835,7 @@ func (rt *ReadThrough) listen(ctx context.Context) {
 				if m.Kind == "subscribe" {
 					rt.local.reset()
 					rt.subscribed.Store(true)
-					backoff = 50 * time.Millisecond
+					bo.Reset()
 				}
 			case *redis.Message:
 				rt.handle(m.Payload)
@@ -846,15 +847,21 @@ func (rt *ReadThrough) listen(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		t := time.NewTimer(backoff)
+		t := time.NewTimer(bo.NextBackOff())
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// resubscribeBackOff is the wait before subscribing again after the subscription was lost: 50 ms,
+// doubling up to 5 s, without jitter; reset once a subscription stands.
+func resubscribeBackOff() *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2,
+		MaxInterval: 5 * time.Second}
 }
 
 func (rt *ReadThrough) isClosed() bool {

@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -125,7 +126,9 @@ func (s *Store) Do(ctx context.Context, scope, key, fingerprint string, fn func(
 	rkey := s.redisKey(scope, key)
 	owner := newOwner()
 	deadline := time.Now().Add(s.wait)
-	pause := 10 * time.Millisecond
+	// Look again after 10 ms, then doubling up to every 200 ms.
+	pause := &backoff.ExponentialBackOff{InitialInterval: 10 * time.Millisecond, Multiplier: 2,
+		MaxInterval: 200 * time.Millisecond}
 	for {
 		st, stored, err := s.begin(ctx, rkey, fingerprint, owner)
 		if err != nil {
@@ -147,14 +150,13 @@ func (s *Store) Do(ctx context.Context, scope, key, fingerprint string, fn func(
 		if !time.Now().Before(deadline) {
 			return Response{}, false, ErrInProgress
 		}
-		t := time.NewTimer(min(pause, time.Until(deadline)))
+		t := time.NewTimer(min(pause.NextBackOff(), time.Until(deadline)))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return Response{}, false, ctx.Err()
 		case <-t.C:
 		}
-		pause = min(2*pause, 200*time.Millisecond)
 	}
 }
 

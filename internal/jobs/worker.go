@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"strconv"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
+	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
 )
 
 // Handler runs one attempt of a task. Its context ends when the attempt times out, when the
@@ -66,8 +66,7 @@ func (o *Options) defaults() {
 
 // DefaultRetryDelay doubles from 1 s up to 1 min, with full jitter over the upper half.
 func DefaultRetryDelay(retried int, _ error) time.Duration {
-	d := min(time.Second<<min(max(retried, 0), 6), time.Minute)
-	return d/2 + rand.N(d/2+1)
+	return retrydelay.EqualJitter(retrydelay.Exponential(time.Second, time.Minute, retried+1))
 }
 
 // worker is one replica's set of workers on one queue.

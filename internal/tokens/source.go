@@ -28,6 +28,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -602,14 +603,14 @@ func (s *Source) failed(ctx context.Context, err error, refresh string, refreshR
 	m.lastErr, m.lastErrAt = msg, now
 	if errors.Is(err, upstream.ErrAuthFailed) {
 		m.failN++
-		m.failUntil, m.failAt, m.failLocal = now.Add(backoff(s.cfg.authFirst, s.cfg.authMax, m.failN)), now, !viaStore
+		m.failUntil, m.failAt, m.failLocal = now.Add(retrydelay.Exponential(s.cfg.authFirst, s.cfg.authMax, m.failN)), now, !viaStore
 		fields = append(fields, fieldFailN, m.failN, fieldFailUntil, ms(m.failUntil), fieldFailAt, ms(now))
 		out = authFailedError(m.failUntil)
 		s.log.Error("upstream rejected the gateway credentials; logins paused", "attempt", m.failN,
 			"next_attempt", m.failUntil, "err", msg)
 	} else {
 		m.retryN++
-		m.retryAt = now.Add(backoff(s.cfg.retryFirst, s.cfg.retryMax, m.retryN))
+		m.retryAt = now.Add(retrydelay.Exponential(s.cfg.retryFirst, s.cfg.retryMax, m.retryN))
 		fields = append(fields, fieldRetryN, m.retryN, fieldRetryAt, ms(m.retryAt))
 		s.log.Warn("obtaining an upstream token failed; will retry", "attempt", m.retryN, "next_attempt", m.retryAt, "err", msg)
 	}
@@ -923,15 +924,6 @@ func (s *Source) watch(ctx context.Context, out chan<- struct{}) {
 			}
 		}
 	}
-}
-
-// backoff is first doubled n-1 times, at most max.
-func backoff(first, max time.Duration, n int) time.Duration {
-	d := first
-	for i := 1; i < n && d < max; i++ {
-		d *= 2
-	}
-	return min(d, max)
 }
 
 // scrub keeps known secrets and overlong text out of an error message that is stored and shown.

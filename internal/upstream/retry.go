@@ -2,11 +2,12 @@ package upstream
 
 import (
 	"context"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
 )
 
 // retryPolicy decides which failed attempts are tried again and how long to wait first.
@@ -25,11 +26,7 @@ type retryPolicy struct {
 // backoff is the wait before attempt n+1 after attempt n failed: full jitter, a random duration in
 // [0, min(cap, base*2^(n-1))], so that replicas retrying together spread out.
 func (p retryPolicy) backoff(n int) time.Duration {
-	d := p.base
-	for i := 1; i < n && d < p.cap; i++ {
-		d *= 2
-	}
-	return rand.N(min(d, p.cap) + 1)
+	return retrydelay.FullJitter(retrydelay.Exponential(p.base, p.cap, n))
 }
 
 func idempotent(method string) bool {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
+	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
 )
 
 // HeaderEventType names the event's type on a forwarded event (X-Gateway-Delivery holds its id).
@@ -198,8 +198,7 @@ func (f *forwarder) deliver(ctx context.Context, raw string) (int, error) {
 		if attempt >= s.cfg.Attempts {
 			return attempt, err
 		}
-		wait := min(s.cfg.Backoff<<min(attempt-1, 20), s.cfg.MaxBackoff)
-		wait = rand.N(wait + 1) // full jitter
+		wait := retrydelay.FullJitter(retrydelay.Exponential(s.cfg.Backoff, s.cfg.MaxBackoff, attempt))
 		if retryAfter > 0 {
 			wait = min(max(wait, retryAfter), s.cfg.MaxBackoff)
 		}
