@@ -10,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/inboxhub-gateway/gateway/internal/noredirect"
+	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
 )
 
 // Headers of a sink delivery.
@@ -157,8 +157,7 @@ func (s *Sink) Deliver(ctx context.Context, b Batch) error {
 		if errors.Is(err, errPermanent) || ctx.Err() != nil || attempt >= s.cfg.Attempts {
 			return fmt.Errorf("%d attempts: %w", attempt, last)
 		}
-		wait := min(s.cfg.Backoff<<min(attempt-1, 20), s.cfg.MaxWait)
-		wait = rand.N(wait + 1) // full jitter
+		wait := retrydelay.FullJitter(retrydelay.Exponential(s.cfg.Backoff, s.cfg.MaxWait, attempt))
 		if retryAfter > 0 {
 			wait = min(max(wait, retryAfter), s.cfg.MaxWait)
 		}
