@@ -3,7 +3,8 @@
 // compare-and-delete), and kept alive in the background while its work runs.
 //
 // It is the one mechanism behind the token refresh lock, the sync job's owner, the event
-// drainer of a session and the status poller's leadership. It holds no other state and takes no
+// drainer of a session, the status poller's leadership and the upstream recovery probe; Start
+// renews a lease in the background and tells its holder when it is lost. It holds no other state and takes no
 // decision of its own: what a lost lease means is its caller's business.
 package lease
 
@@ -13,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -99,7 +101,23 @@ func (l *Lease) Release(ctx context.Context) error {
 // it lost, or once Redis errors have kept it from renewing for longer than the TTL (by then
 // another holder may have taken it). It returns nil when ctx ends first. Run it beside the work
 // the lease protects and stop the work when it returns ErrLost.
-func (l *Lease) Keep(ctx context.Context) error {
+func (l *Lease) Keep(ctx context.Context) error { return l.keep(ctx, KeepOptions{}) }
+
+// KeepOptions say how a background renewal (Start) treats Redis errors and a lost lease.
+type KeepOptions struct {
+	// Patient renews through Redis errors for as long as they last: the lease counts as lost only
+	// when a renewal finds it gone. By default, as in Keep, it also counts as lost once errors have
+	// kept it from renewing for longer than its TTL.
+	Patient bool
+	// OnError is told each Redis error of a renewal (nil: none is).
+	OnError func(err error)
+	// OnLost is called once, from the renewing goroutine, when the lease is lost (err matches
+	// ErrLost); renewing stops then. The caller stops the work the lease protects.
+	OnLost func(err error)
+}
+
+// keep is the one renewal loop, of Keep and of Start.
+func (l *Lease) keep(ctx context.Context, o KeepOptions) error {
 	tick := time.NewTicker(l.ttl / 3)
 	defer tick.Stop()
 	renewed := time.Now()
@@ -117,10 +135,60 @@ func (l *Lease) Keep(ctx context.Context) error {
 			return ErrLost
 		case err == nil:
 			renewed = time.Now()
-		case time.Since(renewed) >= l.ttl:
+			continue
+		}
+		if o.OnError != nil {
+			o.OnError(err)
+		}
+		if !o.Patient && time.Since(renewed) >= l.ttl {
 			return fmt.Errorf("%w: not renewed for %v: %w", ErrLost, l.ttl, err)
 		}
 	}
+}
+
+// Keeper is a lease renewed in the background (see Start).
+type Keeper struct {
+	l      *Lease
+	cancel context.CancelFunc
+	done   chan struct{}
+	lost   atomic.Bool
+}
+
+// Start renews the held lease every TTL/3 in the background, as Keep does (with o's rules), until
+// ctx ends or Stop or Release is called; OnLost tells the holder when the lease is lost.
+func (l *Lease) Start(ctx context.Context, o KeepOptions) *Keeper {
+	ctx, cancel := context.WithCancel(ctx)
+	k := &Keeper{l: l, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		if err := l.keep(ctx, o); err != nil {
+			k.lost.Store(true)
+			if o.OnLost != nil {
+				o.OnLost(err)
+			}
+		}
+	}()
+	return k
+}
+
+// Lost reports whether the background renewal found the lease lost.
+func (k *Keeper) Lost() bool { return k.lost.Load() }
+
+// Stop ends the background renewal and waits for it; the lease itself stays until it expires (for
+// a holder that gave it up another way, e.g. in a script of its own).
+func (k *Keeper) Stop() {
+	k.cancel()
+	<-k.done
+}
+
+// Release ends the background renewal and gives the lease up, waiting at most timeout for Redis.
+// ctx's values are kept but not its end, so that a lease is released even when its work was
+// canceled.
+func (k *Keeper) Release(ctx context.Context, timeout time.Duration) error {
+	k.Stop()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	return k.l.Release(rctx)
 }
 
 // Hold runs work under the lease: it renews the lease while work runs, cancels work's context
@@ -129,20 +197,11 @@ func (l *Lease) Keep(ctx context.Context) error {
 func (l *Lease) Hold(ctx context.Context, work func(ctx context.Context) error) error {
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	kept := make(chan struct{})
-	go func() {
-		defer close(kept)
-		if err := l.Keep(wctx); err != nil {
-			cancel(err)
-		}
-	}()
+	k := l.Start(wctx, KeepOptions{OnLost: func(err error) { cancel(err) }})
 	err := work(wctx)
 	cause := context.Cause(wctx)
 	cancel(nil)
-	<-kept
-	rctx, stop := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer stop()
-	_ = l.Release(rctx)
+	_ = k.Release(ctx, 2*time.Second)
 	if err == nil && errors.Is(cause, ErrLost) {
 		return cause
 	}

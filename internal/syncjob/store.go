@@ -10,6 +10,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/lease"
 )
 
 // DefaultKeyPrefix is the prefix of every Redis key of the sync engine. Its hash tag keeps all of
@@ -155,21 +157,6 @@ end
 redis.call('HSET', KEYS[2], 'lastWrite', ARGV[2])
 end
 if redis.call('HGET', KEYS[2], 'cancel') == '1' then return 1 end
-return 0
-`)
-
-// refreshOwnerScript extends the owner lease if the caller still holds it. KEYS: owner.
-// ARGV: token, ttl ms. Answers 1 when extended.
-var refreshOwnerScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-end
-return 0
-`)
-
-// releaseOwnerScript deletes the owner key if the caller still holds it. KEYS: owner. ARGV: token.
-var releaseOwnerScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)
 
@@ -358,27 +345,18 @@ func (s *store) cancel(ctx context.Context, j Job, now time.Time) (string, error
 	return st, nil
 }
 
-// acquireOwner makes token the job's owner for ttl if no live runner owns it.
-func (s *store) acquireOwner(ctx context.Context, jobID, token string, ttl time.Duration) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, s.k.owner(jobID), token, ttl).Result()
+// acquireOwner makes a new runner the job's owner for ttl (a lease on the owner key) if no live
+// runner owns it; nil when one does.
+func (s *store) acquireOwner(ctx context.Context, jobID string, ttl time.Duration) (*lease.Lease, error) {
+	l := lease.New(s.rdb, s.k.owner(jobID), ttl)
+	ok, err := l.Acquire(ctx)
 	if err != nil {
-		return false, fmt.Errorf("syncjob: take job: %w", err)
+		return nil, fmt.Errorf("syncjob: take job: %w", err)
 	}
-	return ok, nil
-}
-
-// refreshOwner extends the owner lease; false means it was lost.
-func (s *store) refreshOwner(ctx context.Context, jobID, token string, ttl time.Duration) (bool, error) {
-	n, err := refreshOwnerScript.Run(ctx, s.rdb, []string{s.k.owner(jobID)}, token, ttl.Milliseconds()).Int64()
-	if err != nil {
-		return false, err
+	if !ok {
+		return nil, nil
 	}
-	return n == 1, nil
-}
-
-// releaseOwner gives the job up without ending it (the runner stops; another attempt resumes).
-func (s *store) releaseOwner(ctx context.Context, jobID, token string) {
-	_, _ = releaseOwnerScript.Run(ctx, s.rdb, []string{s.k.owner(jobID)}, token).Result()
+	return l, nil
 }
 
 // ownerAlive reports whether a runner holds the job.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/jobs"
+	"github.com/inboxhub-gateway/gateway/internal/lease"
 )
 
 var (
@@ -76,25 +77,24 @@ func (e *Engine) runJob(ctx context.Context, jobID string) error {
 	if Final(j.State) {
 		return nil
 	}
-	token := randomToken()
-	ok, err := e.st.acquireOwner(ctx, jobID, token, e.cfg.OwnerLease)
+	owner, err := e.st.acquireOwner(ctx, jobID, e.cfg.OwnerLease)
 	if err != nil {
 		return err
 	}
-	if !ok {
+	if owner == nil {
 		return errBusy
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
-	hbDone := make(chan struct{})
-	go e.heartbeat(runCtx, cancel, jobID, token, hbDone)
+	kept := owner.Start(runCtx, lease.KeepOptions{Patient: true, OnLost: func(error) {
+		e.log.Warn("sync job lease lost; stopping this runner", "jobId", jobID)
+		cancel(errLostOwnership)
+	}})
 	defer func() {
 		cancel(nil)
-		<-hbDone
 		// A no-op when the job ended (the owner key is gone) or was taken over.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		e.st.releaseOwner(rctx, jobID, token)
-		rcancel()
+		_ = kept.Release(ctx, 2*time.Second)
 	}()
+	token := owner.Token()
 
 	r := newRunner(e, j, cp, token)
 	if err := r.start(runCtx); err != nil {
@@ -136,24 +136,4 @@ func (e *Engine) stopReason(runCtx context.Context, err error) error {
 		return fmt.Errorf("%w (%v)", errStopping, err)
 	}
 	return err
-}
-
-// heartbeat renews the runner's lease on its job until ctx ends; losing it stops the run.
-func (e *Engine) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, jobID, token string, done chan<- struct{}) {
-	defer close(done)
-	t := time.NewTicker(e.cfg.OwnerLease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			ok, err := e.st.refreshOwner(ctx, jobID, token, e.cfg.OwnerLease)
-			if err == nil && !ok {
-				e.log.Warn("sync job lease lost; stopping this runner", "jobId", jobID)
-				cancel(errLostOwnership)
-				return
-			}
-		}
-	}
 }

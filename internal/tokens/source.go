@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
+	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -430,7 +431,7 @@ func (s *Source) renew(ctx context.Context, accept acceptFunc) (*token, error) {
 
 // renewHolding runs with the lock held: it re-reads the token (another process may have just
 // renewed it) and calls the upstream only if it still has to.
-func (s *Source) renewHolding(ctx context.Context, owner string, accept acceptFunc) (*token, error) {
+func (s *Source) renewHolding(ctx context.Context, owner *lease.Lease, accept acceptFunc) (*token, error) {
 	lost, release := s.holdLease(owner)
 	defer release()
 	rec, err := s.load(ctx)

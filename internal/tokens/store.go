@@ -2,14 +2,14 @@ package tokens
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/lease"
 )
 
 // Redis layout. Everything about the token lives in one hash, <prefix>, so that one HGETALL reads
@@ -27,7 +27,7 @@ import (
 //	retry_n, retry_at             transient-failure backoff of login/refresh (Unix ms)
 //	err, err_at                   last login/refresh error (no secrets) and its time
 //
-// <prefix>:lock is the renewal lease (SET NX PX, value = a random owner id) and <prefix>:updated
+// <prefix>:lock is the renewal lease (internal/lease: SET NX PX, value = a random holder token) and <prefix>:updated
 // the pub/sub channel on which every change is announced.
 const (
 	fieldGen       = "gen"
@@ -83,21 +83,6 @@ end
 return 0
 `
 
-// extendLua and releaseLua act on the lease only while it is still ours.
-const extendLua = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-`
-
-const releaseLua = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-`
-
 // Modes of saveLua.
 const (
 	saveForce     = "force"
@@ -105,15 +90,13 @@ const (
 )
 
 type scripts struct {
-	save, reject, extend, release *redis.Script
+	save, reject *redis.Script
 }
 
 func newScripts() scripts {
 	return scripts{
-		save:    redis.NewScript(saveLua),
-		reject:  redis.NewScript(rejectLua),
-		extend:  redis.NewScript(extendLua),
-		release: redis.NewScript(releaseLua),
+		save:   redis.NewScript(saveLua),
+		reject: redis.NewScript(rejectLua),
 	}
 }
 
@@ -220,48 +203,24 @@ func (s *Source) storeFailure(ctx context.Context, fields []any) error {
 	return err
 }
 
-// tryLock takes the renewal lease if it is free and returns the owner id that proves it is ours.
-func (s *Source) tryLock(ctx context.Context) (string, bool, error) {
-	owner := rand.Text()
-	ok, err := s.rdb.SetNX(ctx, s.lockKey, owner, s.cfg.lockTTL).Result()
-	return owner, ok, err
+// tryLock takes the renewal lease if it is free; the lease proves it is ours.
+func (s *Source) tryLock(ctx context.Context) (*lease.Lease, bool, error) {
+	l := lease.New(s.rdb, s.lockKey, s.cfg.lockTTL)
+	ok, err := l.Acquire(ctx)
+	return l, ok, err
 }
 
-// holdLease extends the lease every TTL/3 until stop is called, which also releases it. lost reports
-// whether the lease went to someone else meanwhile (it expired while Redis was unreachable).
-func (s *Source) holdLease(owner string) (lost func() bool, stop func()) {
-	var gone atomic.Bool
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(s.cfg.lockTTL / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			n, err := s.scripts.extend.Run(ctx, s.rdb, []string{s.lockKey}, owner, s.cfg.lockTTL.Milliseconds()).Int()
-			switch {
-			case ctx.Err() != nil:
-				return
-			case err != nil:
-				s.log.Warn("could not extend the token renewal lock", "err", err)
-			case n == 0:
-				gone.Store(true)
-				s.log.Warn("token renewal lock lost to another holder")
-				return
-			}
-		}
-	}()
-	return gone.Load, func() {
-		cancel()
-		<-done
-		rctx, rcancel := context.WithTimeout(context.Background(), s.cfg.lockTTL)
-		defer rcancel()
-		if err := s.scripts.release.Run(rctx, s.rdb, []string{s.lockKey}, owner).Err(); err != nil {
+// holdLease renews the lease every TTL/3 until stop is called, which also releases it, and keeps
+// renewing through Redis errors. lost reports whether the lease went to someone else meanwhile (it
+// expired while Redis was unreachable).
+func (s *Source) holdLease(l *lease.Lease) (lost func() bool, stop func()) {
+	k := l.Start(context.Background(), lease.KeepOptions{
+		Patient: true,
+		OnError: func(err error) { s.log.Warn("could not extend the token renewal lock", "err", err) },
+		OnLost:  func(error) { s.log.Warn("token renewal lock lost to another holder") },
+	})
+	return k.Lost, func() {
+		if err := k.Release(context.Background(), s.cfg.lockTTL); err != nil {
 			s.log.Warn("could not release the token renewal lock; it expires by itself", "err", err)
 		}
 	}

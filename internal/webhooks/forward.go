@@ -113,22 +113,18 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 	lock, token := l.Key(), l.Token()
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	var keeper sync.WaitGroup
-	keeper.Go(func() {
-		if err := l.Keep(ctx); err != nil {
-			s.log.Warn("event forwarder: lost the outbox lock", "sessionId", sid)
-			cancel()
-		}
-	})
-	released := false
+	kept := l.Start(ctx, lease.KeepOptions{OnLost: func(error) {
+		s.log.Warn("event forwarder: lost the outbox lock", "sessionId", sid)
+		cancel()
+	}})
+	released := false // by releaseIfEmptyScript
 	defer func() {
 		cancel()
-		keeper.Wait()
-		if !released {
-			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = l.Release(rctx)
-			rcancel()
+		if released {
+			kept.Stop()
+			return
 		}
+		_ = kept.Release(context.Background(), 2*time.Second)
 	}()
 	outbox := s.k.outbox(sid)
 	for ctx.Err() == nil {
