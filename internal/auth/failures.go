@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -52,7 +53,11 @@ type FailureThrottleOptions struct {
 // addresses without end). The counts are kept fleet-wide in Redis; while Redis fails each replica
 // counts on its own (quota.LocalKeyed, at most quota.DefaultLocalKeys addresses, least recently
 // used forgotten first). Lock-outs seen are remembered by the replica until they end, so that a
-// locked-out address costs no Redis round trip.
+// locked-out address costs no Redis round trip; and an address Redis reported not locked is
+// admitted without asking again for ClearMemory, unless this replica has counted a failure since
+// (any failure it counts makes the next request ask Redis). A lock-out reached through another
+// replica's counts is thus seen here at most ClearMemory late; a failure is always counted in
+// Redis, so the number of guesses an address gets is the same.
 type FailureThrottle struct {
 	keyed    *quota.Keyed
 	local    *quota.LocalKeyed
@@ -64,7 +69,15 @@ type FailureThrottle struct {
 
 	mu       sync.Mutex
 	lockouts *simplelru.LRU[string, time.Time] // address key -> end of its known lock-out
+	clear    *simplelru.LRU[string, time.Time] // address key -> end of its known not-locked state
+	// failures counts the failures this replica has counted, so that a "not locked" answer read
+	// while a failure was being counted is not remembered.
+	failures atomic.Uint64
 }
+
+// ClearMemory is how long a replica admits an address without asking Redis after Redis said it
+// is not locked out (and this replica has counted no failure of it since).
+const ClearMemory = 250 * time.Millisecond
 
 // NewFailureThrottle returns a throttle of rate failed authentications per client address over
 // rdb. A rate with N == 0 throttles nothing and never asks Redis. An invalid rate (which
@@ -83,6 +96,7 @@ func NewFailureThrottle(rdb redis.UniversalClient, rate quota.Rate, o FailureThr
 		t.local, t.invalid = quota.NewLocalKeyed(rate, quota.DefaultLocalKeys)
 	}
 	t.lockouts, _ = simplelru.NewLRU[string, time.Time](quota.DefaultLocalKeys, nil)
+	t.clear, _ = simplelru.NewLRU[string, time.Time](quota.DefaultLocalKeys, nil)
 	t.fallback = fallback{what: "failed-authentication throttle", log: t.log}
 	if t.invalid != nil {
 		t.log.Error("failed-authentication rate is invalid: every request will be refused", "rate", rate.String(), "error", t.invalid)
@@ -113,10 +127,15 @@ func (t *FailureThrottle) admit(c *gin.Context) bool {
 		return true
 	}
 	key, now := clientKey(c.ClientIP()), time.Now()
-	if until, ok := t.knownLockout(key, now); ok {
+	until, locked, clear := t.known(key, now)
+	switch {
+	case locked:
 		t.refuse(c, until.Sub(now))
 		return false
+	case clear:
+		return true
 	}
+	counted := t.failures.Load()
 	wait, err := t.keyed.Wait(c.Request.Context(), key)
 	switch {
 	case err != nil && c.Request.Context().Err() != nil:
@@ -127,6 +146,9 @@ func (t *FailureThrottle) admit(c *gin.Context) bool {
 		wait = t.local.Wait(key, now)
 	default:
 		t.fallback.ok()
+		if wait <= 0 {
+			t.rememberClear(key, now, counted)
+		}
 	}
 	if wait > 0 {
 		t.lockOut(c, key, now, wait)
@@ -143,6 +165,10 @@ func (t *FailureThrottle) failed(c *gin.Context) bool {
 		return true
 	}
 	key, now := clientKey(c.ClientIP()), time.Now()
+	// Before and after the count: a "not locked" read by a concurrent request of key while the
+	// count is under way is not remembered.
+	t.forgetClear(key)
+	defer t.forgetClear(key)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), failureCountTimeout)
 	defer cancel()
 	d, err := t.keyed.Allow(ctx, key)
@@ -160,25 +186,49 @@ func (t *FailureThrottle) failed(c *gin.Context) bool {
 	return false
 }
 
-// knownLockout reports a lock-out of key this replica has seen and that has not ended.
-func (t *FailureThrottle) knownLockout(key string, now time.Time) (time.Time, bool) {
+// known reports what this replica knows of key's state now: locked out until until, or not
+// locked (clear), or neither (Redis must be asked).
+func (t *FailureThrottle) known(key string, now time.Time) (until time.Time, locked, clear bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	until, ok := t.lockouts.Get(key)
-	if !ok {
-		return time.Time{}, false
-	}
-	if !now.Before(until) {
+	if until, ok := t.lockouts.Get(key); ok {
+		if now.Before(until) {
+			return until, true, false
+		}
 		t.lockouts.Remove(key)
-		return time.Time{}, false
 	}
-	return until, true
+	if until, ok := t.clear.Get(key); ok {
+		if now.Before(until) {
+			return time.Time{}, false, true
+		}
+		t.clear.Remove(key)
+	}
+	return time.Time{}, false, false
+}
+
+// rememberClear remembers for ClearMemory that key is not locked out, unless this replica has
+// counted a failure since counted was read (before Redis was asked).
+func (t *FailureThrottle) rememberClear(key string, now time.Time, counted uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.failures.Load() == counted {
+		t.clear.Add(key, now.Add(ClearMemory))
+	}
+}
+
+// forgetClear makes the next request of key ask Redis: a failure of key is being counted.
+func (t *FailureThrottle) forgetClear(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.failures.Add(1)
+	t.clear.Remove(key)
 }
 
 // lockOut remembers that key is locked out for wait, and logs the lock-out once per replica.
 func (t *FailureThrottle) lockOut(c *gin.Context, key string, now time.Time, wait time.Duration) {
 	t.mu.Lock()
 	t.lockouts.Add(key, now.Add(wait))
+	t.clear.Remove(key)
 	t.mu.Unlock()
 	t.log.Warn("failed-authentication throttle: client address locked out",
 		"requestId", middleware.RequestIDOf(c), "clientIp", c.ClientIP(), "retryAfter", wait.Round(time.Second).String())

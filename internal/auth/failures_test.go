@@ -1,10 +1,12 @@
 package auth
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,4 +217,56 @@ func TestFailureThrottleOff(t *testing.T) {
 	if got := metricValue(t, reg, "auth_throttle_errors_total", nil); got != 0 {
 		t.Errorf("rate 0 asked Redis (%v errors)", got)
 	}
+}
+
+// scriptCalls counts the Lua script calls (EVALSHA and EVAL) a Redis client sends.
+type scriptCalls struct{ n atomic.Int64 }
+
+func (s *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (s *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := strings.ToLower(cmd.Name()); n == "evalsha" || n == "eval" {
+			s.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (s *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestFailureThrottleRemembersNotLocked: once Redis has said an address is not locked out, the
+// replica admits it for ClearMemory without asking again (the hot path of a good caller costs no
+// round trip); but a failure this replica counts makes the next request ask, so that an address
+// that has just used its budget here is refused at once, good key or not.
+func TestFailureThrottleRemembersNotLocked(t *testing.T) {
+	f := newFixture(t)
+	rdb := redistest.New(t)
+	calls := &scriptCalls{}
+	rdb.AddHook(calls)
+	r := throttledRouter(t, f, NewFailureThrottle(rdb, config.Rate{N: 3, Per: time.Hour}, FailureThrottleOptions{}), &syncBuffer{})
+	const caller = "198.51.100.7:4000"
+	good := hdr("X-API-Key", f.readKey)
+	if a := doFrom(r, caller, good); a.status != http.StatusOK {
+		t.Fatalf("good key: %d", a.status)
+	}
+	asked := calls.n.Load()
+	for range 20 {
+		if a := doFrom(r, caller, good); a.status != http.StatusOK {
+			t.Fatalf("good key again: %d", a.status)
+		}
+	}
+	// Asking once per request (20) is what remembering saves; a loaded machine that spends more
+	// than ClearMemory on some of the requests may ask again now and then.
+	if n := calls.n.Load() - asked; n >= 10 {
+		t.Errorf("%d Redis round trips for 20 requests of a known not-locked address, want far fewer", n)
+	}
+	for i := range 3 {
+		if a := doFrom(r, caller, hdr("X-API-Key", "crm_"+randomHex(t, 24))); a.status != http.StatusUnauthorized {
+			t.Fatalf("wrong key %d: %d, want 401", i+1, a.status)
+		}
+	}
+	// The budget is used: refused at once, although "not locked" was remembered moments ago.
+	checkLockedOut(t, doFrom(r, caller, good), 20*time.Minute, f.readKey)
+	checkLockedOut(t, doFrom(r, caller, hdr("X-API-Key", "crm_"+randomHex(t, 24))), 20*time.Minute)
 }
