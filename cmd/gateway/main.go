@@ -42,6 +42,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/app"
 	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/logbuf"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -83,7 +84,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// Log lines are buffered and written in batches (internal/logbuf): a request never waits on
+	// stdout. Close writes the last ones when run returns.
+	logOut := logbuf.New(stdout, 0, 0)
+	defer logOut.Close()
+	stdout = logOut
+	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	// go-redis reports connection trouble through a package-level logger; route it to ours so
 	// every line stays JSON.
 	redis.SetLogger(redisLog{logger.With("component", "redis")})

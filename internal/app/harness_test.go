@@ -18,6 +18,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/app"
 	"github.com/inboxhub-gateway/gateway/internal/config"
+	"github.com/inboxhub-gateway/gateway/internal/logbuf"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 )
 
@@ -126,8 +127,10 @@ func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string,
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = f.Close() })
-		logOut = f
+		// Buffered as in cmd/gateway.
+		buffered := logbuf.New(f, 0, 0)
+		t.Cleanup(func() { _ = buffered.Close(); _ = f.Close() })
+		logOut = buffered
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(logOut, nil)), "test", opts...)
