@@ -93,6 +93,14 @@ type Caller struct {
 	// Session, when set (a JWT with the ClaimSession claim), is the one WhatsApp session the
 	// caller may reach; empty means any.
 	Session string `json:",omitempty"`
+
+	// limitKey is the caller's key in the per-caller limit: method and name together, so that an
+	// API key named like a JWT subject never shares its budget.
+	limitKey string
+}
+
+func newCaller(name string, scopes []string, method, session string) Caller {
+	return Caller{Name: name, Scopes: scopes, Method: method, Session: session, limitKey: method + "/" + name}
 }
 
 // Has reports whether the caller holds scope. Scopes are exact: "admin" implies no other scope.
@@ -130,9 +138,10 @@ type Authenticator struct {
 }
 
 type apiKey struct {
-	hash   [32]byte
-	name   string
-	scopes []string
+	hash [32]byte
+	// caller is made once: a request authenticated by the key gets a pointer to it (its Scopes
+	// are shared and never modified), so that authentication allocates nothing.
+	caller *Caller
 }
 
 // New returns an Authenticator for the given keys and JWT settings. It parses the RS256 public key
@@ -144,7 +153,8 @@ func New(o Options) (*Authenticator, error) {
 		if k.Name == "" {
 			return nil, errors.New("auth: an API key has no name")
 		}
-		a.keys = append(a.keys, apiKey{hash: k.SHA256, name: k.Name, scopes: slices.Clone(k.Scopes)})
+		caller := newCaller(k.Name, slices.Clip(slices.Clone(k.Scopes)), MethodAPIKey, "")
+		a.keys = append(a.keys, apiKey{hash: k.SHA256, caller: &caller})
 	}
 	hs, rs := o.JWT.HS256Secret.IsSet(), len(o.JWT.RS256PublicKey) > 0
 	switch {
@@ -231,21 +241,25 @@ func (a *Authenticator) Middleware() gin.HandlerFunc {
 		}
 		c.Set(callerKey{}, caller)
 		c.Set(middleware.KeyCaller, caller.Name)
-		if !checkSession(c, caller) {
+		if !checkSession(c, *caller) {
 			return
 		}
 		c.Next()
 	}
 }
 
-// CallerOf returns the caller that Middleware authenticated.
+// CallerOf returns the caller that Middleware authenticated. Its Scopes may be shared with other
+// requests of the same caller: read them, never modify them.
 func CallerOf(c *gin.Context) (Caller, bool) {
 	v, ok := c.Get(callerKey{})
 	if !ok {
 		return Caller{}, false
 	}
-	caller, ok := v.(Caller)
-	return caller, ok
+	caller, ok := v.(*Caller)
+	if !ok {
+		return Caller{}, false
+	}
+	return *caller, true
 }
 
 // errNoAuthentication is the cause logged when Require or CallerLimiter run on a route that the
@@ -298,15 +312,15 @@ func (a *Authenticator) refuse(c *gin.Context, f *failure) {
 }
 
 // authenticate finds the caller of a request from its headers.
-func (a *Authenticator) authenticate(h http.Header) (Caller, *failure) {
+func (a *Authenticator) authenticate(h http.Header) (*Caller, *failure) {
 	keys, authz := h.Values(HeaderAPIKey), h.Values(HeaderAuthorization)
 	switch {
 	case len(keys) > 0 && len(authz) > 0:
-		return Caller{}, &failure{reason: "ambiguous", detail: "Send one credential: either the X-API-Key header or Authorization: Bearer, not both."}
+		return nil, &failure{reason: "ambiguous", detail: "Send one credential: either the X-API-Key header or Authorization: Bearer, not both."}
 	case len(keys) > 1:
-		return Caller{}, &failure{reason: "ambiguous", detail: "Send the X-API-Key header once."}
+		return nil, &failure{reason: "ambiguous", detail: "Send the X-API-Key header once."}
 	case len(authz) > 1:
-		return Caller{}, &failure{reason: "ambiguous", detail: "Send the Authorization header once."}
+		return nil, &failure{reason: "ambiguous", detail: "Send the Authorization header once."}
 	case len(keys) == 1:
 		return a.byAPIKey(keys[0])
 	case len(authz) == 1:
@@ -316,21 +330,21 @@ func (a *Authenticator) authenticate(h http.Header) (Caller, *failure) {
 	if a.parser != nil {
 		detail += " or a JWT in Authorization: Bearer <token>"
 	}
-	return Caller{}, &failure{reason: reasonMissing, detail: detail + "."}
+	return nil, &failure{reason: reasonMissing, detail: detail + "."}
 }
 
 // byAPIKey looks the key up by its SHA-256. Every configured hash is compared in constant time and
 // the loop never stops early, so the time taken says nothing about which key, if any, matched (a
 // map lookup on the hash would be safe too, the keys being random, but the scan removes the
 // question at the cost of a few microseconds for the handful of keys a gateway has).
-func (a *Authenticator) byAPIKey(key string) (Caller, *failure) {
+func (a *Authenticator) byAPIKey(key string) (*Caller, *failure) {
 	switch {
 	case key == "":
-		return Caller{}, &failure{reason: "malformed_key", detail: "The X-API-Key header is empty."}
+		return nil, &failure{reason: "malformed_key", detail: "The X-API-Key header is empty."}
 	case len(key) > MaxAPIKeyBytes:
-		return Caller{}, &failure{reason: "malformed_key", detail: fmt.Sprintf("The X-API-Key header is longer than %d bytes.", MaxAPIKeyBytes)}
+		return nil, &failure{reason: "malformed_key", detail: fmt.Sprintf("The X-API-Key header is longer than %d bytes.", MaxAPIKeyBytes)}
 	case !visibleASCII(key):
-		return Caller{}, &failure{reason: "malformed_key", detail: "The X-API-Key header holds characters no API key has (spaces, control or non-ASCII characters)."}
+		return nil, &failure{reason: "malformed_key", detail: "The X-API-Key header holds characters no API key has (spaces, control or non-ASCII characters)."}
 	}
 	sum := sha256.Sum256([]byte(key))
 	found := -1
@@ -339,10 +353,9 @@ func (a *Authenticator) byAPIKey(key string) (Caller, *failure) {
 		found = subtle.ConstantTimeSelect(eq, i, found)
 	}
 	if found < 0 {
-		return Caller{}, &failure{reason: "unknown_key", detail: "The API key is not valid."}
+		return nil, &failure{reason: "unknown_key", detail: "The API key is not valid."}
 	}
-	k := a.keys[found]
-	return Caller{Name: k.name, Scopes: slices.Clone(k.scopes), Method: MethodAPIKey}, nil
+	return a.keys[found].caller, nil
 }
 
 // visibleASCII reports whether s holds printable ASCII other than space only (RFC 7230 VCHAR).
@@ -355,22 +368,22 @@ func visibleASCII(s string) bool {
 	return true
 }
 
-func (a *Authenticator) byAuthorization(v string) (Caller, *failure) {
+func (a *Authenticator) byAuthorization(v string) (*Caller, *failure) {
 	scheme, token, _ := strings.Cut(v, " ")
 	if !strings.EqualFold(scheme, "Bearer") {
-		return Caller{}, &failure{reason: "unsupported_scheme", detail: "The Authorization header must use the Bearer scheme (or send an API key in X-API-Key instead)."}
+		return nil, &failure{reason: "unsupported_scheme", detail: "The Authorization header must use the Bearer scheme (or send an API key in X-API-Key instead)."}
 	}
 	if a.parser == nil {
-		return Caller{}, &failure{reason: "bearer_not_accepted", detail: "This gateway does not accept bearer tokens: send an API key in the X-API-Key header."}
+		return nil, &failure{reason: "bearer_not_accepted", detail: "This gateway does not accept bearer tokens: send an API key in the X-API-Key header."}
 	}
 	token = strings.TrimLeft(token, " ")
 	switch {
 	case token == "":
-		return Caller{}, &failure{reason: "malformed_token", bearer: true, detail: "The Authorization header carries no bearer token."}
+		return nil, &failure{reason: "malformed_token", bearer: true, detail: "The Authorization header carries no bearer token."}
 	case len(token) > MaxTokenBytes:
-		return Caller{}, &failure{reason: "token_too_large", bearer: true, detail: fmt.Sprintf("The bearer token is longer than %d bytes.", MaxTokenBytes)}
+		return nil, &failure{reason: "token_too_large", bearer: true, detail: fmt.Sprintf("The bearer token is longer than %d bytes.", MaxTokenBytes)}
 	case !compactJWS(token):
-		return Caller{}, &failure{reason: "malformed_token", bearer: true, detail: "The bearer token is not a well-formed JWT (three base64url parts separated by dots)."}
+		return nil, &failure{reason: "malformed_token", bearer: true, detail: "The bearer token is not a well-formed JWT (three base64url parts separated by dots)."}
 	}
 	return a.byJWT(token)
 }
@@ -398,7 +411,7 @@ type tokenClaims struct {
 	Session sessionClaim `json:"session_id"` // ClaimSession
 }
 
-func (a *Authenticator) byJWT(token string) (Caller, *failure) {
+func (a *Authenticator) byJWT(token string) (*Caller, *failure) {
 	var claims tokenClaims
 	_, err := a.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
 		// WithValidMethods already refused every other algorithm; this keeps the key tied to it.
@@ -408,27 +421,28 @@ func (a *Authenticator) byJWT(token string) (Caller, *failure) {
 		return a.verifyBy, nil
 	})
 	if err != nil {
-		return Caller{}, a.tokenFailure(err, &claims)
+		return nil, a.tokenFailure(err, &claims)
 	}
 	if !claimsReadOneWay(token) {
-		return Caller{}, &failure{reason: "ambiguous_claims", bearer: true,
+		return nil, &failure{reason: "ambiguous_claims", bearer: true,
 			detail: "The bearer token's claims can be read more than one way (a claim given twice, or a claim name spelled in another case)."}
 	}
 	if !datesInRange(&claims.RegisteredClaims) {
-		return Caller{}, &failure{reason: "invalid_date", bearer: true, detail: "The bearer token has a date claim (exp, nbf or iat) out of range."}
+		return nil, &failure{reason: "invalid_date", bearer: true, detail: "The bearer token has a date claim (exp, nbf or iat) out of range."}
 	}
 	sub := claims.Subject
 	switch {
 	case sub == "":
-		return Caller{}, &failure{reason: "missing_claim", bearer: true, detail: "The bearer token has no subject (sub): it must name the caller."}
+		return nil, &failure{reason: "missing_claim", bearer: true, detail: "The bearer token has no subject (sub): it must name the caller."}
 	case len(sub) > MaxSubjectBytes || !printable(sub):
-		return Caller{}, &failure{reason: "invalid_subject", bearer: true, detail: fmt.Sprintf("The bearer token's subject (sub) must be printable text of at most %d bytes.", MaxSubjectBytes)}
+		return nil, &failure{reason: "invalid_subject", bearer: true, detail: fmt.Sprintf("The bearer token's subject (sub) must be printable text of at most %d bytes.", MaxSubjectBytes)}
 	}
 	if claims.Session.present && !validSessionClaim(claims.Session.value) {
-		return Caller{}, &failure{reason: "invalid_session", bearer: true,
+		return nil, &failure{reason: "invalid_session", bearer: true,
 			detail: fmt.Sprintf("The bearer token's %s claim must be a session id: 1 to %d characters of A-Z, a-z, 0-9, _ and -.", ClaimSession, MaxSessionClaimBytes)}
 	}
-	return Caller{Name: "jwt:" + sub, Scopes: knownScopes(claims.Scope, claims.Scp), Method: MethodJWT, Session: claims.Session.value}, nil
+	caller := newCaller("jwt:"+sub, knownScopes(claims.Scope, claims.Scp), MethodJWT, claims.Session.value)
+	return &caller, nil
 }
 
 // claimNames are the JSON names of the claims tokenClaims reads (its json tags, those of the

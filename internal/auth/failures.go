@@ -252,6 +252,9 @@ func clientKey(ip string) string {
 	if err != nil {
 		return "unknown"
 	}
+	if a.Is4() {
+		return ip // netip reads only the canonical dotted form, which String would give back
+	}
 	a = a.Unmap().WithZone("")
 	if a.Is4() {
 		return a.String()

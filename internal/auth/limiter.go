@@ -164,8 +164,7 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 				Detail: "An internal error occurred. Quote the requestId when reporting it.", Cause: errNoAuthentication})
 			return
 		}
-		// Method and name together: an API key named like a JWT subject never shares its budget.
-		key := caller.Method + "/" + caller.Name
+		key := caller.limitKey
 		d, err := l.allow(c.Request.Context(), key)
 		switch {
 		case err != nil && c.Request.Context().Err() != nil:

@@ -18,6 +18,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -219,6 +221,24 @@ type HTTPMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+
+	// The label children met so far, resolved once: WithLabelValues hashes every label value
+	// and takes the vector's lock on each call. At most maxChildren of each are kept (the
+	// callers' names make the set open-ended); past that, requests resolve their child each time.
+	counters  sync.Map // requestLabels -> prometheus.Counter
+	observers sync.Map // routeMethod -> prometheus.Observer
+	children  atomic.Int64
+}
+
+// maxChildren bounds the label children HTTPMetrics keeps resolved.
+const maxChildren = 4096
+
+type routeMethod struct{ route, method string }
+
+type requestLabels struct {
+	routeMethod
+	status int
+	caller string
 }
 
 // NewHTTPMetrics registers the request metrics on reg.
@@ -246,10 +266,34 @@ func (m *HTTPMetrics) Middleware() gin.HandlerFunc {
 		m.inFlight.Inc()
 		c.Next()
 		m.inFlight.Dec()
-		route := routeOf(c)
-		m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status()), c.GetString(KeyCaller)).Inc()
-		m.duration.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+		rm := routeMethod{routeOf(c), c.Request.Method}
+		m.counter(requestLabels{rm, c.Writer.Status(), c.GetString(KeyCaller)}).Inc()
+		m.observer(rm).Observe(time.Since(start).Seconds())
 	}
+}
+
+// counter is the request counter's child of l, resolved once.
+func (m *HTTPMetrics) counter(l requestLabels) prometheus.Counter {
+	if v, ok := m.counters.Load(l); ok {
+		return v.(prometheus.Counter)
+	}
+	child := m.requests.WithLabelValues(l.route, l.method, strconv.Itoa(l.status), l.caller)
+	if m.children.Add(1) <= maxChildren {
+		m.counters.Store(l, child)
+	}
+	return child
+}
+
+// observer is the duration histogram's child of rm, resolved once.
+func (m *HTTPMetrics) observer(rm routeMethod) prometheus.Observer {
+	if v, ok := m.observers.Load(rm); ok {
+		return v.(prometheus.Observer)
+	}
+	child := m.duration.WithLabelValues(rm.route, rm.method)
+	if m.children.Add(1) <= maxChildren {
+		m.observers.Store(rm, child)
+	}
+	return child
 }
 
 // BodyLimit caps request bodies at n bytes; reading past it fails with *http.MaxBytesError, which
