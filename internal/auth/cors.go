@@ -23,6 +23,8 @@ var (
 // corsMaxAge is how long a browser may cache a preflight answer (seconds).
 const corsMaxAge = 600
 
+var varyOrigin = middleware.Shared("Origin")
+
 // CORS lets browsers on the given origins (the CRM's, as "https://crm.example.com") call the API,
 // and no others. A preflight (OPTIONS with Access-Control-Request-Method) from an allowed origin
 // asking for an allowed method and headers is answered 204 with the allowed methods and headers
@@ -43,9 +45,14 @@ func CORS(origins []string) gin.HandlerFunc {
 	allowMethods := strings.Join(corsMethods, ", ")
 	allowHeaders := strings.Join(corsHeaders, ", ")
 	expose := strings.Join(corsExposed, ", ")
+	exposeValue := middleware.Shared(expose)
 	return func(c *gin.Context) {
 		h := c.Writer.Header()
-		h.Add("Vary", "Origin")
+		if _, ok := h["Vary"]; ok {
+			h.Add("Vary", "Origin")
+		} else {
+			h["Vary"] = varyOrigin
+		}
 		origin := c.Request.Header.Get("Origin")
 		preflight := c.Request.Method == http.MethodOptions && c.Request.Header.Get("Access-Control-Request-Method") != ""
 		if preflight {
@@ -56,8 +63,8 @@ func CORS(origins []string) gin.HandlerFunc {
 		ok = ok && allowed[n]
 		if !preflight {
 			if ok {
-				h.Set("Access-Control-Allow-Origin", origin)
-				h.Set("Access-Control-Expose-Headers", expose)
+				h["Access-Control-Allow-Origin"] = []string{origin}
+				h["Access-Control-Expose-Headers"] = exposeValue
 			}
 			c.Next()
 			return

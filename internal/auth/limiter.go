@@ -54,6 +54,9 @@ type CallerLimiter struct {
 	invalid error
 	rate    quota.Rate
 	policy  string
+	// The header values that do not change, made once (middleware.Shared).
+	burst                   int
+	limitValue, policyValue []string
 
 	prefix   string
 	reg      prometheus.Registerer
@@ -128,6 +131,7 @@ func NewCallerLimiter(rdb redis.UniversalClient, rate quota.Rate, opts ...Limite
 			burst = rate.N
 		}
 		l.policy = fmt.Sprintf("%d;w=%d;burst=%d", rate.N, int64(rate.Per.Round(time.Second)/time.Second), burst)
+		l.burst, l.limitValue, l.policyValue = burst, middleware.Shared(strconv.Itoa(burst)), middleware.Shared(l.policy)
 	}
 	if l.reg != nil {
 		const failed = "caller limiter metrics not registered"
@@ -176,11 +180,16 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 		default:
 			l.fallback.ok()
 		}
+		// The canonical forms of RateLimit-*, set directly: no name to canonicalise per request.
 		h := c.Writer.Header()
-		h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
-		h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
-		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(d.Reset)))
-		h.Set("RateLimit-Policy", l.policy)
+		if d.Limit == l.burst {
+			h["Ratelimit-Limit"] = l.limitValue
+		} else {
+			h["Ratelimit-Limit"] = []string{strconv.Itoa(d.Limit)}
+		}
+		h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
+		h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(d.Reset))}
+		h["Ratelimit-Policy"] = l.policyValue
 		if !d.Allowed {
 			if l.limited != nil {
 				l.limited.WithLabelValues(caller.Name).Inc()

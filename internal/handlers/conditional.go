@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/inboxhub-gateway/gateway/internal/cache"
+	"github.com/inboxhub-gateway/gateway/internal/middleware"
 )
 
 // Conditional GETs of the cached reads (RFC 9110 section 13, RFC 9111 section 5.2).
@@ -36,8 +37,8 @@ func answerConditional(c *gin.Context, info cache.Info, cached bool, etag string
 		return false
 	}
 	h := c.Writer.Header()
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(freshSeconds(info.FreshUntil, time.Now()), 10))
+	h["Etag"] = []string{etag} // the canonical form of ETag
+	h["Cache-Control"] = privateMaxAge(freshSeconds(info.FreshUntil, time.Now()))
 	if !noneMatchFails(c.Request.Header.Values("If-None-Match"), etag) {
 		return false
 	}
@@ -45,6 +46,22 @@ func answerConditional(c *gin.Context, info cache.Info, cached bool, etag string
 	c.Writer.WriteHeaderNow()
 	c.Abort()
 	return true
+}
+
+// privateMaxAges are the Cache-Control values of the freshness windows up to a minute, made once.
+var privateMaxAges = func() (v [61][]string) {
+	for i := range v {
+		v[i] = middleware.Shared("private, max-age=" + strconv.Itoa(i))
+	}
+	return v
+}()
+
+// privateMaxAge is the Cache-Control value "private, max-age=<seconds>".
+func privateMaxAge(seconds int64) []string {
+	if seconds >= 0 && seconds < int64(len(privateMaxAges)) {
+		return privateMaxAges[seconds]
+	}
+	return []string{"private, max-age=" + strconv.FormatInt(seconds, 10)}
 }
 
 // freshSeconds is how many whole seconds a value fresh until until stays fresh after now (0 when

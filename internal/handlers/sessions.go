@@ -6,6 +6,7 @@ import (
 	"iter"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -210,47 +211,90 @@ type renderedList struct {
 //	@Router			/v1/sessions [get]
 func (h sessionHandlers) list(c *gin.Context) {
 	ctx, rec := cache.Track(c.Request.Context())
-	out := []Session{}
+	// The read is done when the first session is yielded: from then on, when the encoding of this
+	// cached version is kept, the sessions are only counted. (One struct: what the loop's body
+	// captures goes to the heap, once.)
+	var st struct {
+		out  []Session
+		kept *renderedList
+		n    int
+	}
 	for s, err := range h.src.AllSessions(ctx, upstream.MaxLimit) {
 		if err != nil {
 			middleware.Fail(c, err)
 			return
 		}
-		out = append(out, sessionFrom(s))
+		if st.n == 0 {
+			st.kept = h.keptList(rec)
+		}
+		st.n++
+		if st.kept == nil {
+			st.out = append(st.out, sessionFrom(s))
+		}
 	}
-	meta := ListMeta{Total: len(out)}
+	out, kept, n := st.out, st.kept, st.n
 	info, cached := rec.Info()
-	if cached {
-		meta.Cache = cacheMetaOf(info)
-	}
-	data, etag, err := h.renderList(out, info, cached)
-	if err != nil {
-		middleware.Fail(c, err)
-		return
+	data, etag := []byte(nil), ""
+	if kept != nil {
+		data, etag = kept.data, kept.etag
+	} else {
+		var err error
+		if data, etag, err = h.renderList(nonNil(out), info, cached); err != nil {
+			middleware.Fail(c, err)
+			return
+		}
 	}
 	if answerConditional(c, info, cached, etag) {
 		return
 	}
-	metaJSON, err := json.Marshal(meta)
-	if err != nil {
-		middleware.Fail(c, err)
-		return
+	var cacheMeta *CacheMeta
+	if cached {
+		cacheMeta = cacheMetaOf(info)
 	}
-	body := make([]byte, 0, len(data)+len(metaJSON)+20)
-	body = append(append(append(append(body, `{"data":`...), data...), `,"meta":`...), metaJSON...)
-	c.Data(http.StatusOK, "application/json; charset=utf-8", append(body, '}'))
+	body := make([]byte, 0, len(data)+96)
+	body = append(append(body, `{"data":`...), data...)
+	body = append(appendListMeta(append(body, `,"meta":`...), n, cacheMeta), '}')
+	writeJSON(c, http.StatusOK, body)
 }
 
-// renderList encodes the sessions, or reuses the encoding of the same cached version. The ETag
-// ("" when the cache did not keep the list) is a hash of the encoded data, not of the cached
-// value: whether a QR code is shown as available also depends on the time.
-func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool) (data []byte, etag string, err error) {
-	now := time.Now()
-	if cached && !info.Stored.IsZero() && h.rendered != nil {
-		if r := h.rendered.Load(); r != nil && r.stored.Equal(info.Stored) && now.Before(r.until) {
-			return r.data, r.etag, nil
-		}
+// nonNil is s, or an empty slice (encoded [] rather than null) when s is nil.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
+	return s
+}
+
+// appendListMeta appends the JSON of ListMeta{Total: total, Cache: cache} to b, as encoding/json
+// writes it, without reflection or allocation (the cache status is one of cache.Status's
+// constants, which need no escaping).
+func appendListMeta(b []byte, total int, cache *CacheMeta) []byte {
+	b = strconv.AppendInt(append(b, `{"total":`...), int64(total), 10)
+	if cache != nil {
+		b = append(append(append(b, `,"cache":{"status":"`...), cache.Status...), `","ageSeconds":`...)
+		b = append(strconv.AppendInt(b, cache.AgeSeconds, 10), '}')
+	}
+	return append(b, '}')
+}
+
+// keptList is the kept encoding of the session list the cache read recorded by rec returned, or
+// nil when there is none for that version (or it shows a QR code that has expired since).
+func (h sessionHandlers) keptList(rec *cache.Recorder) *renderedList {
+	info, cached := rec.Info()
+	if !cached || info.Stored.IsZero() || h.rendered == nil {
+		return nil
+	}
+	if r := h.rendered.Load(); r != nil && r.stored.Equal(info.Stored) && time.Now().Before(r.until) {
+		return r
+	}
+	return nil
+}
+
+// renderList encodes the sessions and, when they are a cached version, keeps the encoding for
+// the next requests (keptList). The ETag ("" when the cache did not keep the list) is a hash of
+// the encoded data, not of the cached value: whether a QR code is shown as available also
+// depends on the time.
+func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool) (data []byte, etag string, err error) {
 	data, err = json.Marshal(out)
 	if err != nil {
 		return nil, "", err
@@ -261,7 +305,7 @@ func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool)
 	if !cached || info.Stored.IsZero() || h.rendered == nil {
 		return data, etag, nil
 	}
-	until := now.Add(time.Minute)
+	until := time.Now().Add(time.Minute)
 	for _, s := range out {
 		if s.QR.Available && s.QR.ExpiresAt != nil && s.QR.ExpiresAt.Before(until) {
 			until = *s.QR.ExpiresAt
@@ -325,4 +369,15 @@ func (h sessionHandlers) get(c *gin.Context) {
 		meta["cache"] = f
 	}
 	c.JSON(http.StatusOK, SessionAnswer{Data: s, Meta: meta})
+}
+
+// jsonContentType is the Content-Type of the JSON answers, one value shared by all of them.
+var jsonContentType = middleware.Shared("application/json; charset=utf-8")
+
+// writeJSON answers status with body, already encoded JSON, as gin's c.Data would, without
+// allocating the Content-Type header's value per answer.
+func writeJSON(c *gin.Context, status int, body []byte) {
+	c.Writer.Header()["Content-Type"] = jsonContentType
+	c.Status(status)
+	_, _ = c.Writer.Write(body)
 }

@@ -50,7 +50,7 @@ func RequestID() gin.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Set(KeyRequestID, id)
-		c.Header(HeaderRequestID, id)
+		c.Writer.Header()["X-Request-Id"] = []string{id} // the canonical form of HeaderRequestID
 		c.Next()
 	}
 }
@@ -133,7 +133,7 @@ func RedactQuery(raw string) string {
 // while the path's shape (and literal segments such as session names) still shows what was asked.
 // Only an API version segment ("v1") keeps its digits.
 func MaskPath(p string) string {
-	if !strings.ContainsFunc(p, func(r rune) bool { return r == '@' || unicode.IsDigit(r) }) {
+	if !needsMask(p) {
 		return p
 	}
 	segs := strings.Split(p, "/")
@@ -147,6 +147,17 @@ func MaskPath(p string) string {
 		segs[i] = maskDigits(s)
 	}
 	return strings.Join(segs, "/")
+}
+
+// needsMask reports whether MaskPath changes p: whether a segment other than a version segment
+// holds a digit or an "@". It allocates nothing, so that the common paths cost no copy.
+func needsMask(p string) bool {
+	for seg := range strings.SplitSeq(p, "/") {
+		if strings.ContainsFunc(seg, func(r rune) bool { return r == '@' || unicode.IsDigit(r) }) && !apiVersion.MatchString(seg) {
+			return true
+		}
+	}
+	return false
 }
 
 // apiVersion is a path segment naming an API version, the one segment whose digits are kept.
