@@ -244,7 +244,7 @@ func TestFailureThrottleRemembersNotLocked(t *testing.T) {
 	rdb := redistest.New(t)
 	calls := &scriptCalls{}
 	rdb.AddHook(calls)
-	r := throttledRouter(t, f, NewFailureThrottle(rdb, config.Rate{N: 3, Per: time.Hour}, FailureThrottleOptions{}), &syncBuffer{})
+	r := throttledRouter(t, f, NewFailureThrottle(rdb, quota.Rate{N: 3, Per: time.Hour}, FailureThrottleOptions{}), &syncBuffer{})
 	const caller = "198.51.100.7:4000"
 	good := hdr("X-API-Key", f.readKey)
 	if a := doFrom(r, caller, good); a.status != http.StatusOK {
