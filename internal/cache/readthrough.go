@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/inboxhub-gateway/gateway/internal/broadcast"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -27,8 +29,10 @@ import (
 // the layout without reading an older one's values.
 const KeyPrefix = "gw:cache:v1:"
 
-// eventsChannel is the pub/sub channel on which replicas tell each other about writes ("set"),
-// loads that stored nothing ("done") and invalidations ("inv").
+// eventsChannel is the pub/sub channel (package broadcast: sharded on a cluster) on which
+// replicas tell each other about writes ("set"), loads that stored nothing ("done") and
+// invalidations ("inv"). Its notices are published after the scripts, not in them: on a cluster
+// the channel's slot is not the scope's.
 const eventsChannel = KeyPrefix + "events"
 
 // ScopeSessions is the scope of the list of sessions (and of passthrough reads under
@@ -648,8 +652,8 @@ func (rt *ReadThrough) lock(ctx context.Context, k Key, rk string) (token, epoch
 	return token, epoch, setnx.Val(), cur, nil
 }
 
-// Scripts. Each touches the keys of one scope (one hash tag, so one cluster slot) and publishes
-// its notice in the same round trip.
+// Scripts. Each touches only the keys it is given, all of one scope (one hash tag, so one
+// cluster slot); the notices follow them (see eventsChannel).
 var (
 	// readOrLockScript: KEYS value, lock, epoch; ARGV lock token, lock TTL ms. Answers {value, 0, ""}
 	// when the value exists, else {"", 1 if the lock was taken else 0, epoch}.
@@ -666,8 +670,8 @@ return {'', won, redis.call('GET', KEYS[3]) or ''}
 `)
 
 	// storeScript: KEYS value, index, epoch, lock; ARGV expected epoch, entry, keep ms, now ms,
-	// lock token, channel, notice if stored, notice if not. The value is stored only when no
-	// invalidation happened since the load began; the lock is released if still ours.
+	// lock token. The value is stored only when no invalidation happened since the load began;
+	// the lock is released if still ours. Answers 1 when the value was stored.
 	storeScript = redis.NewScript(`
 local stored = 0
 local epoch = redis.call('GET', KEYS[3]) or ''
@@ -683,21 +687,7 @@ end
 if redis.call('GET', KEYS[4]) == ARGV[5] then
   redis.call('DEL', KEYS[4])
 end
-if stored == 1 then
-  redis.call('PUBLISH', ARGV[6], ARGV[7])
-else
-  redis.call('PUBLISH', ARGV[6], ARGV[8])
-end
 return stored`)
-
-	// releaseScript: KEYS lock; ARGV token, channel, notice. Releases the lock if still ours
-	// and tells the waiters that nothing was stored (one of them takes the lock in turn).
-	releaseScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1`)
 
 	// unlockScript: KEYS lock; ARGV token. Releases the lock if still ours.
 	unlockScript = redis.NewScript(`
@@ -706,20 +696,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
-	// invalidateScript: KEYS index, epoch; ARGV epoch TTL ms, channel, notice. Moves the epoch
-	// (so loads in flight store nothing), deletes every value of the scope, and tells the
-	// replicas to drop their in-process copies.
+	// invalidateScript: KEYS index, epoch; ARGV epoch TTL ms. Moves the epoch (so loads in
+	// flight store nothing from now on) and answers the scope's value keys, which Invalidate
+	// then deletes, naming each one.
 	invalidateScript = redis.NewScript(`
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
-for i = 1, #keys, 256 do
-  redis.call('DEL', unpack(keys, i, math.min(i + 255, #keys)))
-end
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return #keys`)
+return redis.call('ZRANGE', KEYS[1], 0, -1)`)
 )
+
+// deleteBatch is how many value keys one DEL of an invalidation names.
+const deleteBatch = 256
 
 // Notices on eventsChannel: "<instance id> <op> <argument>".
 const (
@@ -740,19 +727,35 @@ func (rt *ReadThrough) store(ctx context.Context, k Key, rk string, e *entry, ke
 	defer cancel()
 	n, err := storeScript.Run(rctx, rt.rdb,
 		[]string{rk, indexKey(k.Scope), epochKey(k.Scope), k.lockKey()},
-		epoch, b, keep.Milliseconds(), time.Now().UnixMilli(), token,
-		eventsChannel, rt.notice(opSet, rk), rt.notice(opDone, rk)).Int()
-	return n == 1, err
-}
-
-// release gives the lock back after a load that stored nothing, and wakes the waiters.
-func (rt *ReadThrough) release(ctx context.Context, k Key, token string) {
-	rctx, cancel := rt.redisCtx(ctx)
-	defer cancel()
-	if err := releaseScript.Run(rctx, rt.rdb, []string{k.lockKey()}, token, eventsChannel,
-		rt.notice(opDone, k.redisKey())).Err(); err != nil {
+		epoch, b, keep.Milliseconds(), time.Now().UnixMilli(), token).Int()
+	if err != nil {
+		return false, err
+	}
+	op := opDone
+	if n == 1 {
+		op = opSet
+	}
+	if err := rt.publish(ctx, op, rk); err != nil {
 		rt.redisFailed(k.Kind, err)
 	}
+	return n == 1, nil
+}
+
+// release gives the lock back after a load that stored nothing, and wakes the waiters (one of
+// them takes the lock in turn).
+func (rt *ReadThrough) release(ctx context.Context, k Key, token string) {
+	rt.unlock(ctx, k, token)
+	if err := rt.publish(ctx, opDone, k.redisKey()); err != nil {
+		rt.redisFailed(k.Kind, err)
+	}
+}
+
+// publish sends a notice to every replica; a lost "set" or "done" costs a waiter at most its
+// poll interval.
+func (rt *ReadThrough) publish(ctx context.Context, op, arg string) error {
+	rctx, cancel := rt.redisCtx(ctx)
+	defer cancel()
+	return broadcast.Publish(rctx, rt.rdb, eventsChannel, rt.notice(op, arg))
 }
 
 // unlock gives the lock back without a notice (nothing was loaded).
@@ -770,16 +773,38 @@ func (rt *ReadThrough) unlock(ctx context.Context, k Key, token string) {
 func (rt *ReadThrough) Invalidate(ctx context.Context, scopes ...string) error {
 	var errs []error
 	for _, scope := range scopes {
-		rt.local.dropScope(Part(scope))
-		rctx, cancel := rt.redisCtx(ctx)
-		err := invalidateScript.Run(rctx, rt.rdb, []string{indexKey(scope), epochKey(scope)},
-			epochTTL.Milliseconds(), eventsChannel, rt.notice(opInv, Part(scope))).Err()
-		cancel()
-		if err != nil {
+		if err := rt.invalidate(ctx, scope); err != nil {
 			errs = append(errs, fmt.Errorf("cache: invalidate %s: %w", Part(scope), err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// invalidate drops one scope in three ordered steps, each in the scope's slot: move the epoch and
+// read the index (from then on no load that began earlier stores), delete the values the index
+// named (every value stored before the move is in it), then tell the replicas.
+func (rt *ReadThrough) invalidate(ctx context.Context, scope string) error {
+	rt.local.dropScope(Part(scope))
+	rctx, cancel := rt.redisCtx(ctx)
+	defer cancel()
+	idx := indexKey(scope)
+	keys, err := invalidateScript.Run(rctx, rt.rdb, []string{idx, epochKey(scope)}, epochTTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return err
+	}
+	for batch := range slices.Chunk(keys, deleteBatch) {
+		members := make([]any, len(batch))
+		for i, k := range batch {
+			members[i] = k
+		}
+		pipe := rt.rdb.Pipeline()
+		pipe.Del(rctx, batch...)
+		pipe.ZRem(rctx, idx, members...)
+		if _, err := pipe.Exec(rctx); err != nil {
+			return err
+		}
+	}
+	return rt.publish(ctx, opInv, Part(scope))
 }
 
 // wait registers for notices about rk; the channel receives one (coalesced) signal per notice.
@@ -819,27 +844,14 @@ func (rt *ReadThrough) listen(ctx context.Context) {
 	defer rt.wg.Done()
 	bo := resubscribeBackOff()
 	for ctx.Err() == nil {
-		ps := rt.rdb.Subscribe(ctx, eventsChannel)
+		ps := broadcast.Subscribe(ctx, rt.rdb, eventsChannel)
 		rt.pubsub.Store(ps)
 		if rt.isClosed() { // Close ran between the check and the Store: it did not see ps
 			_ = ps.Close()
 			return
 		}
-		for {
-			msg, err := ps.Receive(ctx)
-			if err != nil {
-				break
-			}
-			switch m := msg.(type) {
-			case *redis.Subscription:
-				if m.Kind == "subscribe" {
-					rt.local.reset()
-					rt.subscribed.Store(true)
-					bo.Reset()
-				}
-			case *redis.Message:
-				rt.handle(m.Payload)
-			}
+		if rt.follow(ctx, ps) {
+			bo.Reset()
 		}
 		rt.subscribed.Store(false)
 		rt.local.reset()
@@ -862,6 +874,28 @@ func (rt *ReadThrough) listen(ctx context.Context) {
 func resubscribeBackOff() *backoff.ExponentialBackOff {
 	return &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, Multiplier: 2,
 		MaxInterval: 5 * time.Second}
+}
+
+// follow applies the notices of one subscription until it fails or the server ends it (a
+// sharded channel's slot moved to another shard); it reports whether the subscription stood.
+func (rt *ReadThrough) follow(ctx context.Context, ps *redis.PubSub) (stood bool) {
+	for {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			return stood
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if !broadcast.Confirmed(m) {
+				return stood
+			}
+			rt.local.reset()
+			rt.subscribed.Store(true)
+			stood = true
+		case *redis.Message:
+			rt.handle(m.Payload)
+		}
+	}
 }
 
 func (rt *ReadThrough) isClosed() bool {

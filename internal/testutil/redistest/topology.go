@@ -274,6 +274,15 @@ type Topology struct {
 	Prefix string
 }
 
+// Another is a second client on the topology's namespace, as another replica of the gateway
+// would have (strict as well); it is closed when the test ends.
+func (tp Topology) Another(t testing.TB) redis.UniversalClient {
+	t.Helper()
+	c := open(t, tp.URL)
+	Strict(c)
+	return c
+}
+
 // Topologies gives the test each kind of deployment the gateway supports: one server, a Redis
 // Cluster and a Sentinel-managed master. They are the test script's shared ones
 // (TEST_REDIS_URL, TEST_REDIS_CLUSTER_URL, TEST_REDIS_SENTINEL_URL), or else ones this test
