@@ -43,6 +43,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/app"
 	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/logbuf"
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -90,6 +91,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer logOut.Close()
 	stdout = logOut
 	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// Tracing is configured by the standard OTEL_* variables alone; off unless an exporter is.
+	stopTracing, tracing, err := telemetry.Setup(ctx, getenv, version)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			logger.Warn("tracing: spans not exported at shutdown", "error", err.Error())
+		}
+	}()
+	if tracing.On {
+		logger = slog.New(telemetry.LogHandler(logger.Handler())) // trace_id and span_id on request lines
+	}
 	// go-redis reports connection trouble through a package-level logger; route it to ours so
 	// every line stays JSON.
 	redis.SetLogger(redisLog{logger.With("component", "redis")})
@@ -100,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer stopDemo()
 	}
-	logger.Info("starting", "version", version, "config", cfg)
+	logger.Info("starting", "version", version, "config", cfg, "tracing", tracing.On, "tracesProtocol", tracing.Protocol, "serviceName", tracing.Service)
 	if cfg.TokenEncryption.CurrentID == "" {
 		logger.Warn("TOKEN_ENCRYPTION_KEY is not set: upstream tokens are stored in Redis unencrypted")
 	}

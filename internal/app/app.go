@@ -31,6 +31,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/recovery"
 	"github.com/inboxhub-gateway/gateway/internal/redisurl"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 	"github.com/inboxhub-gateway/gateway/internal/webhooks"
@@ -105,6 +106,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	a.closers = append(a.closers, a.Store.Close)
+	// Redis commands get spans while tracing is on (never their arguments); off, nothing is added.
+	if err := telemetry.InstrumentRedis(a.Store.Client); err != nil {
+		return nil, fmt.Errorf("redis tracing: %w", err)
+	}
 	a.Readiness.Add(handlers.Check{Name: "redis", Run: func(ctx context.Context) handlers.CheckResult {
 		if err := a.Store.Ping(ctx); err != nil {
 			return handlers.CheckResult{Error: redisProblem(err)}

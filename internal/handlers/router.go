@@ -20,6 +20,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/console"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/swaggerui"
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // Deps is what the router needs; later parts of the API add their dependencies here.
@@ -92,7 +93,7 @@ func swaggerUI(swagger2 []byte) gin.HandlerFunc {
 }
 
 // NewRouter builds the gateway's HTTP handler with its middleware in a visible order: request id,
-// recovery, security headers (the strictest policy; pages set their own), access log, metrics,
+// tracing (only while it is on), recovery, security headers (the strictest policy; pages set their own), access log, metrics,
 // error mapping (which answers what any later step records), CORS, body limit; then the routes,
 // each /v1 route behind caller authentication, the per-caller limit and its scope.
 func NewRouter(d Deps) (*gin.Engine, error) {
@@ -100,8 +101,11 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err
 	}
+	r.Use(middleware.RequestID())
+	if telemetry.Enabled() {
+		r.Use(middleware.Trace()) // off: no tracing step at all
+	}
 	r.Use(
-		middleware.RequestID(),
 		middleware.Recovery(d.Logger),
 		middleware.SecurityHeaders(middleware.PolicyNone),
 		middleware.AccessLog(d.Logger),

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // Task states as Info reports them.
@@ -80,19 +82,21 @@ var enqueueScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if st and st ~= 'completed' and st ~= 'archived' then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'state', 'pending', 'payload', ARGV[2], 'retried', 0, 'max', ARGV[3], 'timeout', ARGV[4])
+redis.call('HSET', KEYS[1], 'state', 'pending', 'payload', ARGV[2], 'retried', 0, 'max', ARGV[3], 'timeout', ARGV[4], 'trace', ARGV[5])
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 return 1
 `)
 
 // Enqueue queues a task under an id of the caller's (ErrDuplicate while a task of that id is
-// queued, running or waiting for a retry; a finished one is replaced).
+// queued, running or waiting for a retry; a finished one is replaced). The task takes ctx's
+// trace context and request id along (package telemetry): its attempts run as children of the
+// span that queued it.
 func (q *Queue) Enqueue(ctx context.Context, id string, payload []byte, o EnqueueOptions) error {
 	if id == "" {
 		return errors.New("jobs: empty task id")
 	}
 	n, err := enqueueScript.Run(ctx, q.rdb, []string{q.taskKey(id), q.streamKey()},
-		id, payload, max(o.MaxRetry, 0), o.Timeout.Milliseconds()).Int()
+		id, payload, max(o.MaxRetry, 0), o.Timeout.Milliseconds(), telemetry.Inject(ctx).Encode()).Int()
 	if err != nil {
 		return fmt.Errorf("jobs: enqueue on %s: %w", q.name, err)
 	}
@@ -142,13 +146,15 @@ type Task struct {
 
 	msgID   string
 	timeout time.Duration
+	// trace is the context of the span that queued the task (telemetry.Carrier).
+	trace telemetry.Carrier
 }
 
 var startScript = redis.NewScript(`
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st or st == 'completed' or st == 'archived' then return false end
 redis.call('HSET', KEYS[1], 'state', 'active', 'msg', ARGV[1])
-return redis.call('HMGET', KEYS[1], 'payload', 'retried', 'max', 'timeout')
+return redis.call('HMGET', KEYS[1], 'payload', 'retried', 'max', 'timeout', 'trace')
 `)
 
 // start marks the task of a delivered message active and reads it; ok is false when the message
@@ -170,6 +176,9 @@ func (q *Queue) start(ctx context.Context, msg redis.XMessage) (t Task, ok bool,
 	if p, ok := v[0].(string); ok {
 		t.Payload = []byte(p)
 	}
+	if tc, ok := v[4].(string); ok {
+		t.trace = telemetry.DecodeCarrier(tc)
+	}
 	return t, true, nil
 }
 
@@ -188,7 +197,7 @@ redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
 if redis.call('HGET', KEYS[1], 'msg') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'completed')
-redis.call('HDEL', KEYS[1], 'payload', 'err')
+redis.call('HDEL', KEYS[1], 'payload', 'err', 'trace')
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 `)
@@ -216,7 +225,7 @@ if ARGV[4] == '1' then retried = retried + 1 end
 local maxr = tonumber(redis.call('HGET', KEYS[1], 'max') or '0')
 if ARGV[5] == '1' or retried > maxr then
   redis.call('HSET', KEYS[1], 'state', 'archived', 'retried', retried, 'err', ARGV[6])
-  redis.call('HDEL', KEYS[1], 'payload')
+  redis.call('HDEL', KEYS[1], 'payload', 'trace')
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
   return 'archived'
 end

@@ -13,9 +13,12 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // Handler runs one attempt of a task. Its context ends when the attempt times out, when the
@@ -242,7 +245,11 @@ func (w *worker) process(ctx context.Context, m redis.XMessage) {
 	if err != nil || !ok {
 		return // a message not started stays pending and is claimed again after ClaimIdle
 	}
-	runCtx, cancel := context.WithCancelCause(ctx)
+	// The attempt continues the trace of whoever queued the task, in a span of its own.
+	runCtx, span := telemetry.Start(telemetry.Extract(ctx, t.trace), "jobs process "+w.q.name,
+		attribute.String("messaging.destination.name", w.q.name), attribute.Int("inboxhub.job.retried", t.Retried))
+	defer span.End()
+	runCtx, cancel := context.WithCancelCause(runCtx)
 	defer cancel(nil)
 	if t.timeout > 0 {
 		var stop context.CancelFunc
@@ -252,6 +259,9 @@ func (w *worker) process(ctx context.Context, m redis.XMessage) {
 	hbDone := make(chan struct{})
 	go func() { defer close(hbDone); w.keepAlive(runCtx, cancel, t) }()
 	herr := w.run(runCtx, t)
+	if herr != nil {
+		span.SetStatus(codes.Error, "attempt failed")
+	}
 	cancel(nil)
 	<-hbDone
 	w.record(context.WithoutCancel(ctx), t, herr)

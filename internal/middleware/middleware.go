@@ -1,5 +1,6 @@
 // Package middleware holds the gin middleware every gateway route runs through, in this order:
-// request id, recovery, security headers, access log, metrics, error mapping, and body limit.
+// request id, tracing (while it is on), recovery, security headers, access log, metrics, error
+// mapping, and body limit.
 // Authentication and per-caller limits are added per route group by the handlers.
 //
 // It must not log request headers or bodies, label metrics with anything but route patterns,
@@ -28,6 +29,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // Context keys set by the middleware.
@@ -39,10 +41,11 @@ const (
 )
 
 // HeaderRequestID carries the request id in both directions.
-const HeaderRequestID = "X-Request-ID"
+const HeaderRequestID = telemetry.HeaderRequestID
 
 // RequestID takes a well-formed X-Request-ID from the caller or makes a new one, stores it in the
-// context and echoes it on the answer.
+// gin context and in the request's context (where the outgoing calls made for the request find
+// it: package telemetry sends it on) and echoes it on the answer.
 func RequestID() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id := c.GetHeader(HeaderRequestID)
@@ -50,6 +53,7 @@ func RequestID() gin.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Set(KeyRequestID, id)
+		c.Request = c.Request.WithContext(telemetry.WithRequestID(c.Request.Context(), id))
 		c.Writer.Header()["X-Request-Id"] = []string{id} // the canonical form of HeaderRequestID
 		c.Next()
 	}
@@ -89,7 +93,7 @@ func Recovery(logger *slog.Logger) gin.HandlerFunc {
 			if rec == http.ErrAbortHandler {
 				panic(rec)
 			}
-			logger.Error("panic in handler",
+			logger.ErrorContext(c.Request.Context(), "panic in handler",
 				"requestId", RequestIDOf(c), "route", c.FullPath(), "panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
 			if !c.Writer.Written() {
 				Write(c, problem.New(http.StatusInternalServerError, problem.CodeInternal,
@@ -336,7 +340,7 @@ func Errors(logger *slog.Logger) gin.HandlerFunc {
 		err := c.Errors.Last().Err
 		p := problem.From(err)
 		if p.Status >= 500 {
-			logger.Error("request failed", "requestId", RequestIDOf(c), "route", routeOf(c), "code", p.Code, "error", err.Error())
+			logger.ErrorContext(c.Request.Context(), "request failed", "requestId", RequestIDOf(c), "route", routeOf(c), "code", p.Code, "error", err.Error())
 		}
 		Write(c, p)
 	}

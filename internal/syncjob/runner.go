@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -234,6 +236,8 @@ func (r *runner) commit(ctx context.Context, b *batch, resources ...string) erro
 // fetchPage asks the upstream for one page with the background priority, waiting out rate limits
 // and retrying transient failures a few times.
 func fetchPage[T any](ctx context.Context, r *runner, get func(context.Context) (upstream.Page[T], error)) (upstream.Page[T], error) {
+	ctx, span := telemetry.Start(ctx, "sync page", attribute.String("inboxhub.sync.step", r.cp.Step))
+	defer span.End()
 	bg := quota.WithBackground(ctx)
 	transient, limited := 0, 0
 	for {

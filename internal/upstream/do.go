@@ -13,6 +13,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // call is one logical request, which may take several attempts.
@@ -207,7 +209,8 @@ func (c *Client) attempt(ctx context.Context, cl *call, token string) (*answer, 
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
 	}
-	req, err := http.NewRequestWithContext(actx, cl.method, target, body)
+	// The call's span (package telemetry, while tracing is on) is named by the route pattern.
+	req, err := http.NewRequestWithContext(telemetry.WithURLTemplate(actx, cl.route), cl.method, target, body)
 	if err != nil {
 		// Only a malformed method or path gets here; the URL is not repeated in the error.
 		return nil, &Error{Method: cl.method, Route: cl.route, kind: kindBadResponse, Message: "cannot build the request"}
