@@ -15,7 +15,7 @@ import (
 )
 
 // BenchmarkTracingCachedSessions is one cached GET /v1/sessions through the whole router, in
-// process, on two replicas of one fleet: "off" is built while tracing is off (as with no OTLP
+// process, with every production layer on (productionLayers), on two replicas of one fleet: "off" is built while tracing is off (as with no OTLP
 // endpoint: no tracing middleware, no Redis hook), "on-10pct" while it is on with
 // parentbased_traceidratio 0.1 and a batching processor over an exporter that drops the spans.
 // The requests carry no traceparent, so about one in ten starts a recorded trace. With -count N
@@ -25,12 +25,12 @@ func BenchmarkTracingCachedSessions(b *testing.B) {
 	creds := newCreds()
 	_, simURL := startSim(b, creds, sim.Options{})
 	redisURL := redistest.URL(b)
-	off := startGateway(b, simURL, creds, redisURL, map[string]string{"GATEWAY_CALLER_RATE": "100000000/1m"})
+	off := startGateway(b, simURL, creds, redisURL, productionLayers())
 
 	tp := telemetry.NewProvider(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)),
 		sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 	restore := telemetry.Install(tp, propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	on := startGateway(b, simURL, creds, redisURL, map[string]string{"GATEWAY_CALLER_RATE": "100000000/1m"})
+	on := startGateway(b, simURL, creds, redisURL, productionLayers())
 	restore() // "off" runs with tracing off, as built; "on" re-installs it
 	b.Cleanup(func() { _ = tp.Shutdown(b.Context()) })
 
@@ -46,6 +46,7 @@ func BenchmarkTracingCachedSessions(b *testing.B) {
 			h := bc.g.app.Handler()
 			req := httptest.NewRequest(http.MethodGet, "/v1/sessions", nil)
 			req.Header.Set("X-API-Key", bc.g.key)
+			req.Header.Set("Origin", benchOrigin)
 			h.ServeHTTP(httptest.NewRecorder(), req)
 			b.ReportAllocs()
 			for b.Loop() {
