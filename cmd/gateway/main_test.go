@@ -217,7 +217,7 @@ func TestAdminListener(t *testing.T) {
 	}
 	admin := "http://" + m[1]
 	get(t, base+"/healthz", nil) // a request the metrics count
-	if code, body := get(t, admin+"/metrics", nil); code != http.StatusOK || !strings.Contains(body, "gateway_http_requests_total") {
+	if code, body := get(t, admin+"/metrics", nil); code != http.StatusOK || !strings.Contains(body, "inboxhub_gateway_http_requests_total") {
 		t.Errorf("admin /metrics = %d", code)
 	}
 	if code, body := get(t, admin+"/readyz", nil); code != http.StatusOK || !strings.Contains(body, `"upstream_breaker"`) {

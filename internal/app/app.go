@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -37,6 +39,27 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
+// MetricPrefix starts the name of every metric of the gateway (not the Go runtime's and
+// process's standard ones): inboxhub_gateway_http_requests_total, ..._upstream_requests_total.
+const MetricPrefix = "inboxhub_gateway_"
+
+// buildInfo is the constant 1 labelled with what runs: the version, the VCS revision it was built
+// from ("unknown" without one) and the Go version.
+func buildInfo(version string) prometheus.Collector {
+	revision := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && s.Value != "" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "build_info", Help: "Always 1: the version, VCS revision and Go version of this replica.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": runtime.Version()}})
+	g.Set(1)
+	return g
+}
+
 // App is one gateway replica.
 type App struct {
 	Store     *cache.Store
@@ -56,6 +79,8 @@ type App struct {
 	// status (package webhooks).
 	Webhooks *webhooks.Service
 
+	// metrics registers the gateway's own metrics on Registry under MetricPrefix.
+	metrics prometheus.Registerer
 	handler http.Handler
 	admin   http.Handler
 	closers []func()
@@ -99,7 +124,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 			a.Close()
 		}
 	}()
+	// The Go runtime's and the process's metrics keep their standard names; every metric of the
+	// gateway's own is named under MetricPrefix, whichever package defines it.
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = prometheus.WrapRegistererWithPrefix(MetricPrefix, a.Registry)
+	a.metrics.MustRegister(buildInfo(version))
 
 	a.Store, err = cache.Open(ctx, cfg.RedisURL.Reveal(), logger)
 	if err != nil {
@@ -125,7 +154,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Redis: a.Store.Client, Upstream: a.Upstream, // live upstream reads, never the cache
 		Workers: cfg.Sync.Workers, ItemTTL: cfg.Sync.ItemTTL, SinkBatch: cfg.Sync.SinkBatch,
 		SinkURL: cfg.CRMSinkURL.Reveal(), SigningSecret: cfg.CRMSigningSecret.Reveal(),
-		Logger: logger.With("component", "sync"), Registerer: a.Registry,
+		Logger: logger.With("component", "sync"), Registerer: a.metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sync engine: %w", err)
@@ -139,7 +168,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		}
 	}
 
-	readCache, err := cache.NewReadThrough(a.Store.Client, cache.WithMetrics(a.Registry),
+	readCache, err := cache.NewReadThrough(a.Store.Client, cache.WithMetrics(a.metrics),
 		cache.WithLogger(logger.With("component", "cache")))
 	if err != nil {
 		return nil, fmt.Errorf("read cache: %w", err)
@@ -160,7 +189,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Attempts: cfg.Webhooks.EventAttempts, Backoff: cfg.Webhooks.EventBackoff, MaxBackoff: cfg.Webhooks.EventMaxBackoff,
 		PollInterval: cfg.Webhooks.PollInterval,
 		SpoolDir:     spoolDir(cfg.WebhookSpool), SpoolMaxBytes: cfg.WebhookSpool.MaxBytes,
-		Registerer: a.Registry, Logger: logger.With("component", "webhooks"),
+		Registerer: a.metrics, Logger: logger.With("component", "webhooks"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: %w", err)
@@ -187,17 +216,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 	relay := passthrough.New(a.Upstream, relayOpts...)
 
 	throttle := auth.NewFailureThrottle(a.Store.Client, quotaRate(cfg.AuthFailureRate), auth.FailureThrottleOptions{
-		Logger: logger.With("component", "auth-throttle"), Registerer: a.Registry})
-	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.Registry, Throttle: throttle})
+		Logger: logger.With("component", "auth-throttle"), Registerer: a.metrics})
+	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.metrics, Throttle: throttle})
 	if err != nil {
 		return nil, fmt.Errorf("caller authentication: %w", err)
 	}
 	callerLimit := auth.NewCallerLimiter(a.Store.Client, quotaRate(cfg.CallerRate),
-		auth.WithLimiterLogger(logger.With("component", "caller-limit")), auth.WithLimiterMetrics(a.Registry))
+		auth.WithLimiterLogger(logger.With("component", "caller-limit")), auth.WithLimiterMetrics(a.metrics))
 
 	a.handler, err = handlers.NewRouter(handlers.Deps{
 		Logger:         logger,
-		HTTPMetrics:    middleware.NewHTTPMetrics(a.Registry),
+		HTTPMetrics:    middleware.NewHTTPMetrics(a.metrics),
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		TrustedProxies: cfg.TrustedProxies,
 		Readiness:      a.Readiness,
@@ -298,7 +327,7 @@ func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog
 		upstream.CategoryRead: quotaRate(cfg.Upstream.RateRead),
 		upstream.CategorySend: quotaRate(cfg.Upstream.RateSend),
 	}, quota.WithReserve(cfg.Upstream.Reserve), quota.WithLocalFallback(cfg.Upstream.QuotaFallback),
-		quota.WithMetrics(a.Registry), quota.WithLogger(logger.With("component", "quota")))
+		quota.WithMetrics(a.metrics), quota.WithLogger(logger.With("component", "quota")))
 
 	// The client needs the token source (to authorise calls) and the source needs the client (to
 	// log in): the client gets a reference that is filled before any call is made.
@@ -311,7 +340,7 @@ func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog
 		upstream.WithTimeout(cfg.Upstream.Timeout),
 		upstream.WithLimiter(a.Quota),
 		upstream.WithTokens(ref),
-		upstream.WithMetrics(a.Registry),
+		upstream.WithMetrics(a.metrics),
 		upstream.WithLogger(logger.With("component", "upstream")),
 	}, o.upstreamOpts...)...)
 	if err != nil {
@@ -322,7 +351,7 @@ func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog
 	tokenOpts := []tokens.Option{
 		tokens.WithRefreshAt(cfg.TokenRefreshAt, 0.05),
 		tokens.WithUpstreamTimeout(cfg.Upstream.Timeout),
-		tokens.WithMetrics(a.Registry),
+		tokens.WithMetrics(a.metrics),
 		tokens.WithLogger(logger.With("component", "tokens")),
 	}
 	if cfg.TokenEncryption.CurrentID != "" {

@@ -164,8 +164,8 @@ func (g *gateway) isLeader(t *testing.T) bool {
 	a := g.adminGet(t, "/metrics")
 	sc := bufio.NewScanner(strings.NewReader(a.body))
 	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, "poller_leader ") {
-			return strings.TrimSpace(strings.TrimPrefix(line, "poller_leader ")) == "1"
+		if line := sc.Text(); strings.HasPrefix(line, "inboxhub_gateway_poller_leader ") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "inboxhub_gateway_poller_leader ")) == "1"
 		}
 	}
 	return false

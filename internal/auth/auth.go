@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -83,9 +84,13 @@ const realm = "inboxhub-gateway"
 
 // Caller is an authenticated client of the gateway.
 type Caller struct {
-	// Name identifies the caller in logs, metrics and rate limits: the API key's name, or "jwt:"
+	// Name identifies the caller in rate limits and idempotency: the API key's name, or "jwt:"
 	// and the token's subject.
 	Name string
+	// Label names the caller in metrics and the access log, from a bounded set: the API key's
+	// name; for a JWT the value of the configured caller claim (config.JWT.CallerClaim, such as
+	// the CRM site) when it is a short plain name, else "jwt". Never the subject (a person).
+	Label string
 	// Scopes are what the caller may do (config.Scopes).
 	Scopes []string
 	// Method is how the caller authenticated: MethodAPIKey or MethodJWT.
@@ -100,7 +105,7 @@ type Caller struct {
 }
 
 func newCaller(name string, scopes []string, method, session string) Caller {
-	return Caller{Name: name, Scopes: scopes, Method: method, Session: session, limitKey: method + "/" + name}
+	return Caller{Name: name, Label: name, Scopes: scopes, Method: method, Session: session, limitKey: method + "/" + name}
 }
 
 // Has reports whether the caller holds scope. Scopes are exact: "admin" implies no other scope.
@@ -134,7 +139,9 @@ type Authenticator struct {
 	issuer   string // required iss, if any
 	audience string // required aud, if any
 	failures *prometheus.CounterVec
-	throttle *FailureThrottle // nil: failures are not throttled
+	// callerClaim names the claim that labels JWT callers ("": all are "jwt").
+	callerClaim string
+	throttle    *FailureThrottle // nil: failures are not throttled
 }
 
 type apiKey struct {
@@ -148,7 +155,7 @@ type apiKey struct {
 // once and fails on a key it cannot use, on both algorithms configured at once, and on an HS256
 // secret shorter than 32 bytes.
 func New(o Options) (*Authenticator, error) {
-	a := &Authenticator{throttle: o.Throttle}
+	a := &Authenticator{callerClaim: o.JWT.CallerClaim, throttle: o.Throttle}
 	for _, k := range o.APIKeys {
 		if k.Name == "" {
 			return nil, errors.New("auth: an API key has no name")
@@ -240,7 +247,7 @@ func (a *Authenticator) Middleware() gin.HandlerFunc {
 			return
 		}
 		c.Set(callerKey{}, caller)
-		c.Set(middleware.KeyCaller, caller.Name)
+		c.Set(middleware.KeyCaller, caller.Label)
 		if !checkSession(c, *caller) {
 			return
 		}
@@ -443,6 +450,7 @@ func (a *Authenticator) byJWT(token string) (*Caller, *failure) {
 			detail: fmt.Sprintf("The bearer token's %s claim must be a session id: 1 to %d characters of A-Z, a-z, 0-9, _ and -.", ClaimSession, MaxSessionClaimBytes)}
 	}
 	caller := newCaller("jwt:"+sub, knownScopes(claims.Scope, claims.Scp), MethodJWT, claims.Session.value)
+	caller.Label = a.jwtLabel(token)
 	return &caller, nil
 }
 
@@ -546,4 +554,33 @@ func (a *Authenticator) tokenFailure(err error, claims *tokenClaims) *failure {
 		return f("wrong_audience", "The bearer token is not meant for this gateway (aud).")
 	}
 	return f("invalid_token", "The bearer token is not valid.")
+}
+
+// JWTLabel is the metrics and log label of JWT callers without a usable caller claim.
+const JWTLabel = "jwt"
+
+// labelValue is what a caller claim's value must be to become a label.
+var labelValue = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// jwtLabel is a verified token's label: its caller claim's value when that is a short plain
+// name (a site, an application), else JWTLabel. An e-mail address or anything with spaces or
+// odd characters is never a label.
+func (a *Authenticator) jwtLabel(token string) string {
+	if a.callerClaim == "" {
+		return JWTLabel
+	}
+	parts := strings.Split(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return JWTLabel
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(payload, &members) != nil {
+		return JWTLabel
+	}
+	var v string
+	if json.Unmarshal(members[a.callerClaim], &v) != nil || !labelValue.MatchString(v) {
+		return JWTLabel
+	}
+	return v
 }

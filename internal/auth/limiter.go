@@ -192,7 +192,7 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 		h["Ratelimit-Policy"] = l.policyValue
 		if !d.Allowed {
 			if l.limited != nil {
-				l.limited.WithLabelValues(caller.Name).Inc()
+				l.limited.WithLabelValues(caller.Label).Inc()
 			}
 			p := problem.New(http.StatusTooManyRequests, problem.CodeRateLimited,
 				fmt.Sprintf("Caller %q has used its request budget (%s). Retry after the time given.", caller.Name, l.rate))

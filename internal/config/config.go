@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ import (
 )
 
 // Scopes a caller may hold; each route of the API needs one (see docs/swagger.yaml).
+// claimName is what GATEWAY_JWT_CALLER_CLAIM may be.
+var claimName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
 var Scopes = []string{"sessions:read", "sessions:write", "messages:read", "messages:send", "sync", "admin"}
 
 // Config is the gateway's whole configuration, typed and validated.
@@ -124,6 +128,10 @@ type JWT struct {
 	RS256PublicKey []byte // PEM read from GATEWAY_JWT_RS256_PUBLIC_KEY_FILE
 	Issuer         string // GATEWAY_JWT_ISSUER
 	Audience       string // GATEWAY_JWT_AUDIENCE
+	// CallerClaim names the claim (such as the CRM site) whose value labels a JWT caller in
+	// metrics and the access log (GATEWAY_JWT_CALLER_CLAIM); empty: every JWT caller is "jwt".
+	// Never the subject: it names a person.
+	CallerClaim string
 }
 
 // TokenEncryption holds the AES-256 keys for upstream tokens at rest in Redis. CurrentID is empty
@@ -328,6 +336,14 @@ func (r *reader) jwt() JWT {
 	}
 	j.Issuer = r.str("GATEWAY_JWT_ISSUER", "")
 	j.Audience = r.str("GATEWAY_JWT_AUDIENCE", "")
+	j.CallerClaim = r.str("GATEWAY_JWT_CALLER_CLAIM", "")
+	switch {
+	case j.CallerClaim == "":
+	case !claimName.MatchString(j.CallerClaim):
+		r.bad("GATEWAY_JWT_CALLER_CLAIM", "must be a claim name: 1 to 64 characters of A-Z, a-z, 0-9, _, - and .")
+	case j.CallerClaim == "sub" || j.CallerClaim == "email":
+		r.bad("GATEWAY_JWT_CALLER_CLAIM", "must not name a person (sub, email): metrics labels must stay bounded and impersonal")
+	}
 	return j
 }
 

@@ -373,3 +373,20 @@ func TestLoadWebhookSpool(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadJWTCallerClaim: GATEWAY_JWT_CALLER_CLAIM takes a claim name; a claim naming a person
+// (sub, email) or anything that is not a plain name is refused, naming the variable.
+func TestLoadJWTCallerClaim(t *testing.T) {
+	e := validEnv()
+	e["GATEWAY_JWT_CALLER_CLAIM"] = "site"
+	c, err := Load(env(e))
+	if err != nil || c.JWT.CallerClaim != "site" {
+		t.Fatalf("site: %q, %v", c.JWT.CallerClaim, err)
+	}
+	for _, bad := range []string{"sub", "email", "a b", "si/te", strings.Repeat("x", 65), "ß"} {
+		e["GATEWAY_JWT_CALLER_CLAIM"] = bad
+		if _, err := Load(env(e)); err == nil || !strings.Contains(err.Error(), "GATEWAY_JWT_CALLER_CLAIM") {
+			t.Errorf("%q: err = %v", bad, err)
+		}
+	}
+}

@@ -101,7 +101,7 @@ func TestOperations200(t *testing.T) {
 	admin := httptest.NewServer(NewAdminRouter(AdminDeps{Logger: slog.New(slog.DiscardHandler), Registry: tr.reg, Readiness: tr.ready, Version: "test"}))
 	defer admin.Close()
 	_, metrics := getURL(t, admin.URL+"/metrics")
-	if !bytes.Contains(metrics, []byte(`gateway_http_requests_total{caller="",method="GET",route="/healthz",status="200"} 1`)) {
+	if !bytes.Contains(metrics, []byte(`http_requests_total{caller="",method="GET",route="/healthz",status="200"} 1`)) {
 		t.Errorf("metrics lack the /healthz request:\n%s", metrics)
 	}
 }

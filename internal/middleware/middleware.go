@@ -260,14 +260,14 @@ type requestLabels struct {
 func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 	m := &HTTPMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_http_requests_total", Help: "Requests answered, by route pattern, method, status and caller.",
+			Name: "http_requests_total", Help: "Requests answered, by route pattern, method, status and caller.",
 		}, []string{"route", "method", "status", "caller"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "gateway_http_request_duration_seconds", Help: "Time to answer, by route pattern and method.",
+			Name: "http_request_duration_seconds", Help: "Time to answer, by route pattern and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gateway_http_requests_in_flight", Help: "Requests being answered now.",
+			Name: "http_requests_in_flight", Help: "Requests being answered now.",
 		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.inFlight)

@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, s *Source) (*metrics, error) {
 		return m, nil
 	}
 	secondsLeft := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "token_seconds_left",
+		Name: "token_remaining_seconds",
 		Help: "Seconds until the upstream token held in memory expires; 0 when there is none.",
 	}, func() float64 { return s.Status().TimeLeft.Seconds() })
 	authFailed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{

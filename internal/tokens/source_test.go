@@ -622,8 +622,8 @@ func TestRejectedRefreshTokenFallsBackToLogin(t *testing.T) {
 	if v := metricValue(t, reg, "token_refreshes_total", "result", "rejected"); v != 1 {
 		t.Errorf("token_refreshes_total{rejected} = %v, want 1", v)
 	}
-	if v := metricValue(t, reg, "token_seconds_left"); v < 3500 {
-		t.Errorf("token_seconds_left = %v, want about 3600", v)
+	if v := metricValue(t, reg, "token_remaining_seconds"); v < 3500 {
+		t.Errorf("token_remaining_seconds = %v, want about 3600", v)
 	}
 }
 
