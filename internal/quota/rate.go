@@ -3,9 +3,9 @@ package quota
 import (
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/config"
 )
 
 // Rate is a quota of N calls per Per, as the upstream states its limits ("30 per minute").
@@ -37,23 +37,7 @@ func (r Rate) Validate() error {
 }
 
 // String prints the rate in the syntax of its setting ("30/1m", "5/15m", "0"; config.ParseRate).
-func (r Rate) String() string {
-	if r.N == 0 {
-		return "0"
-	}
-	return strconv.Itoa(r.N) + "/" + shortDuration(r.Per)
-}
-
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+func (r Rate) String() string { return config.Rate{N: r.N, Per: r.Per}.String() }
 
 // params are a rate's GCRA parameters in microseconds (the unit of the Redis clock).
 //
