@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/inboxhub-gateway/gateway/internal/broadcast"
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
@@ -246,12 +248,13 @@ func (s *Source) Rejected(ctx context.Context, t upstream.AccessToken) {
 func (s *Source) rejectInStore(ctx context.Context, t upstream.AccessToken) {
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	n, err := s.scripts.reject.Run(sctx, s.rdb, []string{s.key}, t.Generation, s.channel, Fingerprint(t.Value)).Int()
+	n, err := s.scripts.reject.Run(sctx, s.rdb, []string{s.key}, t.Generation, Fingerprint(t.Value)).Int()
 	if err != nil {
 		s.storeDown(err)
 		return
 	}
 	if n == 1 {
+		s.announce(sctx, "revoked:"+strconv.FormatInt(t.Generation, 10))
 		s.log.Info("upstream rejected the token; dropped it for the fleet", "fp", Fingerprint(t.Value), "generation", t.Generation)
 		return
 	}
@@ -399,7 +402,7 @@ func (s *Source) renew(ctx context.Context, accept acceptFunc) (*token, error) {
 			waitStart = time.Now()
 			s.m.lockWaits.Inc()
 			s.log.Debug("waiting for another process to renew the token")
-			ps = s.rdb.Subscribe(ctx, s.channel)
+			ps = broadcast.Subscribe(ctx, s.rdb, s.channel)
 			if _, err := ps.Receive(ctx); err == nil {
 				updates = ps.Channel()
 			}
@@ -908,7 +911,7 @@ func (s *Source) nextTick(failing bool) time.Duration {
 
 // watch forwards the fleet's notifications (a token written, revoked, or a failure recorded).
 func (s *Source) watch(ctx context.Context, out chan<- struct{}) {
-	ps := s.rdb.Subscribe(ctx, s.channel)
+	ps := broadcast.Subscribe(ctx, s.rdb, s.channel)
 	defer func() { _ = ps.Close() }()
 	ch := ps.Channel()
 	for {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/broadcast"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
 )
 
@@ -28,7 +29,9 @@ import (
 //	err, err_at                   last login/refresh error (no secrets) and its time
 //
 // <prefix>:lock is the renewal lease (internal/lease: SET NX PX, value = a random holder token) and <prefix>:updated
-// the pub/sub channel on which every change is announced.
+// the channel on which every change is announced, after the write, through internal/broadcast
+// (sharded pub/sub on a Redis Cluster). The names are those of earlier releases: a rolling deploy
+// keeps the fleet's token.
 const (
 	fieldGen       = "gen"
 	fieldKeyID     = "kid"
@@ -46,8 +49,8 @@ const (
 	fieldErrAt     = "err_at"
 )
 
-// saveLua writes a new token. The generation becomes max(stored, ARGV[1]) + 1, so it only grows.
-// With mode "ifinvalid" it writes only when the stored token is missing, expired or revoked (used
+// saveLua writes a new token (the caller announces it). The generation becomes
+// max(stored, ARGV[1]) + 1, so it only grows. With mode "ifinvalid" it writes only when the stored token is missing, expired or revoked (used
 // to put a token kept in memory back after Redis lost it). A forced write is a successful login or
 // refresh and clears every failure mark.
 const saveLua = `
@@ -60,24 +63,22 @@ if ARGV[6] == 'ifinvalid' then
   end
 end
 local g = math.max(gen, tonumber(ARGV[1])) + 1
-redis.call('HSET', h, 'gen', g, 'kid', ARGV[2], 'data', ARGV[3], 'exp', ARGV[4], 'fp', ARGV[8])
+redis.call('HSET', h, 'gen', g, 'kid', ARGV[2], 'data', ARGV[3], 'exp', ARGV[4], 'fp', ARGV[7])
 redis.call('HDEL', h, 'revoked', 'norefresh')
 if ARGV[6] == 'force' then
   redis.call('HDEL', h, 'fail_n', 'fail_until', 'fail_at', 'retry_n', 'retry_at', 'err', 'err_at')
 end
-redis.call('PUBLISH', ARGV[7], 'token:' .. g)
 return {1, g}
 `
 
 // rejectLua marks the stored token revoked if it is still of generation ARGV[1] and fingerprint
-// ARGV[3]: a 401 on an older token must not throw away a newer one.
+// ARGV[2]: a 401 on an older token must not throw away a newer one (the caller announces it).
 const rejectLua = `
 local g = redis.call('HGET', KEYS[1], 'gen')
 local fp = redis.call('HGET', KEYS[1], 'fp')
-if g and tonumber(g) == tonumber(ARGV[1]) and (not fp or fp == ARGV[3])
+if g and tonumber(g) == tonumber(ARGV[1]) and (not fp or fp == ARGV[2])
    and redis.call('HEXISTS', KEYS[1], 'data') == 1 and redis.call('HEXISTS', KEYS[1], 'revoked') == 0 then
   redis.call('HSET', KEYS[1], 'revoked', g)
-  redis.call('PUBLISH', ARGV[2], 'revoked:' .. g)
   return 1
 end
 return 0
@@ -182,12 +183,15 @@ func (s *Source) save(ctx context.Context, t *token, floor int64, mode string) (
 	}
 	kid, data := s.seal.seal(plain, []byte(s.key))
 	res, err := s.scripts.save.Run(ctx, s.rdb, []string{s.key},
-		floor, kid, data, t.expiresAt.UnixMilli(), s.now().UnixMilli(), mode, s.channel, t.fp).Int64Slice()
+		floor, kid, data, t.expiresAt.UnixMilli(), s.now().UnixMilli(), mode, t.fp).Int64Slice()
 	if err != nil {
 		return 0, false, err
 	}
 	if len(res) != 2 {
 		return 0, false, fmt.Errorf("tokens: save script answered %v", res)
+	}
+	if res[0] == 1 {
+		s.announce(ctx, "token:"+strconv.FormatInt(res[1], 10))
 	}
 	return res[1], res[0] == 1, nil
 }
@@ -195,12 +199,19 @@ func (s *Source) save(ctx context.Context, t *token, floor int64, mode string) (
 // storeFailure records a failed login or refresh for the whole fleet and wakes the waiters, so
 // that they fail fast instead of waiting for a token that will not come.
 func (s *Source) storeFailure(ctx context.Context, fields []any) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.key, fields...)
-		p.Publish(ctx, s.channel, "failed")
-		return nil
-	})
-	return err
+	if err := s.rdb.HSet(ctx, s.key, fields...).Err(); err != nil {
+		return err
+	}
+	s.announce(ctx, "failed")
+	return nil
+}
+
+// announce tells the fleet that the stored state changed. A lost notice only delays the other
+// replicas until their next poll, so its error is logged, not returned.
+func (s *Source) announce(ctx context.Context, msg string) {
+	if err := broadcast.Publish(ctx, s.rdb, s.channel, msg); err != nil {
+		s.log.Debug("could not announce a token change; the other replicas see it at their next poll", "err", err)
+	}
 }
 
 // tryLock takes the renewal lease if it is free; the lease proves it is ours.
