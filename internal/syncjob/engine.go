@@ -31,18 +31,21 @@
 // share of the upstream quota, hold more than one page of a list in memory, or move a session's
 // hashes forward for items the CRM has not acknowledged.
 //
-// Redis layout (prefix DefaultKeyPrefix, one Cluster slot):
+// Redis layout (prefix DefaultKeyPrefix). Every key of a session, its jobs' included, carries the
+// session's hash tag, so that a job's fenced write (its items, cursor and the session's hashes at
+// once) stays in one Redis Cluster slot while sessions spread over the cluster:
 //
-//	job:{id}                 hash: meta, state, attempts, error, times, cancel, rev, checkpoint,
-//	                         progress:{resource}, sink:{resource}, itemsExpireAt
-//	job:{id}:items:{res}     list of "digest\x1fkey\x1fitem JSON" records: the job's new and changed items
-//	job:{id}:chats           list of "chatId\x1fstate": chats whose messages the job reads
-//	job:{id}:marks           list of "end\x1fchatId\x1fstate": chats read but not yet delivered
-//	job:{id}:owner           string with a lease: the runner that owns the job
-//	session:{sid}:active     string: the session's queued or running job
-//	session:{sid}:jobs       sorted set of job ids by creation time (the newest kept)
-//	session:{sid}:hashes:{res} hash: item key -> SHA-256 of the item last delivered
-//	session:{sid}:chatstate  hash: chat id -> "messageCount|lastMessageUnixNano" last synced
+//	{s:<sid>}:job:<id>                 hash: meta, state, attempts, error, times, cancel, rev,
+//	                                   checkpoint, progress:<resource>, sink:<resource>, itemsExpireAt
+//	{s:<sid>}:job:<id>:items:<res>     list of "digest\x1fkey\x1fitem JSON" records: the job's new and changed items
+//	{s:<sid>}:job:<id>:chats           list of "chatId\x1fstate": chats whose messages the job reads
+//	{s:<sid>}:job:<id>:marks           list of "end\x1fchatId\x1fstate": chats read but not yet delivered
+//	{s:<sid>}:job:<id>:owner           string with a lease: the runner that owns the job
+//	{s:<sid>}:active                   string: the session's queued or running job
+//	{s:<sid>}:jobs                     sorted set of job ids by creation time (the newest kept)
+//	{s:<sid>}:hashes:<res>             hash: item key -> SHA-256 of the item last delivered
+//	{s:<sid>}:chatstate                hash: chat id -> "messageCount|lastMessageUnixNano" last synced
+//	{j:<id>}:session                   string: the job's session, for the routes that name only the job
 package syncjob
 
 import (
@@ -231,6 +234,9 @@ func (c *Config) defaults() error {
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		return errors.New("syncjob: KeyPrefix must not hold braces (the keys carry their own hash tags)")
+	}
 	def(&c.PollInterval, time.Second)
 	def(&c.ClaimIdle, DefaultClaimIdle)
 	def(&c.RedisRetry, DefaultRedisRetry)
@@ -385,7 +391,7 @@ func (e *Engine) Enqueue(ctx context.Context, sessionID string, req Request) (jo
 			return Job{}, false, err
 		}
 		if !created {
-			j, err := e.Job(ctx, cur)
+			j, err := e.sessionJob(ctx, sessionID, cur)
 			if errors.Is(err, ErrJobNotFound) {
 				continue
 			}
@@ -406,7 +412,7 @@ func (e *Engine) Enqueue(ctx context.Context, sessionID string, req Request) (jo
 		}
 		e.log.Info("sync job queued", "jobId", m.ID, "sessionId", sessionID, "resources", req.Resources,
 			"full", req.Full, "trigger", req.Trigger)
-		j, err := e.Job(ctx, m.ID)
+		j, err := e.sessionJob(ctx, sessionID, m.ID)
 		return j, true, err
 	}
 	return Job{}, false, errors.New("syncjob: the session's active job kept changing")
@@ -422,6 +428,15 @@ func (e *Engine) Job(ctx context.Context, id string) (Job, error) {
 	return e.reconcile(ctx, j)
 }
 
+// sessionJob is Job for a job of a known session.
+func (e *Engine) sessionJob(ctx context.Context, sessionID, id string) (Job, error) {
+	j, _, err := e.st.loadIn(ctx, sessionID, id)
+	if err != nil {
+		return Job{}, err
+	}
+	return e.reconcile(ctx, j)
+}
+
 // reconcile ends a job that is not final, has no live runner and whose queue task is gone,
 // archived (retries exhausted) or completed.
 func (e *Engine) reconcile(ctx context.Context, j Job) (Job, error) {
@@ -429,7 +444,7 @@ func (e *Engine) reconcile(ctx context.Context, j Job) (Job, error) {
 	if Final(j.State) || now.Sub(j.UpdatedAt) < e.cfg.StaleAfter || now.Sub(j.CreatedAt) < e.cfg.StaleAfter {
 		return j, nil
 	}
-	if alive, err := e.st.ownerAlive(ctx, j.ID); err != nil || alive {
+	if alive, err := e.st.ownerAlive(ctx, j); err != nil || alive {
 		return j, nil
 	}
 	info, err := e.queue.Info(ctx, j.ID)
@@ -454,7 +469,7 @@ func (e *Engine) reconcile(ctx context.Context, j Job) (Job, error) {
 		return j, nil
 	}
 	e.log.Warn("sync job declared failed", "jobId", j.ID, "sessionId", j.SessionID, "reason", reason)
-	nj, _, err := e.st.load(ctx, j.ID)
+	nj, _, err := e.st.loadIn(ctx, j.SessionID, j.ID)
 	if err != nil {
 		return j, nil
 	}
@@ -525,7 +540,7 @@ func (e *Engine) Items(ctx context.Context, jobID, resource, cursor string, limi
 	if j.ItemsExpireAt != nil && e.cfg.Clock().After(*j.ItemsExpireAt) {
 		return ItemPage{}, ErrItemsExpired
 	}
-	key := e.st.k.items(jobID, resource)
+	key := e.st.k.items(j.SessionID, jobID, resource)
 	pipe := e.cfg.Redis.Pipeline()
 	rng := pipe.LRange(ctx, key, int64(start), int64(start+limit-1))
 	n := pipe.LLen(ctx, key)

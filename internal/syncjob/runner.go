@@ -102,9 +102,9 @@ func (r *runner) start(ctx context.Context) error {
 	_, err := retryRedis(ctx, r.st, func() (struct{}, error) {
 		pipe := r.st.rdb.Pipeline()
 		for _, res := range r.meta.Resources {
-			lens[res] = pipe.LLen(ctx, r.st.k.items(r.meta.ID, res))
+			lens[res] = pipe.LLen(ctx, r.st.k.items(r.meta.SessionID, r.meta.ID, res))
 		}
-		marks = pipe.LRange(ctx, r.st.k.marks(r.meta.ID), 0, -1)
+		marks = pipe.LRange(ctx, r.st.k.marks(r.meta.SessionID, r.meta.ID), 0, -1)
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return struct{}{}, err
 		}
@@ -125,13 +125,13 @@ func (r *runner) start(ctx context.Context) error {
 		r.marks = append(r.marks, mark{end: end, chatID: parts[1], state: parts[2]})
 	}
 	now := r.e.cfg.Clock()
-	jk := r.st.k.job(r.meta.ID)
+	jk := r.st.k.job(r.meta.SessionID, r.meta.ID)
 	b := &batch{}
 	b.add("HSET", jk, fState, StateRunning, fUpdatedAt, ms(now))
 	b.add("HSETNX", jk, fStartedAt, ms(now))
 	b.add("HINCRBY", jk, fAttempts, 1)
 	b.add("HINCRBY", jk, fRev, 1)
-	canceled, err := r.st.fenced(ctx, r.meta.ID, r.token, b)
+	canceled, err := r.st.fenced(ctx, r.meta, r.token, b)
 	if err != nil {
 		return err
 	}
@@ -213,19 +213,19 @@ func (r *runner) run(ctx context.Context) error {
 // commit writes b together with the progress of resources, the checkpoint and a new revision, as
 // long as this runner owns the job; it notes a cancel request.
 func (r *runner) commit(ctx context.Context, b *batch, resources ...string) error {
-	jk := r.st.k.job(r.meta.ID)
-	args := []any{"HSET", jk}
+	jk := r.st.k.job(r.meta.SessionID, r.meta.ID)
+	var fields []any
 	for _, res := range slices.Compact(resources) {
 		if p := r.prog[res]; p != nil {
 			raw, _ := json.Marshal(p)
-			args = append(args, fProgress+res, string(raw))
+			fields = append(fields, fProgress+res, string(raw))
 		}
 	}
 	cp, _ := json.Marshal(r.cp)
-	args = append(args, fCheckpoint, string(cp), fUpdatedAt, ms(r.e.cfg.Clock()))
-	b.add(args...)
+	fields = append(fields, fCheckpoint, string(cp), fUpdatedAt, ms(r.e.cfg.Clock()))
+	b.add("HSET", jk, fields...)
 	b.add("HINCRBY", jk, fRev, 1)
-	canceled, err := r.st.fenced(ctx, r.meta.ID, r.token, b)
+	canceled, err := r.st.fenced(ctx, r.meta, r.token, b)
 	if err != nil {
 		return err
 	}
@@ -361,26 +361,24 @@ func (r *runner) stage(b *batch, res string, recs []normalized) {
 		return
 	}
 	now := r.e.cfg.Clock()
-	jk := r.st.k.job(r.meta.ID)
-	ik := r.st.k.items(r.meta.ID, res)
-	vals := make([]any, 0, len(recs)+2)
-	vals = append(vals, "RPUSH", ik)
+	jk := r.st.k.job(r.meta.SessionID, r.meta.ID)
+	ik := r.st.k.items(r.meta.SessionID, r.meta.ID, res)
+	vals := make([]any, 0, len(recs))
 	for _, rec := range recs {
 		vals = append(vals, record{Key: rec.key, Digest: rec.digest, Item: rec.json}.encode())
 	}
-	b.add(vals...)
+	b.add("RPUSH", ik, vals...)
 	b.add("PEXPIRE", ik, r.e.cfg.ItemTTL.Milliseconds())
 	b.add("HSET", jk, fItemsExpireAt, ms(now.Add(r.e.cfg.ItemTTL)))
 	r.stored[res] += len(recs)
 	if r.e.sink != nil {
 		return
 	}
-	pairs := make([]any, 0, 2*len(recs)+2)
-	pairs = append(pairs, "HSET", r.st.k.hashes(r.meta.SessionID, res))
+	pairs := make([]any, 0, 2*len(recs))
 	for _, rec := range recs {
 		pairs = append(pairs, rec.key, rec.digest)
 	}
-	b.add(pairs...)
+	b.add("HSET", r.st.k.hashes(r.meta.SessionID, res), pairs...)
 	b.add("HSET", jk, fSinkCursor+res, r.stored[res])
 	r.cp.sinkCursor[res] = r.stored[res]
 	r.prog[res].Delivered += len(recs)
@@ -400,7 +398,7 @@ func (r *runner) deliver(ctx context.Context, res string, flush bool) error {
 		return nil
 	}
 	size := r.e.cfg.SinkBatch
-	ik := r.st.k.items(r.meta.ID, res)
+	ik := r.st.k.items(r.meta.SessionID, r.meta.ID, res)
 	for {
 		cursor := r.cp.sinkCursor[res]
 		pending := r.stored[res] - cursor
@@ -432,14 +430,13 @@ func (r *runner) deliver(ctx context.Context, res string, flush bool) error {
 			return &sinkFailure{err}
 		}
 		b := &batch{}
-		pairs := make([]any, 0, 2*len(recs)+2)
-		pairs = append(pairs, "HSET", r.st.k.hashes(r.meta.SessionID, res))
+		pairs := make([]any, 0, 2*len(recs))
 		for _, rec := range recs {
 			pairs = append(pairs, rec.Key, rec.Digest)
 		}
-		b.add(pairs...)
+		b.add("HSET", r.st.k.hashes(r.meta.SessionID, res), pairs...)
 		next := cursor + len(recs)
-		b.add("HSET", r.st.k.job(r.meta.ID), fSinkCursor+res, next)
+		b.add("HSET", r.st.k.job(r.meta.SessionID, r.meta.ID), fSinkCursor+res, next)
 		if res == ResourceMessages {
 			done := 0
 			for done < len(r.marks) && r.marks[done].end <= next {
@@ -447,7 +444,7 @@ func (r *runner) deliver(ctx context.Context, res string, flush bool) error {
 				done++
 			}
 			if done > 0 {
-				b.add("LTRIM", r.st.k.marks(r.meta.ID), done, -1)
+				b.add("LTRIM", r.st.k.marks(r.meta.SessionID, r.meta.ID), done, -1)
 				r.marks = r.marks[done:]
 			}
 		}
@@ -634,16 +631,16 @@ func (r *runner) queueChangedChats(ctx context.Context, b *batch, chats []upstre
 	if err != nil {
 		return fmt.Errorf("syncjob: read chat states: %w", err)
 	}
-	entries := []any{"RPUSH", r.st.k.pendingChats(r.meta.ID)}
+	var entries []any
 	for i, id := range ids {
 		old, _ := prev[i].(string)
 		if r.meta.Full || old != states[i] {
 			entries = append(entries, id+sep+states[i])
 		}
 	}
-	if n := len(entries) - 2; n > 0 {
-		b.add(entries...)
-		b.add("PEXPIRE", r.st.k.pendingChats(r.meta.ID), r.e.cfg.JobTTL.Milliseconds())
+	if n := len(entries); n > 0 {
+		b.add("RPUSH", r.st.k.pendingChats(r.meta.SessionID, r.meta.ID), entries...)
+		b.add("PEXPIRE", r.st.k.pendingChats(r.meta.SessionID, r.meta.ID), r.e.cfg.JobTTL.Milliseconds())
 		r.prog[ResourceMessages].Chats += n
 	}
 	return nil
@@ -657,8 +654,8 @@ func (r *runner) markChat(b *batch, chatID, state string) {
 		b.add("HSET", r.st.k.chatState(r.meta.SessionID), chatID, state)
 		return
 	}
-	b.add("RPUSH", r.st.k.marks(r.meta.ID), strconv.Itoa(end)+sep+chatID+sep+state)
-	b.add("PEXPIRE", r.st.k.marks(r.meta.ID), r.e.cfg.JobTTL.Milliseconds())
+	b.add("RPUSH", r.st.k.marks(r.meta.SessionID, r.meta.ID), strconv.Itoa(end)+sep+chatID+sep+state)
+	b.add("PEXPIRE", r.st.k.marks(r.meta.SessionID, r.meta.ID), r.e.cfg.JobTTL.Milliseconds())
 	r.marks = append(r.marks, mark{end: end, chatID: chatID, state: state})
 }
 
@@ -677,7 +674,7 @@ func (r *runner) messagesStep(ctx context.Context) error {
 	p.Phase = PhaseRunning
 	limit := r.e.cfg.PageLimit
 	sid := r.meta.SessionID
-	pk := r.st.k.pendingChats(r.meta.ID)
+	pk := r.st.k.pendingChats(r.meta.SessionID, r.meta.ID)
 	total, err := retryRedis(ctx, r.st, func() (int64, error) { return r.st.rdb.LLen(ctx, pk).Result() })
 	if err != nil {
 		return fmt.Errorf("syncjob: read chats to sync: %w", err)

@@ -14,29 +14,28 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/lease"
 )
 
-// DefaultKeyPrefix is the prefix of every Redis key of the sync engine. Its hash tag keeps all of
-// them in one Redis Cluster slot, so that the scripts below may touch a session's and a job's keys
-// together.
-const DefaultKeyPrefix = "{inboxhub-gateway:sync}:"
+// DefaultKeyPrefix is the prefix of every Redis key of the sync engine. A prefix holds no braces:
+// the keys carry their own hash tags (see keys).
+const DefaultKeyPrefix = "inboxhub-gateway:sync:"
 
-// keys names the Redis keys of the engine (see the package documentation for the layout).
+// keys names the Redis keys of the engine (see the package documentation for the layout). Every
+// key of a session, its jobs' keys included, carries the session's hash tag {s:<session>}: a page
+// of a job moves the session's hashes together with the job's cursor in one script, so they must
+// share a Redis Cluster slot, while different sessions spread over the cluster. A job's only key
+// of its own tag, {j:<job>}, names its session, for the routes that know only the job's id.
 type keys struct{ prefix string }
 
-func (k keys) job(id string) string             { return k.prefix + "job:" + id }
-func (k keys) items(id, resource string) string { return k.prefix + "job:" + id + ":items:" + resource }
-func (k keys) pendingChats(id string) string    { return k.prefix + "job:" + id + ":chats" }
-func (k keys) marks(id string) string           { return k.prefix + "job:" + id + ":marks" }
-func (k keys) owner(id string) string           { return k.prefix + "job:" + id + ":owner" }
-func (k keys) active(sessionID string) string   { return k.prefix + "session:" + sessionID + ":active" }
-func (k keys) sessionJobs(sessionID string) string {
-	return k.prefix + "session:" + sessionID + ":jobs"
-}
-func (k keys) hashes(sessionID, resource string) string {
-	return k.prefix + "session:" + sessionID + ":hashes:" + resource
-}
-func (k keys) chatState(sessionID string) string {
-	return k.prefix + "session:" + sessionID + ":chatstate"
-}
+func (k keys) session(sid string) string          { return k.prefix + "{s:" + sid + "}:" }
+func (k keys) job(sid, id string) string          { return k.session(sid) + "job:" + id }
+func (k keys) items(sid, id, res string) string   { return k.job(sid, id) + ":items:" + res }
+func (k keys) pendingChats(sid, id string) string { return k.job(sid, id) + ":chats" }
+func (k keys) marks(sid, id string) string        { return k.job(sid, id) + ":marks" }
+func (k keys) owner(sid, id string) string        { return k.job(sid, id) + ":owner" }
+func (k keys) active(sid string) string           { return k.session(sid) + "active" }
+func (k keys) sessionJobs(sid string) string      { return k.session(sid) + "jobs" }
+func (k keys) hashes(sid, resource string) string { return k.session(sid) + "hashes:" + resource }
+func (k keys) chatState(sid string) string        { return k.session(sid) + "chatstate" }
+func (k keys) jobSession(id string) string        { return k.prefix + "{j:" + id + "}:session" }
 
 // Fields of a job's hash.
 const (
@@ -65,14 +64,19 @@ type jobMeta struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
-// acquireScript makes a job the session's active job unless another one, not yet ended, is.
-// KEYS: active, new job, session jobs. ARGV: prefix, id, created ms, job TTL s, active TTL s,
-// jobs kept per session, then field/value pairs of the new job.
-// Answers {1, id} when created, {0, id of the running job} otherwise.
+// acquireScript makes a job the session's active job unless another one, not yet ended, is. The
+// caller read the active job first and names its record in KEYS, so that the script touches only
+// declared keys; when the active job changed meanwhile the script does nothing and says so.
+// KEYS: active, new job, session jobs, then the record of the job read as active (when there was
+// one). ARGV: the active job read ("" = none), id, created ms, job TTL s, active TTL s, jobs kept
+// per session, then field/value pairs of the new job.
+// Answers {1, id} when created, {0, id of the running job} otherwise, {2, id} when the active job
+// is no longer the one read.
 var acquireScript = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local st = redis.call('HGET', ARGV[1] .. 'job:' .. cur, 'state')
+local cur = redis.call('GET', KEYS[1]) or ''
+if cur ~= ARGV[1] then return {2, cur} end
+if cur ~= '' then
+  local st = redis.call('HGET', KEYS[4], 'state')
   if st == 'queued' or st == 'running' then
     return {0, cur}
   end
@@ -137,8 +141,9 @@ return st
 
 // fencedScript runs a batch of commands only while the caller still owns the job, so that a
 // runner that lost its job (its lease expired and another replica took over) cannot write.
-// KEYS: owner, job. ARGV: token, write id (a write whose id is the job's lastWrite was applied
-// already and is skipped), then for each command its argument count and its arguments.
+// KEYS: owner, job, then the keys of the batch. ARGV: token, write id (a write whose id is the
+// job's lastWrite was applied already and is skipped), then for each command its argument count,
+// its name, the index of its key among the batch's keys, and its other arguments.
 // Answers -1 when the caller is not the owner, -2 when the job has ended (canceled while queued),
 // else 1 when the job was asked to cancel, 0 if not.
 var fencedScript = redis.NewScript(`
@@ -149,8 +154,8 @@ if redis.call('HGET', KEYS[2], 'lastWrite') ~= ARGV[2] then
 local i = 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
-  local args = {}
-  for j = 1, n do args[j] = ARGV[i + j] end
+  local args = {ARGV[i + 1], KEYS[2 + tonumber(ARGV[i + 2])]}
+  for j = 3, n do args[j] = ARGV[i + j] end
   redis.call(unpack(args))
   i = i + n + 1
 end
@@ -166,12 +171,26 @@ var errLostOwnership = errors.New("syncjob: the job is owned by another runner")
 // errJobEnded: the job ended under the runner (it was canceled while still queued).
 var errJobEnded = errors.New("syncjob: the job has ended")
 
-// batch collects commands for fencedScript.
-type batch struct{ args []any }
+// batch collects commands for fencedScript. Every command names one key, declared to the script.
+type batch struct {
+	keys []string
+	at   map[string]int // index of a key in keys, from 1
+	args []any
+}
 
-func (b *batch) add(cmd ...any) {
-	b.args = append(b.args, len(cmd))
-	b.args = append(b.args, cmd...)
+// add appends the command name key args... to the batch.
+func (b *batch) add(name, key string, args ...any) {
+	i, ok := b.at[key]
+	if !ok {
+		if b.at == nil {
+			b.at = map[string]int{}
+		}
+		b.keys = append(b.keys, key)
+		i = len(b.keys)
+		b.at[key] = i
+	}
+	b.args = append(b.args, len(args)+2, name, i)
+	b.args = append(b.args, args...)
 }
 
 // store is the engine's Redis state.
@@ -213,30 +232,73 @@ func fromMS(s string) time.Time {
 func secs(d time.Duration) int64 { return max(1, int64(d/time.Second)) }
 
 // create makes a job the active job of its session, or returns the job already queued or running.
+// The job's id is first recorded as naming its session (see keys.jobSession).
 func (s *store) create(ctx context.Context, m jobMeta, activeTTL time.Duration, keep int) (id string, created bool, err error) {
 	meta, _ := json.Marshal(m)
-	args := []any{s.k.prefix, m.ID, m.CreatedAt.UnixMilli(), secs(s.jobTTL), secs(activeTTL), keep,
+	if err := s.rdb.Set(ctx, s.k.jobSession(m.ID), m.SessionID, s.jobTTL).Err(); err != nil {
+		return "", false, fmt.Errorf("syncjob: create job: %w", err)
+	}
+	fields := []any{m.ID, m.CreatedAt.UnixMilli(), secs(s.jobTTL), secs(activeTTL), keep,
 		fMeta, string(meta), fState, StateQueued, fAttempts, 0, fUpdatedAt, ms(m.CreatedAt), fRev, 1}
 	for _, res := range m.Resources {
 		p, _ := json.Marshal(Progress{Phase: PhasePending})
-		args = append(args, fProgress+res, string(p))
+		fields = append(fields, fProgress+res, string(p))
 	}
-	res, err := acquireScript.Run(ctx, s.rdb,
-		[]string{s.k.active(m.SessionID), s.k.job(m.ID), s.k.sessionJobs(m.SessionID)}, args...).Slice()
-	if err != nil {
-		return "", false, fmt.Errorf("syncjob: create job: %w", err)
+	active := s.k.active(m.SessionID)
+	for range 5 {
+		cur, err := s.rdb.Get(ctx, active).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return "", false, fmt.Errorf("syncjob: create job: %w", err)
+		}
+		keys := []string{active, s.k.job(m.SessionID, m.ID), s.k.sessionJobs(m.SessionID)}
+		if cur != "" {
+			keys = append(keys, s.k.job(m.SessionID, cur))
+		}
+		res, err := acquireScript.Run(ctx, s.rdb, keys, append([]any{cur}, fields...)...).Slice()
+		if err != nil {
+			return "", false, fmt.Errorf("syncjob: create job: %w", err)
+		}
+		if len(res) != 2 {
+			return "", false, errors.New("syncjob: create job: unexpected answer")
+		}
+		n, _ := res[0].(int64)
+		id, _ := res[1].(string)
+		switch n {
+		case 1:
+			return id, true, nil
+		case 0:
+			s.rdb.Del(ctx, s.k.jobSession(m.ID))
+			return id, false, nil
+		}
 	}
-	if len(res) != 2 {
-		return "", false, errors.New("syncjob: create job: unexpected answer")
-	}
-	n, _ := res[0].(int64)
-	cur, _ := res[1].(string)
-	return cur, n == 1, nil
+	s.rdb.Del(ctx, s.k.jobSession(m.ID))
+	return "", false, errors.New("syncjob: create job: the session's active job kept changing")
 }
 
-// load reads a job.
+// sessionOf returns the session of a job (ErrJobNotFound when the job is unknown or expired).
+func (s *store) sessionOf(ctx context.Context, id string) (string, error) {
+	sid, err := s.rdb.Get(ctx, s.k.jobSession(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrJobNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("syncjob: load job: %w", err)
+	}
+	return sid, nil
+}
+
+// load reads a job known only by its id.
 func (s *store) load(ctx context.Context, id string) (Job, checkpoint, error) {
-	h, err := s.rdb.HGetAll(ctx, s.k.job(id)).Result()
+	sid, err := s.sessionOf(ctx, id)
+	if err != nil {
+		return Job{}, checkpoint{}, err
+	}
+	return s.loadIn(ctx, sid, id)
+}
+
+// loadIn reads a job of a known session.
+func (s *store) loadIn(ctx context.Context, sessionID, id string) (Job, checkpoint, error) {
+	h, err := s.rdb.HGetAll(ctx, s.k.job(sessionID, id)).Result()
 	if err != nil {
 		return Job{}, checkpoint{}, fmt.Errorf("syncjob: load job: %w", err)
 	}
@@ -246,6 +308,9 @@ func (s *store) load(ctx context.Context, id string) (Job, checkpoint, error) {
 	var m jobMeta
 	if err := json.Unmarshal([]byte(h[fMeta]), &m); err != nil {
 		return Job{}, checkpoint{}, fmt.Errorf("syncjob: job %s: %w", id, err)
+	}
+	if m.ID != id || m.SessionID != sessionID {
+		return Job{}, checkpoint{}, ErrJobNotFound
 	}
 	j := Job{ID: m.ID, SessionID: m.SessionID, State: h[fState], Resources: m.Resources, Full: m.Full,
 		Trigger: m.Trigger, CancelRequested: h[fCancel] == "1", Error: h[fError], CreatedAt: m.CreatedAt.UTC(),
@@ -282,7 +347,7 @@ func (s *store) list(ctx context.Context, sessionID string, limit int) ([]Job, e
 	}
 	out := make([]Job, 0, len(ids))
 	for _, id := range ids {
-		j, _, err := s.load(ctx, id)
+		j, _, err := s.loadIn(ctx, sessionID, id)
 		if errors.Is(err, ErrJobNotFound) {
 			s.rdb.ZRem(ctx, s.k.sessionJobs(sessionID), id)
 			continue
@@ -298,10 +363,11 @@ func (s *store) list(ctx context.Context, sessionID string, limit int) ([]Job, e
 // fenced runs b while token owns the job; canceled reports that the job was asked to stop. Redis
 // errors are tried again (retryRedis); the write carries an id, so that a write whose answer was
 // lost is not applied twice.
-func (s *store) fenced(ctx context.Context, jobID, token string, b *batch) (canceled bool, err error) {
+func (s *store) fenced(ctx context.Context, j jobMeta, token string, b *batch) (canceled bool, err error) {
 	args := append([]any{token, randomToken()}, b.args...)
+	keys := append([]string{s.k.owner(j.SessionID, j.ID), s.k.job(j.SessionID, j.ID)}, b.keys...)
 	n, err := retryRedis(ctx, s, func() (int64, error) {
-		return fencedScript.Run(ctx, s.rdb, []string{s.k.owner(jobID), s.k.job(jobID)}, args...).Int64()
+		return fencedScript.Run(ctx, s.rdb, keys, args...).Int64()
 	})
 	if err != nil {
 		return false, fmt.Errorf("syncjob: write progress: %w", err)
@@ -316,11 +382,12 @@ func (s *store) fenced(ctx context.Context, jobID, token string, b *batch) (canc
 }
 
 // finish ends a job in state with extra fields; token "" finishes a job that no runner owns.
-// ended is false when the job had already ended.
+// ended is false when the job had already ended. The job's id keeps naming its session as long as
+// its record is kept.
 func (s *store) finish(ctx context.Context, j jobMeta, token, state string, now time.Time, fields ...any) (ended bool, err error) {
 	args := append([]any{j.ID, token, state, ms(now), secs(s.jobTTL)}, fields...)
-	n, err := finishScript.Run(ctx, s.rdb, []string{s.k.job(j.ID), s.k.active(j.SessionID), s.k.owner(j.ID),
-		s.k.pendingChats(j.ID), s.k.marks(j.ID)}, args...).Int64()
+	n, err := finishScript.Run(ctx, s.rdb, []string{s.k.job(j.SessionID, j.ID), s.k.active(j.SessionID),
+		s.k.owner(j.SessionID, j.ID), s.k.pendingChats(j.SessionID, j.ID), s.k.marks(j.SessionID, j.ID)}, args...).Int64()
 	if err != nil {
 		return false, fmt.Errorf("syncjob: finish job: %w", err)
 	}
@@ -329,13 +396,15 @@ func (s *store) finish(ctx context.Context, j jobMeta, token, state string, now 
 		return false, ErrJobNotFound
 	case -1:
 		return false, errLostOwnership
+	case 1:
+		s.rdb.Expire(ctx, s.k.jobSession(j.ID), s.jobTTL)
 	}
 	return n == 1, nil
 }
 
 // cancel asks a job to stop and returns its state after the call.
 func (s *store) cancel(ctx context.Context, j Job, now time.Time) (string, error) {
-	st, err := cancelScript.Run(ctx, s.rdb, []string{s.k.job(j.ID), s.k.active(j.SessionID)}, j.ID, ms(now)).Text()
+	st, err := cancelScript.Run(ctx, s.rdb, []string{s.k.job(j.SessionID, j.ID), s.k.active(j.SessionID)}, j.ID, ms(now)).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", ErrJobNotFound
 	}
@@ -347,8 +416,8 @@ func (s *store) cancel(ctx context.Context, j Job, now time.Time) (string, error
 
 // acquireOwner makes a new runner the job's owner for ttl (a lease on the owner key) if no live
 // runner owns it; nil when one does.
-func (s *store) acquireOwner(ctx context.Context, jobID string, ttl time.Duration) (*lease.Lease, error) {
-	l := lease.New(s.rdb, s.k.owner(jobID), ttl)
+func (s *store) acquireOwner(ctx context.Context, j jobMeta, ttl time.Duration) (*lease.Lease, error) {
+	l := lease.New(s.rdb, s.k.owner(j.SessionID, j.ID), ttl)
 	ok, err := l.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("syncjob: take job: %w", err)
@@ -360,7 +429,7 @@ func (s *store) acquireOwner(ctx context.Context, jobID string, ttl time.Duratio
 }
 
 // ownerAlive reports whether a runner holds the job.
-func (s *store) ownerAlive(ctx context.Context, jobID string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, s.k.owner(jobID)).Result()
+func (s *store) ownerAlive(ctx context.Context, j Job) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.k.owner(j.SessionID, j.ID)).Result()
 	return n == 1, err
 }

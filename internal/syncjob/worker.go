@@ -45,7 +45,7 @@ func (e *Engine) processTask(ctx context.Context, t jobs.Task) error {
 	if err := json.Unmarshal(t.Payload, &p); err != nil || p.JobID == "" {
 		return fmt.Errorf("syncjob: unreadable task payload: %w", jobs.ErrSkipRetry)
 	}
-	return e.runJob(ctx, p.JobID)
+	return e.runJob(ctx, p.JobID, p.SessionID)
 }
 
 // onArchived ends the job as failed when the queue gives up on its task.
@@ -65,8 +65,12 @@ func (e *Engine) onArchived(ctx context.Context, t jobs.Task, err error) {
 
 // runJob runs one attempt of a job: it takes the job (a lease renewed in the background), resumes
 // from its checkpoint, and ends it unless the worker stops first.
-func (e *Engine) runJob(ctx context.Context, jobID string) error {
-	j, cp, err := e.st.load(ctx, jobID)
+func (e *Engine) runJob(ctx context.Context, jobID, sessionID string) error {
+	load := e.st.load // a task of an earlier release may lack the session
+	if sessionID != "" {
+		load = func(ctx context.Context, id string) (Job, checkpoint, error) { return e.st.loadIn(ctx, sessionID, id) }
+	}
+	j, cp, err := load(ctx, jobID)
 	if errors.Is(err, ErrJobNotFound) {
 		e.log.Warn("sync task of an unknown or expired job dropped", "jobId", jobID)
 		return nil
@@ -77,7 +81,7 @@ func (e *Engine) runJob(ctx context.Context, jobID string) error {
 	if Final(j.State) {
 		return nil
 	}
-	owner, err := e.st.acquireOwner(ctx, jobID, e.cfg.OwnerLease)
+	owner, err := e.st.acquireOwner(ctx, jobMeta{ID: j.ID, SessionID: j.SessionID}, e.cfg.OwnerLease)
 	if err != nil {
 		return err
 	}
