@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/inboxhub-gateway/gateway/internal/sim"
-	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
 const (
@@ -165,8 +164,8 @@ func TestEventsUpdateTheSession(t *testing.T) {
 	// A change before the status poller's first poll is that poll's first sighting, not a change:
 	// start once the gateway knows the session's status.
 	eventually(t, 20*time.Second, "the gateway knows demo_session's status", func() bool {
-		n, err := g.app.Store.Client.HExists(context.Background(), webhooks.DefaultKeyPrefix+"status", "demo_session").Result()
-		return err == nil && n
+		st, err := g.app.Webhooks.KnownStatus(context.Background(), "demo_session")
+		return err == nil && st != ""
 	})
 
 	if err := s.SetSessionStatus("demo_session", "disconnected"); err != nil {

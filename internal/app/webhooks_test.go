@@ -177,8 +177,8 @@ func (g *gateway) isLeader(t *testing.T) bool {
 func (g *gateway) waitFirstPoll(t *testing.T, sid string) {
 	t.Helper()
 	eventually(t, 3*time.Second, "the first poll recorded "+sid, func() bool {
-		n, err := g.app.Store.Client.HExists(context.Background(), webhooks.DefaultKeyPrefix+"status", sid).Result()
-		return err == nil && n
+		st, err := g.app.Webhooks.KnownStatus(context.Background(), sid)
+		return err == nil && st != ""
 	})
 }
 
@@ -341,9 +341,8 @@ func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
 	}
 	eventually(t, 3*time.Second, "one leader", func() bool { _, n := leader(); return n == 1 })
 	lead, _ := leader()
-	statusKey := webhooks.DefaultKeyPrefix + "status"
 	eventually(t, 3*time.Second, "the first poll recorded the statuses", func() bool {
-		st, err := g1.app.Store.Client.HGet(context.Background(), statusKey, "demo_session").Result()
+		st, err := g1.app.Webhooks.KnownStatus(context.Background(), "demo_session")
 		return err == nil && st == "connected"
 	})
 	if st := g1.sessionStatus(t, "demo_session"); st != "connected" {
@@ -452,7 +451,7 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 	}
 	// Let the replays be confirmed (and, were they acted on, forwarded) before counting.
 	eventually(t, 3*time.Second, "the replays confirmed", func() bool {
-		n, err := g.app.Store.Client.HLen(context.Background(), webhooks.DefaultKeyPrefix+"hints").Result()
+		n, err := g.app.Webhooks.HintsWaiting(context.Background())
 		return err == nil && n == 0
 	})
 	time.Sleep(300 * time.Millisecond)

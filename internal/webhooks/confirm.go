@@ -41,18 +41,18 @@ type hint struct {
 
 // hintScript keeps a session's latest hint. A session that only the unsigned header names must be
 // one the gateway knows (one with a last known status), so that a header cannot make the gateway
-// read arbitrary session ids. KEYS: hints hash, status hash. ARGV: session id, hint JSON, "1" when
-// the session must be known. Answers 1 when kept, 0 when the session is unknown.
+// read arbitrary session ids. KEYS: hint, status. ARGV: hint JSON, "1" when the session must be
+// known. Answers 1 when kept, 0 when the session is unknown. (The caller indexes the session.)
 var hintScript = redis.NewScript(`
-if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)
 
 // clearHintScript drops a session's hint if it is still the one that was confirmed.
-// KEYS: hints hash. ARGV: session id, hint JSON. Answers 1 when dropped, 0 when a newer one came.
+// KEYS: hint. ARGV: hint JSON. Answers 1 when dropped, 0 when a newer one came.
 var clearHintScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
 return 0
 `)
 
@@ -71,12 +71,15 @@ func (s *Service) receiveHint(ctx context.Context, p Parsed) (Receipt, string, e
 	if p.SessionFromHeader {
 		mustBeKnown = "1"
 	}
-	n, err := hintScript.Run(ctx, s.cfg.Redis, []string{s.k.hints(), s.k.status()}, ev.SessionID, raw, mustBeKnown).Int()
+	n, err := hintScript.Run(ctx, s.cfg.Redis, []string{s.k.hint(ev.SessionID), s.k.status(ev.SessionID)}, raw, mustBeKnown).Int()
 	if err != nil {
 		return Receipt{}, "error", fmt.Errorf("webhooks: keep a session event: %w", err)
 	}
 	if n == 0 {
 		return Receipt{}, "invalid", invalid("X-Webhook-Session", "names a session the gateway does not know, and the signed body names none")
+	}
+	if err := s.cfg.Redis.SAdd(ctx, s.k.hinted(), ev.SessionID).Err(); err != nil {
+		return Receipt{}, "error", fmt.Errorf("webhooks: keep a session event: %w", err)
 	}
 	if c := s.conf.Load(); c != nil {
 		c.nudge(ev.SessionID)
@@ -96,7 +99,7 @@ func (s *Service) confirm(ctx context.Context, sid string, h hint) (string, erro
 		return checkError, fmt.Errorf("read the session's status: %w", err)
 	}
 	status := statusOf(st.Status, st.IsConnected)
-	prev, err := s.cfg.Redis.HGet(ctx, s.k.status(), sid).Result()
+	prev, err := s.cfg.Redis.Get(ctx, s.k.status(sid)).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return checkError, fmt.Errorf("read the last known status: %w", err)
 	}
@@ -197,7 +200,7 @@ func (c *confirmer) run(ctx context.Context) {
 		case sid := <-c.nudges:
 			c.start(ctx, sid)
 		case <-t.C:
-			sids, err := s.cfg.Redis.HKeys(ctx, s.k.hints()).Result()
+			sids, err := s.cfg.Redis.SMembers(ctx, s.k.hinted()).Result()
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("session confirmer: could not list the session events to confirm", "error", err.Error())
@@ -267,11 +270,15 @@ func (c *confirmer) later(sid string, d time.Duration) {
 func (c *confirmer) confirmSession(ctx context.Context, sid string) {
 	s := c.s
 	for ctx.Err() == nil {
-		raw, err := s.cfg.Redis.HGet(ctx, s.k.hints(), sid).Result()
-		if err != nil {
-			return // none left (redis.Nil), or Redis failed: the sweep tries again
+		raw, err := s.cfg.Redis.Get(ctx, s.k.hint(sid)).Result()
+		if errors.Is(err, redis.Nil) {
+			s.unindexHint(ctx, sid)
+			return
 		}
-		d, err := s.limit.Allow(ctx, sid)
+		if err != nil {
+			return // Redis failed: the sweep tries again
+		}
+		d, err := s.limit.Allow(ctx, confirmKey(sid))
 		if err != nil {
 			return
 		}
@@ -295,10 +302,39 @@ func (c *confirmer) confirmSession(ctx context.Context, sid string) {
 		if result == checkChanged {
 			s.log.Info("session status changed, confirmed with Inbox Hub", "sessionId", sid, "type", h.Type)
 		}
-		n, err := clearHintScript.Run(ctx, s.cfg.Redis, []string{s.k.hints()}, sid, raw).Int()
-		if err != nil || n == 1 {
+		n, err := clearHintScript.Run(ctx, s.cfg.Redis, []string{s.k.hint(sid)}, raw).Int()
+		if err != nil {
+			return
+		}
+		if n == 1 {
+			s.unindexHint(ctx, sid)
 			return
 		}
 		// A newer hint came during the read: confirm again, after it.
 	}
+}
+
+// unindexHint takes a session without a hint out of the sweep's index. It is put back when a hint
+// arrived meanwhile (hintScript comes before the index), so that no hint is left unswept.
+func (s *Service) unindexHint(ctx context.Context, sid string) {
+	if err := s.cfg.Redis.SRem(ctx, s.k.hinted(), sid).Err(); err != nil {
+		return
+	}
+	if n, err := s.cfg.Redis.Exists(ctx, s.k.hint(sid)).Result(); err != nil || n == 1 {
+		s.cfg.Redis.SAdd(ctx, s.k.hinted(), sid)
+	}
+}
+
+// KnownStatus is the session's last known status ("" when the gateway has seen none).
+func (s *Service) KnownStatus(ctx context.Context, sid string) (string, error) {
+	st, err := s.cfg.Redis.Get(ctx, s.k.status(sid)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return st, err
+}
+
+// HintsWaiting is how many sessions may hold a session event not confirmed yet.
+func (s *Service) HintsWaiting(ctx context.Context) (int64, error) {
+	return s.cfg.Redis.SCard(ctx, s.k.hinted()).Result()
 }

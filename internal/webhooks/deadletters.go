@@ -111,6 +111,9 @@ func (s *Service) DeadLetters(ctx context.Context, page, limit int) (DeadLetterP
 	return out, nil
 }
 
+// replayClaim bounds how long a replay holds a dead letter.
+const replayClaim = time.Minute
+
 // Replay sends a dead letter again: it goes to the tail of its session's outbox (after the events
 // waiting there) and leaves the dead letters. ErrDeadLetterNotFound when there is none with that
 // id; ErrForwardingDisabled when events are not forwarded.
@@ -129,14 +132,25 @@ func (s *Service) Replay(ctx context.Context, id string) (DeadLetter, error) {
 	if err := json.Unmarshal([]byte(str), &r); err != nil || !ValidSessionID(r.SessionID) {
 		return DeadLetter{}, fmt.Errorf("%w: %s", errUnreadable, id)
 	}
-	n, err := replayScript.Run(ctx, s.cfg.Redis,
-		[]string{s.k.dead(), s.k.deadIndex(), s.k.outbox(r.SessionID), s.k.pending()},
-		id, r.SessionID, string(r.Event)).Int()
-	if err != nil {
+	// Claimed (so that a concurrent replay does not send it twice), put back at the tail of its
+	// outbox, then dropped: a replay that dies midway leaves the dead letter, not a lost event.
+	claim := s.k.replaying(id)
+	if err := claimDeadScript.Run(ctx, s.cfg.Redis, []string{s.k.dead(), claim}, id, replayClaim.Milliseconds()).Err(); err != nil {
+		if errors.Is(err, redis.Nil) {
+			return DeadLetter{}, ErrDeadLetterNotFound // replayed by someone else meanwhile
+		}
 		return DeadLetter{}, fmt.Errorf("webhooks: replay dead letter: %w", err)
 	}
-	if n == 0 {
-		return DeadLetter{}, ErrDeadLetterNotFound // replayed by someone else meanwhile
+	if err := s.cfg.Redis.SAdd(ctx, s.k.pending(), r.SessionID).Err(); err != nil {
+		s.cfg.Redis.Del(context.WithoutCancel(ctx), claim)
+		return DeadLetter{}, fmt.Errorf("webhooks: replay dead letter: %w", err)
+	}
+	if err := s.cfg.Redis.RPush(ctx, s.k.outbox(r.SessionID), string(r.Event)).Err(); err != nil {
+		s.cfg.Redis.Del(context.WithoutCancel(ctx), claim)
+		return DeadLetter{}, fmt.Errorf("webhooks: replay dead letter: %w", err)
+	}
+	if err := dropDeadScript.Run(ctx, s.cfg.Redis, []string{s.k.dead(), s.k.deadIndex(), claim}, id).Err(); err != nil {
+		s.log.Warn("a replayed dead letter is still listed; it goes away when the list is trimmed", "eventId", id, "error", err.Error())
 	}
 	s.log.Info("dead letter replayed", "eventId", id, "sessionId", r.SessionID, "type", r.Type)
 	if f := s.fwd.Load(); f != nil {

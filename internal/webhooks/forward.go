@@ -130,9 +130,17 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 	for ctx.Err() == nil {
 		head, err := s.cfg.Redis.LIndex(ctx, outbox, 0).Result()
 		if errors.Is(err, redis.Nil) {
-			n, err := releaseIfEmptyScript.Run(ctx, s.cfg.Redis, []string{lock, outbox, s.k.pending()}, token, sid).Int()
+			// Out of the index first: an event appended after the release is indexed again by
+			// its ingest, one appended before keeps this drainer going.
+			if err := s.cfg.Redis.SRem(ctx, s.k.pending(), sid).Err(); err != nil {
+				return
+			}
+			n, err := releaseIfEmptyScript.Run(ctx, s.cfg.Redis, []string{lock, outbox}, token).Int()
+			if err != nil || n != 1 {
+				s.cfg.Redis.SAdd(context.WithoutCancel(ctx), s.k.pending(), sid)
+			}
 			if err != nil || n != 0 {
-				released = err == nil
+				released = err == nil && n == 1
 				return
 			}
 			continue // an event arrived meanwhile
@@ -152,8 +160,15 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 		if lastErr != nil {
 			deadID, record = deadLetterOf(head, sid, attempts, lastErr, now)
 		}
-		n, err := popScript.Run(ctx, s.cfg.Redis, []string{outbox, lock, s.k.dead(), s.k.deadIndex()},
-			token, head, deadID, record, now.UnixMilli(), s.cfg.MaxDeadLetters).Int()
+		if deadID != "" {
+			// Kept before it leaves the outbox: a drainer that dies between the two delivers it
+			// again rather than losing it.
+			if err := deadScript.Run(ctx, s.cfg.Redis, []string{s.k.dead(), s.k.deadIndex()},
+				deadID, record, now.UnixMilli(), s.cfg.MaxDeadLetters).Err(); err != nil {
+				return
+			}
+		}
+		n, err := popScript.Run(ctx, s.cfg.Redis, []string{outbox, lock}, token, head).Int()
 		if err != nil || n < 0 {
 			return
 		}

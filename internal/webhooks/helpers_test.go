@@ -55,7 +55,7 @@ func sessionBody(event, sid string) string {
 // testService is a service over a fresh Redis database with short timings, and what it calls.
 type testService struct {
 	*Service
-	rdb      *redis.Client
+	rdb      redis.UniversalClient
 	reg      *prometheus.Registry
 	cache    *fakeCache
 	sync     *fakeSync
@@ -63,7 +63,7 @@ type testService struct {
 }
 
 // newTestService builds (and, when start, starts) a service; mod adjusts its configuration.
-func newTestService(t *testing.T, rdb *redis.Client, start bool, mod func(*Config)) *testService {
+func newTestService(t *testing.T, rdb redis.UniversalClient, start bool, mod func(*Config)) *testService {
 	t.Helper()
 	if rdb == nil {
 		rdb = redistest.New(t)

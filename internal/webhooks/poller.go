@@ -2,9 +2,12 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
@@ -115,13 +118,6 @@ func (p *poller) pollEvery(ctx context.Context) {
 // known. A session seen for the first time is only recorded.
 func (p *poller) pollOnce(ctx context.Context) {
 	s := p.s
-	known, err := s.cfg.Redis.HGetAll(ctx, s.k.status()).Result()
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("status poller: could not read the known statuses", "error", err.Error())
-		}
-		return
-	}
 	for sess, err := range s.cfg.Sessions.AllSessions(quota.WithBackground(ctx), upstream.MaxLimit) {
 		if err != nil {
 			if ctx.Err() == nil {
@@ -134,12 +130,18 @@ func (p *poller) pollOnce(ctx context.Context) {
 			continue
 		}
 		status := statusOf(sess.Status, sess.IsConnected)
-		prev, ok := known[sid]
-		if !ok {
-			if err := s.cfg.Redis.HSetNX(ctx, s.k.status(), sid, status).Err(); err != nil && ctx.Err() == nil {
+		prev, err := s.cfg.Redis.Get(ctx, s.k.status(sid)).Result()
+		if errors.Is(err, redis.Nil) {
+			if err := s.cfg.Redis.SetNX(ctx, s.k.status(sid), status, 0).Err(); err != nil && ctx.Err() == nil {
 				s.log.Warn("status poller: could not record a status", "sessionId", sid, "error", err.Error())
 			}
 			continue
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("status poller: could not read the known status", "sessionId", sid, "error", err.Error())
+			}
+			return
 		}
 		if prev == status {
 			continue

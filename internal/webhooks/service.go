@@ -44,18 +44,22 @@
 // cache (the poller reads the upstream live, at background priority), or drop an event the CRM has
 // not accepted: it is delivered, or kept as a dead letter.
 //
-// Redis layout (prefix DefaultKeyPrefix, one Cluster slot):
+// Redis layout (prefix DefaultKeyPrefix). A session's keys carry its hash tag, so that every
+// script touches one Redis Cluster slot while sessions spread over the cluster; the fleet-wide
+// keys are indexes of session ids, the bounded dead letters and the poller's lease:
 //
-//	seen:{eventId}          string with a TTL: the event was accepted (dedupe)
-//	status                  hash: session id -> last known status (connected, qr_pending, ...)
-//	outbox:{sid}            list of event JSON, oldest first: the session's events not yet delivered
-//	outbox:{sid}:lock       string with a lease: the drainer of the session's outbox
-//	outbox-pending          set of session ids whose outbox may hold events
-//	hints                   hash: session id -> its latest unconfirmed session event (JSON)
-//	confirm:{sid}           GCRA state of the session's confirming reads (package quota)
-//	dead                    hash: event id -> dead letter record (JSON)
-//	dead-index              sorted set of event ids by the time they failed
-//	poller-leader           string with a lease: the replica that polls
+//	{s:<sid>}:seen:<eventId>  string with a TTL: the event was accepted (dedupe)
+//	{s:<sid>}:status          string: the session's last known status (connected, qr_pending, ...)
+//	{s:<sid>}:hint            string: its latest unconfirmed session event (JSON)
+//	{s:<sid>}:outbox          list of event JSON, oldest first: the session's events not yet delivered
+//	{s:<sid>}:outbox:lock     string with a lease: the drainer of the session's outbox
+//	confirm:{s:<sid>}         GCRA state of the session's confirming reads (package quota)
+//	outbox-pending            set of session ids whose outbox may hold events
+//	hinted                    set of session ids that may hold a hint
+//	{dead}:records            hash: event id -> dead letter record (JSON)
+//	{dead}:index              sorted set of event ids by the time they failed
+//	{dead}:replaying:<id>     string with a TTL: a replay holds the dead letter
+//	poller-leader             string with a lease: the replica that polls
 package webhooks
 
 import (
@@ -289,6 +293,9 @@ func (c *Config) defaults() error {
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
+	if strings.ContainsAny(c.KeyPrefix, "{}") {
+		return errors.New("webhooks: KeyPrefix must not hold braces (the keys carry their own hash tags)")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -333,7 +340,7 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, err := quota.NewKeyed(cfg.Redis, cfg.ConfirmRate, cfg.KeyPrefix+"confirm:")
+	limit, err := quota.NewKeyed(cfg.Redis, cfg.ConfirmRate, keys{prefix: cfg.KeyPrefix}.confirmPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: confirm rate: %w", err)
 	}
@@ -663,11 +670,23 @@ func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool
 	if s.Forwarding() {
 		forward = string(raw)
 	}
+	if forward != "" {
+		// Indexed before the append too: a drainer that empties the index meanwhile still finds
+		// the event (see releaseIfEmptyScript), and one that dies after the append left a mark.
+		if err := s.cfg.Redis.SAdd(ctx, s.k.pending(), ev.SessionID).Err(); err != nil {
+			return false, fmt.Errorf("webhooks: accept event: %w", err)
+		}
+	}
 	res, err := ingestScript.Run(ctx, s.cfg.Redis,
-		[]string{s.k.dedupe(ev.ID), s.k.status(), s.k.outbox(ev.SessionID), s.k.pending()},
-		s.cfg.DedupeTTL.Milliseconds(), ev.SessionID, status, prevStatus, forward).Int()
+		[]string{s.k.dedupe(ev.SessionID, ev.ID), s.k.status(ev.SessionID), s.k.outbox(ev.SessionID)},
+		s.cfg.DedupeTTL.Milliseconds(), status, prevStatus, forward).Int()
 	if err != nil {
 		return false, fmt.Errorf("webhooks: accept event: %w", err)
+	}
+	if res == ingestAccepted && forward != "" {
+		if err := s.cfg.Redis.SAdd(ctx, s.k.pending(), ev.SessionID).Err(); err != nil {
+			s.log.Warn("could not index a session's outbox; its drainer or the next event finds it", "sessionId", ev.SessionID, "error", err.Error())
+		}
 	}
 	if res != ingestAccepted {
 		return false, nil

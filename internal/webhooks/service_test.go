@@ -112,7 +112,7 @@ func TestSessionEventsInvalidateAndQueueTheSync(t *testing.T) {
 	eventually(t, 3*time.Second, "the automatic sync queued", func() bool {
 		return slices.Equal(ts.sync.queued(), []string{"sess_qr/auto"})
 	})
-	if st, _ := ts.rdb.HGet(ctx, ts.k.status(), "sess_qr").Result(); st != StatusConnected {
+	if st, _ := ts.rdb.Get(ctx, ts.k.status("sess_qr")).Result(); st != StatusConnected {
 		t.Errorf("last known status %q", st)
 	}
 	// A message invalidates the session's lists, in its task.
@@ -349,8 +349,9 @@ func TestPollerEmitsChangesNoWebhookReported(t *testing.T) {
 	ctx := context.Background()
 	// First sightings are recorded, not reported.
 	eventually(t, 3*time.Second, "statuses recorded", func() bool {
-		m, _ := ts.rdb.HGetAll(ctx, ts.k.status()).Result()
-		return m["poll_1"] == StatusConnected && m["poll_2"] == StatusQRPending
+		p1, _ := ts.rdb.Get(ctx, ts.k.status("poll_1")).Result()
+		p2, _ := ts.rdb.Get(ctx, ts.k.status("poll_2")).Result()
+		return p1 == StatusConnected && p2 == StatusQRPending
 	})
 	if !ts.IsLeader() || ts.counter("poller_leader", nil) != 1 {
 		t.Fatal("the only replica is not the leader")
@@ -489,7 +490,7 @@ func TestReplayedDeliveriesChangeNothing(t *testing.T) {
 	settled := func(what string, events int) {
 		t.Helper()
 		eventually(t, 3*time.Second, what, func() bool {
-			n, _ := ts.rdb.HLen(ctx, ts.k.hints()).Result()
+			n, _ := ts.rdb.SCard(ctx, ts.k.hinted()).Result()
 			return n == 0 && len(sink.received()) >= events
 		})
 		time.Sleep(150 * time.Millisecond) // room for a wrong extra event to show
@@ -545,7 +546,7 @@ func TestReplayedDeliveriesChangeNothing(t *testing.T) {
 			t.Fatalf("re-targeted to %s: %v", other, err)
 		}
 	}
-	if n, _ := ts.rdb.HLen(ctx, ts.k.hints()).Result(); n != 0 {
+	if n, _ := ts.rdb.SCard(ctx, ts.k.hinted()).Result(); n != 0 {
 		t.Errorf("a re-targeted delivery left %d hints", n)
 	}
 
@@ -601,7 +602,7 @@ func TestSessionEventFloodCostsBoundedReads(t *testing.T) {
 	})
 	ctx := context.Background()
 	ts.statuses.set("abc_123", "connected")
-	if err := ts.rdb.HSet(ctx, ts.k.status(), "abc_123", StatusConnected).Err(); err != nil {
+	if err := ts.rdb.Set(ctx, ts.k.status("abc_123"), StatusConnected, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	body := sessionBody("session.connected", "abc_123")
@@ -640,7 +641,7 @@ func TestHeaderOnlySession(t *testing.T) {
 		t.Error("an unknown header session was read upstream")
 	}
 	ts.statuses.set("known_1", "disconnected")
-	if err := ts.rdb.HSet(ctx, ts.k.status(), "known_1", StatusConnected).Err(); err != nil {
+	if err := ts.rdb.Set(ctx, ts.k.status("known_1"), StatusConnected, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := ts.Receive(ctx, replayed(body, "known_1", 0))
@@ -648,7 +649,7 @@ func TestHeaderOnlySession(t *testing.T) {
 		t.Fatalf("%+v %v", rec, err)
 	}
 	eventually(t, 3*time.Second, "the drop confirmed", func() bool {
-		st, _ := ts.rdb.HGet(ctx, ts.k.status(), "known_1").Result()
+		st, _ := ts.rdb.Get(ctx, ts.k.status("known_1")).Result()
 		return st == StatusDisconnected
 	})
 }

@@ -100,7 +100,7 @@ func TestSpoolKeepsDeliveriesWhileRedisIsDown(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	eventually(t, 3*time.Second, "the session event confirmed", func() bool {
-		st, _ := ts.rdb.HGet(ctx, ts.k.status(), "abc_123").Result()
+		st, _ := ts.rdb.Get(ctx, ts.k.status("abc_123")).Result()
 		return st == StatusDisconnected
 	})
 	var ids []string

@@ -7,24 +7,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultKeyPrefix is the prefix of every Redis key of the package. Its hash tag keeps them in one
-// Redis Cluster slot, so that the scripts below may touch several of them at once.
-const DefaultKeyPrefix = "{inboxhub-gateway:webhooks}:"
+// DefaultKeyPrefix is the prefix of every Redis key of the package. A prefix holds no braces: the
+// keys carry their own hash tags (see keys).
+const DefaultKeyPrefix = "inboxhub-gateway:webhooks:"
 
-// keys names the Redis keys (see the package documentation for the layout).
+// keys names the Redis keys (see the package documentation for the layout). A session's keys
+// (dedupe, last status, hint, outbox and its lock, confirm rate) carry its hash tag {s:<session>},
+// so that each script touches one slot and sessions spread over a Redis Cluster. The fleet-wide
+// keys are few and small: the indexes of sessions with work waiting, the dead letters (their own
+// tag, one slot) and the poller's lease.
 type keys struct{ prefix string }
 
-func (k keys) dedupe(eventID string) string { return k.prefix + "seen:" + eventID }
-func (k keys) status() string               { return k.prefix + "status" }
-func (k keys) outbox(sessionID string) string {
-	return k.prefix + "outbox:" + sessionID
-}
-func (k keys) outboxLock(sessionID string) string { return k.prefix + "outbox:" + sessionID + ":lock" }
-func (k keys) pending() string                    { return k.prefix + "outbox-pending" }
-func (k keys) dead() string                       { return k.prefix + "dead" }
-func (k keys) deadIndex() string                  { return k.prefix + "dead-index" }
-func (k keys) leader() string                     { return k.prefix + "poller-leader" }
-func (k keys) hints() string                      { return k.prefix + "hints" }
+func (k keys) session(sid string) string         { return k.prefix + "{s:" + sid + "}:" }
+func (k keys) dedupe(sid, eventID string) string { return k.session(sid) + "seen:" + eventID }
+func (k keys) status(sid string) string          { return k.session(sid) + "status" }
+func (k keys) hint(sid string) string            { return k.session(sid) + "hint" }
+func (k keys) outbox(sid string) string          { return k.session(sid) + "outbox" }
+func (k keys) outboxLock(sid string) string      { return k.session(sid) + "outbox:lock" }
+func (k keys) confirmPrefix() string             { return k.prefix + "confirm:" }
+func (k keys) pending() string                   { return k.prefix + "outbox-pending" }
+func (k keys) hinted() string                    { return k.prefix + "hinted" }
+func (k keys) dead() string                      { return k.prefix + "{dead}:records" }
+func (k keys) deadIndex() string                 { return k.prefix + "{dead}:index" }
+func (k keys) replaying(id string) string        { return k.prefix + "{dead}:replaying:" + id }
+func (k keys) leader() string                    { return k.prefix + "poller-leader" }
+func confirmKey(sid string) string               { return "{s:" + sid + "}" }
 
 // Answers of ingestScript.
 const (
@@ -36,69 +43,77 @@ const (
 // ingestScript accepts an event once: it claims the event's dedupe key, records a session's new
 // status, and appends the event to its session's outbox, all or nothing. Appending here, in the
 // request that received the webhook, is what fixes the order in which the CRM gets a session's
-// events: the order of arrival.
-// KEYS: dedupe, status hash, outbox, pending set. ARGV: dedupe TTL ms, session id, new status (""
-// = not a session event), expected previous status ("*" = any; the poller passes what it read, so
-// a webhook that reported the change meanwhile wins), event JSON ("" = not forwarded).
+// events: the order of arrival. (The caller adds the session to the pending index around it.)
+// KEYS: dedupe, status, outbox. ARGV: dedupe TTL ms, new status ("" = not a session event),
+// expected previous status ("*" = any; the poller passes what it read, so a webhook that reported
+// the change meanwhile wins), event JSON ("" = not forwarded).
 var ingestScript = redis.NewScript(`
-if ARGV[3] ~= '' and ARGV[4] ~= '*' then
-  local cur = redis.call('HGET', KEYS[2], ARGV[2]) or ''
-  if cur ~= ARGV[4] then return -1 end
+if ARGV[2] ~= '' and ARGV[3] ~= '*' then
+  local cur = redis.call('GET', KEYS[2]) or ''
+  if cur ~= ARGV[3] then return -1 end
 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[1])) then return 0 end
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
-if ARGV[5] ~= '' then
-  redis.call('RPUSH', KEYS[3], ARGV[5])
-  redis.call('SADD', KEYS[4], ARGV[2])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
+if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
+return 1
+`)
+
+// deadScript records a dead letter, keeping the newest ARGV[4].
+// KEYS: dead hash, dead index. ARGV: id, record, failed-at ms, dead letters kept.
+var deadScript = redis.NewScript(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[3]), ARGV[1])
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if excess > 0 then
+  local old = redis.call('ZRANGE', KEYS[2], 0, excess - 1)
+  for _, id in ipairs(old) do redis.call('HDEL', KEYS[1], id) end
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, excess - 1)
 end
 return 1
 `)
 
-// popScript removes the head of an outbox after it was delivered, or moves it to the dead letters,
+// popScript removes the head of an outbox after it was delivered (or recorded as a dead letter),
 // if the caller still holds the outbox's lock and the head is still the event it handled.
-// KEYS: outbox, lock, dead hash, dead index. ARGV: lock token, head, dead letter id ("" = delivered),
-// dead letter record, failed-at ms, dead letters kept.
+// KEYS: outbox, lock. ARGV: lock token, head.
 // Answers 1 when done, 0 when the head changed, -1 when the lock is lost.
 var popScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[1])
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-  redis.call('ZADD', KEYS[4], tonumber(ARGV[5]), ARGV[3])
-  local excess = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[6])
-  if excess > 0 then
-    local old = redis.call('ZRANGE', KEYS[4], 0, excess - 1)
-    for _, id in ipairs(old) do redis.call('HDEL', KEYS[3], id) end
-    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, excess - 1)
-  end
-end
 return 1
 `)
 
-// releaseIfEmptyScript frees an outbox's lock only when the outbox is empty (and then drops the
-// session from the pending set). Being atomic with ingestScript's append, it leaves no event
-// behind: either the append came first and the drainer goes on, or the release did and the next
-// drainer takes the lock.
-// KEYS: lock, outbox, pending set. ARGV: token, session id.
+// releaseIfEmptyScript frees an outbox's lock only when the outbox is empty. Being atomic with
+// ingestScript's append, it leaves no event behind: either the append came first and the drainer
+// goes on, or the release did and the next drainer takes the lock. (The caller takes the session
+// out of the pending index before, and puts it back unless released.)
+// KEYS: lock, outbox. ARGV: token.
 // Answers 1 when released, 0 when events are waiting, -1 when the lock is not held.
 var releaseIfEmptyScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 if redis.call('LLEN', KEYS[2]) > 0 then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[2])
 return 1
 `)
 
-// replayScript moves a dead letter back to the tail of its session's outbox.
-// KEYS: dead hash, dead index, outbox, pending set. ARGV: id, session id, event JSON.
-// Answers 1 when moved, 0 when there is no such dead letter.
-var replayScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+// claimDeadScript takes a dead letter for a replay, unless another replay holds it: the letter
+// stays until the event is back in its outbox (then dropDeadScript removes it), so that a replay
+// that dies midway loses nothing (the claim expires).
+// KEYS: dead hash, replay claim. ARGV: id, claim TTL ms.
+// Answers the record, or false when there is no such dead letter or it is being replayed.
+var claimDeadScript = redis.NewScript(`
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then return false end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', tonumber(ARGV[2])) then return false end
+return rec
+`)
+
+// dropDeadScript removes a replayed dead letter and its claim.
+// KEYS: dead hash, dead index, replay claim. ARGV: id.
+var dropDeadScript = redis.NewScript(`
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('RPUSH', KEYS[3], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[2])
+redis.call('DEL', KEYS[3])
 return 1
 `)
 
