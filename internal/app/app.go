@@ -31,7 +31,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/passthrough"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/recovery"
-	"github.com/inboxhub-gateway/gateway/internal/redisurl"
+	"github.com/inboxhub-gateway/gateway/internal/redisconn"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
@@ -62,7 +62,7 @@ func buildInfo(version string) prometheus.Collector {
 
 // App is one gateway replica.
 type App struct {
-	Store     *cache.Store
+	Store     *redisconn.Store
 	Registry  *prometheus.Registry
 	Readiness *handlers.Readiness
 	// Streams ends the open event streams when the replica stops (see Drain).
@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 	a.metrics = prometheus.WrapRegistererWithPrefix(MetricPrefix, a.Registry)
 	a.metrics.MustRegister(buildInfo(version))
 
-	a.Store, err = cache.Open(ctx, cfg.RedisURL.Reveal(), logger)
+	a.Store, err = redisconn.Open(ctx, cfg.RedisURL.Reveal(), logger)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -293,7 +293,7 @@ func (a *App) Close() {
 // config (which imports none of them), for config.Load: REDIS_URL must be a URL the store can open.
 func ConfigChecks() []config.Check {
 	return []config.Check{{Var: "REDIS_URL", Valid: func(v string) error {
-		if _, err := redisurl.Parse(v); err != nil {
+		if _, err := redisconn.Parse(v); err != nil {
 			return errors.New(strings.TrimPrefix(err.Error(), "REDIS_URL: "))
 		}
 		return nil

@@ -1,12 +1,4 @@
-// Package cache opens the gateway's Redis connection and keeps the gateway's cached state in it.
-//
-// The connection (store.go): with REDIS_URL set it connects to one Redis server, a
-// Sentinel-managed master or a Redis Cluster (the URL is read by package redisurl); without it, it
-// starts an embedded in-process Redis-compatible server (miniredis) with no listener and connects
-// to it over in-memory connections (embedded.go), so no other process can reach it. Either way the
-// rest of the program holds one redis.UniversalClient and only ever speaks Redis, so there is a
-// single code path to test. (The connection is to move to a package of its
-// own.)
+// Package cache keeps the gateway's cached state in Redis (the connection is package redisconn's).
 //
 // The read cache (readthrough.go, upstream.go, local.go): ReadThrough keeps upstream answers in
 // Redis, shared by every replica, with fresh, stale-while-revalidate and stale-if-error windows

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/redisconn"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -519,7 +520,7 @@ func TestRecorderReportsTheWorstRead(t *testing.T) {
 
 // TestEmbeddedStore runs the cache on the embedded store of demo mode: its scripts must work there too.
 func TestEmbeddedStore(t *testing.T) {
-	s, err := Open(context.Background(), "", slog.New(slog.DiscardHandler))
+	s, err := redisconn.Open(context.Background(), "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/inboxhub-gateway/gateway/internal/redisurl"
+	"github.com/inboxhub-gateway/gateway/internal/redisconn"
 )
 
 // The environment variables through which the test script hands its shared topologies to the
-// tests, as REDIS_URLs of the forms package redisurl reads.
+// tests, as REDIS_URLs of the forms package redisconn reads.
 const (
 	ClusterURLEnv  = "TEST_REDIS_CLUSTER_URL"
 	SentinelURLEnv = "TEST_REDIS_SENTINEL_URL"
@@ -339,7 +339,7 @@ func OnSentinel(t testing.TB) Topology {
 // open builds the gateway's own kind of client for a REDIS_URL, closed when the test ends.
 func open(t testing.TB, redisURL string) redis.UniversalClient {
 	t.Helper()
-	target, err := redisurl.Parse(redisURL)
+	target, err := redisconn.Parse(redisURL)
 	if err != nil {
 		t.Fatalf("test topology: %v", err)
 	}

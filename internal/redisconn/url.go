@@ -1,12 +1,4 @@
-// Package redisurl reads REDIS_URL into the options of a go-redis client: one server, a
-// Sentinel-managed master or a Redis Cluster. The parsing is go-redis' own (ParseURL,
-// ParseClusterURL, ParseFailoverURL); this package only picks the parser by scheme, accepts
-// comma-separated node lists, refuses options that would break read-your-writes, and applies the
-// gateway's bounds on timeouts and retries.
-//
-// It must not open a connection or repeat a password in an error; it imports nothing of the
-// gateway, so that configuration checks, the store and the test helpers can all use it.
-package redisurl
+package redisconn
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package redisurl
+package redisconn
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-package cache
+package redisconn_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/redisconn"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
 )
 
@@ -24,7 +25,7 @@ func TestStoreSpeaksRedis(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 
-	embedded, err := Open(ctx, "", logger)
+	embedded, err := redisconn.Open(ctx, "", logger)
 	if err != nil {
 		t.Fatalf("open embedded: %v", err)
 	}
@@ -39,7 +40,7 @@ func TestStoreSpeaksRedis(t *testing.T) {
 
 	for _, top := range redistest.Topologies(t) {
 		t.Run(top.Name, func(t *testing.T) {
-			s, err := Open(ctx, top.URL, logger)
+			s, err := redisconn.Open(ctx, top.URL, logger)
 			if err != nil {
 				t.Fatalf("open %s: %v", top.Name, err)
 			}
@@ -108,7 +109,7 @@ func speaksRedis(t *testing.T, c redis.UniversalClient, prefix string) {
 func TestStoreSpreadsOverCluster(t *testing.T) {
 	ctx := context.Background()
 	top := redistest.OnCluster(t)
-	s, err := Open(ctx, top.URL, slog.New(slog.DiscardHandler))
+	s, err := redisconn.Open(ctx, top.URL, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open cluster: %v", err)
 	}
@@ -153,7 +154,7 @@ func TestStoreSpreadsOverCluster(t *testing.T) {
 func TestStoreFollowsSentinelFailover(t *testing.T) {
 	ctx := context.Background()
 	set := redistest.StartSentinel(t)
-	s, err := Open(ctx, set.URL(1), slog.New(slog.DiscardHandler))
+	s, err := redisconn.Open(ctx, set.URL(1), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("open sentinel: %v", err)
 	}
@@ -205,7 +206,7 @@ func TestOpenUnreachable(t *testing.T) {
 	url := srv.URL()
 	srv.Stop()
 	ctx := context.Background()
-	_, err := Open(ctx, url, slog.New(slog.DiscardHandler))
+	_, err := redisconn.Open(ctx, url, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Fatal("Open of a stopped Redis succeeded")
 	}

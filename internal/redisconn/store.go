@@ -1,4 +1,4 @@
-package cache
+package redisconn
 
 import (
 	"context"
@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/inboxhub-gateway/gateway/internal/redisurl"
 )
 
 // Store is the gateway's Redis connection.
@@ -41,7 +39,7 @@ func Open(ctx context.Context, redisURL string, logger *slog.Logger) (*Store, er
 		}
 		return s, nil
 	}
-	target, err := redisurl.Parse(redisURL)
+	target, err := Parse(redisURL)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +55,7 @@ func Open(ctx context.Context, redisURL string, logger *slog.Logger) (*Store, er
 // few hundred milliseconds (the token source then serves its in-memory token) instead of
 // go-redis' default waits.
 func withTimeouts(o *redis.UniversalOptions) *redis.UniversalOptions {
-	redisurl.Limits{Dial: &o.DialTimeout, Read: &o.ReadTimeout, Write: &o.WriteTimeout, Retries: &o.MaxRetries, ContextTimeout: &o.ContextTimeoutEnabled}.Fill()
+	Limits{Dial: &o.DialTimeout, Read: &o.ReadTimeout, Write: &o.WriteTimeout, Retries: &o.MaxRetries, ContextTimeout: &o.ContextTimeoutEnabled}.Fill()
 	return o
 }
 
