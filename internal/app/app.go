@@ -329,25 +329,21 @@ func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog
 	}, quota.WithReserve(cfg.Upstream.Reserve), quota.WithLocalFallback(cfg.Upstream.QuotaFallback),
 		quota.WithMetrics(a.metrics), quota.WithLogger(logger.With("component", "quota")))
 
-	// The client needs the token source (to authorise calls) and the source needs the client (to
-	// log in): the client gets a reference that is filled before any call is made.
-	ref := &tokenRef{}
-	client, err := upstream.New(cfg.Upstream.BaseURL, upstream.Credentials{
+	// Built as with golang.org/x/oauth2: the token source logs in through the plain client, and the
+	// API is called through the client authorised by that source (sharing quota, breaker, metrics).
+	login, err := upstream.New(cfg.Upstream.BaseURL, upstream.Credentials{
 		Identifier: cfg.Upstream.Identifier.Reveal(),
 		Password:   cfg.Upstream.Password.Reveal(),
 		APIKey:     cfg.Upstream.APIKey.Reveal(),
 	}, append([]upstream.Option{
 		upstream.WithTimeout(cfg.Upstream.Timeout),
 		upstream.WithLimiter(a.Quota),
-		upstream.WithTokens(ref),
 		upstream.WithMetrics(a.metrics),
 		upstream.WithLogger(logger.With("component", "upstream")),
 	}, o.upstreamOpts...)...)
 	if err != nil {
 		return fmt.Errorf("upstream client: %w", err)
 	}
-	a.Upstream = client
-
 	tokenOpts := []tokens.Option{
 		tokens.WithRefreshAt(cfg.TokenRefreshAt, 0.05),
 		tokens.WithUpstreamTimeout(cfg.Upstream.Timeout),
@@ -357,12 +353,12 @@ func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog
 	if cfg.TokenEncryption.CurrentID != "" {
 		tokenOpts = append(tokenOpts, tokens.WithEncryptionKeys(cfg.TokenEncryption.CurrentID, cfg.TokenEncryption.Keys))
 	}
-	src, err := tokens.New(a.Store.Client, client, append(tokenOpts, o.tokenOpts...)...)
+	src, err := tokens.New(a.Store.Client, login, append(tokenOpts, o.tokenOpts...)...)
 	if err != nil {
 		return fmt.Errorf("token source: %w", err)
 	}
-	ref.src = src
-	a.Tokens = src
+	client := login.Authorized(src)
+	a.Upstream, a.Tokens = client, src
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -448,10 +444,3 @@ type liveStatus struct {
 func (l liveStatus) SessionStatus(ctx context.Context, sessionID string) (upstream.SessionStatus, error) {
 	return l.live.SessionStatus(ctx, sessionID)
 }
-
-// tokenRef lets the upstream client use the token source that is built after it.
-type tokenRef struct{ src *tokens.Source }
-
-func (r *tokenRef) Token(ctx context.Context) (upstream.AccessToken, error) { return r.src.Token(ctx) }
-
-func (r *tokenRef) Rejected(ctx context.Context, t upstream.AccessToken) { r.src.Rejected(ctx, t) }

@@ -86,9 +86,9 @@ type Status struct {
 	StoreError string `json:"storeError,omitempty"`
 }
 
-var _ upstream.TokenProvider = (*Source)(nil)
+var _ upstream.TokenSource = (*Source)(nil)
 
-// Source hands out the upstream bearer token; it implements upstream.TokenProvider. Create it
+// Source hands out the upstream bearer token; it implements upstream.TokenSource. Create it
 // with New, run Start in a goroutine for background refresh, and Close it (or end Start's context)
 // on shutdown. It is safe for concurrent use.
 type Source struct {

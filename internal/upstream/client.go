@@ -3,7 +3,7 @@
 // Every call goes through one pipeline: a circuit breaker (checked first, so that an open breaker
 // spends no quota), the shared quota (Limiter), a per-attempt timeout, retries of idempotent
 // requests with backoff and jitter, credentials injection (X-API-Key always, a bearer token when a
-// TokenProvider is configured), one retry with a fresh token after a 401 that the profile route
+// TokenSource is configured), one retry with a fresh token after a 401 that the profile route
 // confirms is about the token (one check per token generation, tokencheck.go), and the
 // translation of error answers into *Error values that match the sentinel errors of contract.go
 // with errors.Is.
@@ -14,7 +14,7 @@
 // the mapping between the two session ids) and the call pipeline. It must not repeat a request
 // that may have reached the upstream unless the request is idempotent (a send is never sent
 // twice), follow redirects, cache answers, or know about the gateway's callers, the CRM or Redis:
-// the quota and the token come in through the Limiter and TokenProvider interfaces.
+// the quota and the token come in through the Limiter and TokenSource interfaces.
 package upstream
 
 import (
@@ -91,7 +91,7 @@ type Option func(*settings)
 
 type settings struct {
 	hc              *http.Client
-	tokens          TokenProvider
+	tokens          TokenSource
 	limiter         Limiter
 	timeout         time.Duration
 	maxAttempts     int
@@ -108,8 +108,9 @@ type settings struct {
 // gateway never follows upstream redirects, which would carry X-API-Key to another host.
 func WithHTTPClient(hc *http.Client) Option { return func(s *settings) { s.hc = hc } }
 
-// WithTokens sets where bearer tokens come from; without it no Authorization header is sent.
-func WithTokens(p TokenProvider) Option { return func(s *settings) { s.tokens = p } }
+// WithTokenSource sets where bearer tokens come from; without it no Authorization header is sent.
+// A token source that logs in through the client itself is given with Authorized instead.
+func WithTokenSource(src TokenSource) Option { return func(s *settings) { s.tokens = src } }
 
 // WithLimiter sets the shared upstream quota, asked before every attempt.
 func WithLimiter(l Limiter) Option { return func(s *settings) { s.limiter = l } }
@@ -145,7 +146,7 @@ type Client struct {
 	base    string // scheme://host[/prefix], without a trailing slash
 	creds   Credentials
 	hc      *http.Client
-	tokens  TokenProvider
+	tokens  TokenSource
 	limiter Limiter
 	timeout time.Duration
 	retry   retryPolicy
@@ -155,8 +156,8 @@ type Client struct {
 	log     *slog.Logger
 
 	ids       *sessionIDs
-	resolving singleflight.Group
-	checks    tokenChecks // 401s confirmed before the token is dropped (tokencheck.go)
+	resolving *singleflight.Group
+	checks    *tokenChecks // 401s confirmed before the token is dropped (tokencheck.go)
 }
 
 // New returns a client of the upstream at baseURL (for example https://api.inbox-hub.com, without
@@ -220,9 +221,24 @@ func New(baseURL string, creds Credentials, opts ...Option) (*Client, error) {
 		metrics: m,
 		log:     log,
 		ids:     newSessionIDs(),
+
+		resolving: &singleflight.Group{},
+		checks:    &tokenChecks{},
 	}
 	c.breaker = newBreaker(s.breakerFailures, s.breakerOpenFor, m, log)
 	return c, nil
+}
+
+// Authorized returns a client whose bearer calls carry src's tokens and that shares everything
+// else with c: the HTTP transport, the quota, the circuit breaker, the metrics, the learnt session
+// ids and the checks of 401s. It is how a token source that logs in through this client is wired
+// without a cycle, as with golang.org/x/oauth2 (a Config's token endpoint, then NewClient with the
+// TokenSource): the source logs in and refreshes through c, whose login and refresh calls send no
+// bearer token, and the API is called through the client returned. c itself is not changed.
+func (c *Client) Authorized(src TokenSource) *Client {
+	a := *c
+	a.tokens = src
+	return &a
 }
 
 func parseBaseURL(raw string) (string, error) {

@@ -28,7 +28,7 @@ func TestHeaders(t *testing.T) {
 	f.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"success": true, "version": "2.0.0", "timestamp": "2025-11-07T10:00:00Z"})
 	})
-	c := f.client(WithTokens(newTokens("tok-1")))
+	c := f.client(WithTokenSource(newTokens("tok-1")))
 	ctx := context.Background()
 
 	ts, err := c.Login(ctx)
@@ -105,7 +105,7 @@ func TestUnauthorizedRetriesOnceWithNewToken(t *testing.T) {
 				profileAccepts(f)
 			}
 			tokens := newTokens("tok-1", "tok-2")
-			c := f.client(WithTokens(tokens))
+			c := f.client(WithTokenSource(tokens))
 			_, err := c.Contacts(context.Background(), "abc_123", ListParams{})
 			if tt.want == nil && err != nil {
 				t.Fatalf("error %v", err)
@@ -130,7 +130,7 @@ func TestTokenErrorReturnedUnchanged(t *testing.T) {
 	redisDown := errors.New("tokens: redis: connection refused")
 	tokens := newTokens("t")
 	tokens.err = redisDown
-	c := f.client(WithTokens(tokens))
+	c := f.client(WithTokenSource(tokens))
 	_, err := c.Contacts(context.Background(), "abc_123", ListParams{})
 	if err != redisDown {
 		t.Fatalf("error %v, want the provider's error unchanged", err)

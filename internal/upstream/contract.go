@@ -33,9 +33,12 @@ type AccessToken struct {
 	Generation int64
 }
 
-// TokenProvider supplies the bearer token for WhatsApp requests and is told when the upstream
-// rejected one, so that it can drop that token (compare-and-swap on the generation) and get a new one.
-type TokenProvider interface {
+// TokenSource supplies the bearer token of authenticated requests, as golang.org/x/oauth2's
+// TokenSource does, and is told when the upstream rejected one (the one invalidation the client
+// needs), so that it can drop that token (compare-and-swap on the generation) and get a new one.
+// It is defined here, by its user: the implementation (package tokens) imports upstream to log in,
+// and upstream never imports it.
+type TokenSource interface {
 	Token(ctx context.Context) (AccessToken, error)
 	Rejected(ctx context.Context, t AccessToken)
 }

@@ -26,7 +26,7 @@ type call struct {
 	body        []byte // nil: no body
 	contentType string
 	category    Category // "": not subject to the quota
-	bearer      bool     // send the TokenProvider's token
+	bearer      bool     // send the TokenSource's token
 	login       bool     // a 401/403 means the credentials are wrong
 	raw         bool     // hand back every answer except a 401 instead of an *Error
 	secrets     []string // more secrets to keep out of errors (a refresh token)

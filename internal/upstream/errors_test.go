@@ -158,7 +158,7 @@ func TestNoSecretInErrors(t *testing.T) {
 		f.mux.Handle("POST /api/auth/refresh-token", echo(status))
 		f.mux.Handle("GET /api/contacts/{id}", echo(status))
 		f.mux.Handle("GET /api/auth/profile", echo(status))
-		c := f.client(WithTokens(newTokens(token)), WithRetry(1, time.Millisecond, time.Millisecond))
+		c := f.client(WithTokenSource(newTokens(token)), WithRetry(1, time.Millisecond, time.Millisecond))
 		ctx := context.Background()
 		calls := map[string]func() error{
 			"login":    func() error { _, err := c.Login(ctx); return err },

@@ -110,7 +110,7 @@ func contactsOK(w http.ResponseWriter, _ *http.Request) {
 	}))
 }
 
-// fakeTokens is a TokenProvider: generation g hands out values[g-1] (the last one once exhausted);
+// fakeTokens is a TokenSource: generation g hands out values[g-1] (the last one once exhausted);
 // Rejected moves to the next generation when the rejected one is current.
 type fakeTokens struct {
 	mu       sync.Mutex

@@ -28,7 +28,7 @@ func TestDoRelaysAnswersVerbatim(t *testing.T) {
 	profileAccepts(f, "tok-2")
 	lim := &fakeLimiter{}
 	tokens := newTokens("tok-1", "tok-2")
-	c := f.client(WithTokens(tokens), WithLimiter(lim))
+	c := f.client(WithTokenSource(tokens), WithLimiter(lim))
 	ctx := context.Background()
 
 	res, err := c.Do(ctx, RawRequest{Method: "GET", Path: "/api/contacts/abc_123/info/346@s.whatsapp.net"})
@@ -63,7 +63,7 @@ func TestDoSecondUnauthorizedIsAnError(t *testing.T) {
 		writeJSON(w, 401, fail("INVALID_TOKEN", "expired"))
 	})
 	profileAccepts(f)
-	c := f.client(WithTokens(newTokens("tok-1")))
+	c := f.client(WithTokenSource(newTokens("tok-1")))
 	_, err := c.Do(context.Background(), RawRequest{Method: "GET", Path: "/api/sessions"})
 	if !errors.Is(err, ErrUnauthorized) || f.hits() != 3 {
 		t.Fatalf("error %v after %d requests, want ErrUnauthorized after 3 (route, profile, route)", err, f.hits())

@@ -19,7 +19,7 @@ func TestRouteUnauthorizedKeepsAValidToken(t *testing.T) {
 	})
 	profileAccepts(f, "tok-1")
 	tokens := newTokens("tok-1", "tok-2")
-	c := f.client(WithTokens(tokens), WithRetry(1, 1, 1))
+	c := f.client(WithTokenSource(tokens), WithRetry(1, 1, 1))
 
 	var wg sync.WaitGroup
 	errs := make([]error, 50)
@@ -73,7 +73,7 @@ func TestTokenRevokedAfterAnAcceptedCheck(t *testing.T) {
 		writeJSON(w, 401, fail("INVALID_TOKEN", "revoked"))
 	})
 	tokens := newTokens("tok-1", "tok-2")
-	c := f.client(WithTokens(tokens), WithRetry(1, 1, 1))
+	c := f.client(WithTokenSource(tokens), WithRetry(1, 1, 1))
 	now := time.Now()
 	c.checks.now = func() time.Time { return now }
 	ctx := context.Background()
