@@ -1,10 +1,15 @@
-// Package app wires the gateway together from its configuration: the store, the upstream client
-// and token source, and the HTTP router. cmd/gateway runs one App; tests start several in one
-// process (each with its own Redis client and HTTP server) to act as a fleet of replicas.
+// Package app wires the gateway together from its configuration. New builds a replica as a list
+// of steps, one per component (the store, the quota, the upstream client and token source, the
+// recovery prober, the sync engine, the read cache, the webhook service, the routers), then runs
+// the components that work in the background (component: Run(ctx) until ctx ends) under one
+// errgroup. cmd/gateway runs one App; tests start several in one process (each with its own Redis
+// client and HTTP server) to act as a fleet of replicas.
 //
-// It owns the order in which a replica's parts are built, started and closed, and the readiness
-// checks. It holds no behaviour of its own: a rule about tokens, quotas, caching, jobs or events
-// belongs in the package of that concern, and no package imports app.
+// It owns the order in which a replica's parts are built, started and closed (drain, event
+// streams ended, background work stopped with its jobs and leases given back, then the store
+// closed), and the readiness checks. It holds no behaviour of its own: a rule about tokens,
+// quotas, caching, jobs or events belongs in the package of that concern, and no package imports
+// app.
 package app
 
 import (
@@ -80,10 +85,16 @@ type App struct {
 	Webhooks *webhooks.Service
 
 	// metrics registers the gateway's own metrics on Registry under MetricPrefix.
-	metrics prometheus.Registerer
-	handler http.Handler
-	admin   http.Handler
+	metrics   prometheus.Registerer
+	readCache *cache.ReadThrough // under Cache, and under the relay's cached reads
+	handler   http.Handler
+	admin     http.Handler
+	// background are the parts that work until Close (see component); running runs them.
+	background []namedComponent
+	running    *group
+	// closers release what the parts hold, newest first, once the background work has stopped.
 	closers []func()
+	logger  *slog.Logger
 }
 
 // Option adjusts how New builds a replica; tests use it to shorten timings.
@@ -110,34 +121,68 @@ func WithUpstreamOptions(o ...upstream.Option) Option {
 	return func(s *options) { s.upstreamOpts = append(s.upstreamOpts, o...) }
 }
 
-// New builds a replica from cfg and starts its background work (the token refresher, the sync and
-// webhook workers, the status poller when it wins the lease), which stops when ctx ends or Close
-// is called.
+// build is what New's steps read: the configuration and the options.
+type build struct {
+	cfg     config.Config
+	logger  *slog.Logger
+	version string
+	o       options
+}
+
+// New builds a replica from cfg, one component after the other, then runs its background
+// components (the token refresher, the recovery prober, the sync workers, the webhook workers with
+// the forwarder and the status poller), which stop when ctx ends or Close is called.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version string, opts ...Option) (_ *App, err error) {
-	var o options
+	b := build{cfg: cfg, logger: logger, version: version}
 	for _, opt := range opts {
-		opt(&o)
+		opt(&b.o)
 	}
-	a := &App{Registry: prometheus.NewRegistry(), Readiness: &handlers.Readiness{}, Streams: handlers.NewStreams()}
+	a := &App{Registry: prometheus.NewRegistry(), Readiness: &handlers.Readiness{}, Streams: handlers.NewStreams(), logger: logger}
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	// The Go runtime's and the process's metrics keep their standard names; every metric of the
-	// gateway's own is named under MetricPrefix, whichever package defines it.
+	for _, step := range []func(context.Context, build) error{
+		a.buildMetrics,  // the registry, under MetricPrefix
+		a.buildStore,    // Redis, and its readiness check
+		a.buildQuota,    // the fleet-wide upstream quota
+		a.buildUpstream, // the upstream client and the token source; the refresher
+		a.buildRecovery, // the prober that closes open breakers fleet-wide
+		a.buildSync,     // the "sync now" engine; its workers
+		a.buildCache,    // the read cache and the cached upstream
+		a.buildWebhooks, // webhooks in, events out; workers, forwarder, poller
+		a.buildRouters,  // the public API and the admin listener
+	} {
+		if err := step(ctx, b); err != nil {
+			return nil, err
+		}
+	}
+	a.running = runGroup(ctx, a.background)
+	return a, nil
+}
+
+// buildMetrics sets up the registry: the Go runtime's and the process's metrics keep their
+// standard names; every metric of the gateway's own is named under MetricPrefix, whichever package
+// defines it.
+func (a *App) buildMetrics(_ context.Context, b build) error {
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = prometheus.WrapRegistererWithPrefix(MetricPrefix, a.Registry)
-	a.metrics.MustRegister(buildInfo(version))
+	a.metrics.MustRegister(buildInfo(b.version))
+	return nil
+}
 
-	a.Store, err = redisconn.Open(ctx, cfg.RedisURL.Reveal(), logger)
+// buildStore opens the Redis connection (closed last) and adds its readiness check.
+func (a *App) buildStore(ctx context.Context, b build) error {
+	var err error
+	a.Store, err = redisconn.Open(ctx, b.cfg.RedisURL.Reveal(), b.logger)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
 	a.closers = append(a.closers, a.Store.Close)
 	// Redis commands get spans while tracing is on (never their arguments); off, nothing is added.
 	if err := telemetry.InstrumentRedis(a.Store.Client); err != nil {
-		return nil, fmt.Errorf("redis tracing: %w", err)
+		return fmt.Errorf("redis tracing: %w", err)
 	}
 	a.Readiness.Add(handlers.Check{Name: "redis", Run: func(ctx context.Context) handlers.CheckResult {
 		if err := a.Store.Ping(ctx); err != nil {
@@ -145,40 +190,118 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		}
 		return handlers.CheckResult{OK: true, Detail: map[string]any{"embedded": a.Store.Embedded}}
 	}})
+	return nil
+}
 
-	if err := a.startUpstream(ctx, cfg, logger, o); err != nil {
-		return nil, err
+// buildQuota builds the shared upstream quota, one rate per category.
+func (a *App) buildQuota(_ context.Context, b build) error {
+	a.Quota = quota.New(a.Store.Client, map[upstream.Category]quota.Rate{
+		upstream.CategoryAuth: quotaRate(b.cfg.Upstream.RateAuth),
+		upstream.CategoryRead: quotaRate(b.cfg.Upstream.RateRead),
+		upstream.CategorySend: quotaRate(b.cfg.Upstream.RateSend),
+	}, quota.WithReserve(b.cfg.Upstream.Reserve), quota.WithLocalFallback(b.cfg.Upstream.QuotaFallback),
+		quota.WithMetrics(a.metrics), quota.WithLogger(b.logger.With("component", "quota")))
+	return nil
+}
+
+// buildUpstream builds the upstream client and the token source as golang.org/x/oauth2 wires a
+// token source: the source logs in through the plain client, and the API is called through the
+// client authorised by that source (one quota, breaker and metrics for both). The token refresher
+// runs in the background; the token's and the breaker's states are readiness checks.
+func (a *App) buildUpstream(_ context.Context, b build) error {
+	cfg := b.cfg
+	login, err := upstream.New(cfg.Upstream.BaseURL, upstream.Credentials{
+		Identifier: cfg.Upstream.Identifier.Reveal(),
+		Password:   cfg.Upstream.Password.Reveal(),
+		APIKey:     cfg.Upstream.APIKey.Reveal(),
+	}, append([]upstream.Option{
+		upstream.WithTimeout(cfg.Upstream.Timeout),
+		upstream.WithLimiter(a.Quota),
+		upstream.WithMetrics(a.metrics),
+		upstream.WithLogger(b.logger.With("component", "upstream")),
+	}, b.o.upstreamOpts...)...)
+	if err != nil {
+		return fmt.Errorf("upstream client: %w", err)
 	}
+	tokenOpts := []tokens.Option{
+		tokens.WithRefreshAt(cfg.TokenRefreshAt, 0.05),
+		tokens.WithUpstreamTimeout(cfg.Upstream.Timeout),
+		tokens.WithMetrics(a.metrics),
+		tokens.WithLogger(b.logger.With("component", "tokens")),
+	}
+	if cfg.TokenEncryption.CurrentID != "" {
+		tokenOpts = append(tokenOpts, tokens.WithEncryptionKeys(cfg.TokenEncryption.CurrentID, cfg.TokenEncryption.Keys))
+	}
+	src, err := tokens.New(a.Store.Client, login, append(tokenOpts, b.o.tokenOpts...)...)
+	if err != nil {
+		return fmt.Errorf("token source: %w", err)
+	}
+	a.Upstream, a.Tokens = login.Authorized(src), src
+	a.runInBackground("token refresher", runFunc(func(ctx context.Context) error {
+		src.Start(ctx)
+		return src.Close()
+	}))
+	a.Readiness.Add(handlers.Check{Name: "upstream_token", Run: func(context.Context) handlers.CheckResult {
+		return tokenCheck(src.Status())
+	}})
+	a.Readiness.Add(handlers.Check{Name: "upstream_breaker", Run: func(context.Context) handlers.CheckResult {
+		return breakerCheck(a.Upstream.BreakerState())
+	}})
+	return nil
+}
 
+// buildRecovery adds the recovery prober: while the breaker is open, one replica of the fleet
+// probes GET /health and every replica closes its breaker as soon as the upstream answers.
+func (a *App) buildRecovery(_ context.Context, b build) error {
+	a.runInBackground("recovery prober",
+		recovery.New(a.Upstream, a.Store.Client, "", recovery.DefaultInterval, b.logger.With("component", "recovery")))
+	return nil
+}
+
+// buildSync builds the "sync now" engine, which reads the upstream live (never the cache). Its
+// workers run when the configuration gives this replica any; they hand their jobs back on Close.
+func (a *App) buildSync(_ context.Context, b build) error {
+	cfg := b.cfg
+	var err error
 	a.Sync, err = syncjob.New(syncjob.Config{
 		Redis: a.Store.Client, Upstream: a.Upstream, // live upstream reads, never the cache
 		Workers: cfg.Sync.Workers, ItemTTL: cfg.Sync.ItemTTL, SinkBatch: cfg.Sync.SinkBatch,
 		SinkURL: cfg.CRMSinkURL.Reveal(), SigningSecret: cfg.CRMSigningSecret.Reveal(),
-		Logger: logger.With("component", "sync"), Registerer: a.metrics,
+		Logger: b.logger.With("component", "sync"), Registerer: a.metrics,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sync engine: %w", err)
+		return fmt.Errorf("sync engine: %w", err)
 	}
-	// Closers run newest first: the engine's workers stop and hand their jobs back before the
-	// Redis client closes.
-	a.closers = append(a.closers, a.Sync.Shutdown)
 	if cfg.Sync.Workers > 0 {
-		if err := a.Sync.Start(); err != nil {
-			return nil, fmt.Errorf("sync workers: %w", err)
-		}
+		a.runInBackground("sync workers", startStop{start: a.Sync.Start, stop: a.Sync.Shutdown})
 	}
+	return nil
+}
 
-	readCache, err := cache.NewReadThrough(a.Store.Client, cache.WithMetrics(a.metrics),
-		cache.WithLogger(logger.With("component", "cache")))
+// buildCache builds the read cache in Redis (closed after the background work) and the cached
+// view of the upstream that the API reads through.
+func (a *App) buildCache(_ context.Context, b build) error {
+	var err error
+	a.readCache, err = cache.NewReadThrough(a.Store.Client, cache.WithMetrics(a.metrics),
+		cache.WithLogger(b.logger.With("component", "cache")))
 	if err != nil {
-		return nil, fmt.Errorf("read cache: %w", err)
+		return fmt.Errorf("read cache: %w", err)
 	}
-	a.closers = append(a.closers, readCache.Close)
+	a.closers = append(a.closers, a.readCache.Close)
 	policies := cache.DefaultPolicies()
-	if o.cachePolicies != nil {
-		policies = *o.cachePolicies
+	if b.o.cachePolicies != nil {
+		policies = *b.o.cachePolicies
 	}
-	a.Cache = cache.NewCachedUpstream(a.Upstream, readCache, policies, logger.With("component", "cache"))
+	a.Cache = cache.NewCachedUpstream(a.Upstream, a.readCache, policies, b.logger.With("component", "cache"))
+	return nil
+}
+
+// buildWebhooks builds the webhook service. Its workers, the forwarder and the status poller run
+// when the configuration gives this replica workers; on Close they give back their tasks, outboxes
+// and the poller's leadership, and the spool of deliveries waiting for Redis stops.
+func (a *App) buildWebhooks(_ context.Context, b build) error {
+	cfg := b.cfg
+	var err error
 	a.Webhooks, err = webhooks.New(webhooks.Config{
 		Redis: a.Store.Client, Secret: cfg.WebhookSecret.Reveal(),
 		Cache: a.Cache, Sync: a.Sync, SyncOnConnect: cfg.Sync.OnConnect,
@@ -189,37 +312,31 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Attempts: cfg.Webhooks.EventAttempts, Backoff: cfg.Webhooks.EventBackoff, MaxBackoff: cfg.Webhooks.EventMaxBackoff,
 		PollInterval: cfg.Webhooks.PollInterval,
 		SpoolDir:     spoolDir(cfg.WebhookSpool), SpoolMaxBytes: cfg.WebhookSpool.MaxBytes,
-		Registerer: a.metrics, Logger: logger.With("component", "webhooks"),
+		Registerer: a.metrics, Logger: b.logger.With("component", "webhooks"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("webhooks: %w", err)
+		return fmt.Errorf("webhooks: %w", err)
 	}
-	// Closers run newest first: the webhook workers stop before the read cache and Redis close.
+	// Shutdown also stops the spool of deliveries waiting for Redis, which runs from New: it is a
+	// closer too, for a replica without workers or whose New fails later (a second call only waits
+	// for the spool, already stopped).
 	a.closers = append(a.closers, a.Webhooks.Shutdown)
 	if cfg.Webhooks.Workers > 0 {
-		if err := a.Webhooks.Start(); err != nil {
-			return nil, fmt.Errorf("webhook workers: %w", err)
-		}
+		a.runInBackground("webhook workers", startStop{start: a.Webhooks.Start, stop: a.Webhooks.Shutdown})
 	}
+	return nil
+}
 
+// buildRouters builds the public API (the relay, caller authentication and limits, idempotency,
+// every route) and the admin listener's router.
+func (a *App) buildRouters(_ context.Context, b build) error {
+	cfg, logger := b.cfg, b.logger
 	webhookTarget := handlers.WebhookTarget{Registrar: a.Upstream, PublicURL: cfg.PublicURL, Secret: cfg.WebhookSecret.Reveal()}
-	relayOpts := []passthrough.Option{
-		passthrough.WithCache(readCache, passthrough.DefaultPolicy()),
-		passthrough.WithMaxBodyBytes(cfg.MaxBodyBytes),
-		passthrough.WithLogger(logger.With("component", "passthrough")),
-	}
-	if target, err := webhookTarget.Webhook(); err == nil {
-		// Sessions created through the relay report to the gateway; without a target, webhook
-		// settings of callers without the admin scope are dropped.
-		relayOpts = append(relayOpts, passthrough.WithWebhookTarget(target))
-	}
-	relay := passthrough.New(a.Upstream, relayOpts...)
-
-	throttle := auth.NewFailureThrottle(a.Store.Client, quotaRate(cfg.AuthFailureRate), auth.FailureThrottleOptions{
-		Logger: logger.With("component", "auth-throttle"), Registerer: a.metrics})
-	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.metrics, Throttle: throttle})
+	authn, err := auth.New(auth.Options{APIKeys: cfg.APIKeys, JWT: cfg.JWT, Registerer: a.metrics,
+		Throttle: auth.NewFailureThrottle(a.Store.Client, quotaRate(cfg.AuthFailureRate), auth.FailureThrottleOptions{
+			Logger: logger.With("component", "auth-throttle"), Registerer: a.metrics})})
 	if err != nil {
-		return nil, fmt.Errorf("caller authentication: %w", err)
+		return fmt.Errorf("caller authentication: %w", err)
 	}
 	callerLimit := auth.NewCallerLimiter(a.Store.Client, quotaRate(cfg.CallerRate),
 		auth.WithLimiterLogger(logger.With("component", "caller-limit")), auth.WithLimiterMetrics(a.metrics))
@@ -230,7 +347,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		TrustedProxies: cfg.TrustedProxies,
 		Readiness:      a.Readiness,
-		Version:        version,
+		Version:        b.version,
 		CORS:           auth.CORS(cfg.CORSOrigins),
 		Authenticate:   []gin.HandlerFunc{authn.Middleware(), callerLimit.Middleware()},
 		Require:        auth.Require,
@@ -241,7 +358,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Chats:          a.Cache,
 		Messages:       a.Cache,
 		Sender:         a.Cache, // sends invalidate the session's cached lists
-		Passthrough:    relay.Handle,
+		Passthrough:    a.relay(cfg, logger, webhookTarget).Handle,
 		Sync:           a.Sync,
 		Streams:        a.Streams,
 		Webhooks:       a.Webhooks,
@@ -250,10 +367,25 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, version st
 		Idempotency:    idempotency.New(a.Store.Client, idempotency.WithLogger(logger.With("component", "idempotency"))),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("router: %w", err)
+		return fmt.Errorf("router: %w", err)
 	}
-	a.admin = handlers.NewAdminRouter(handlers.AdminDeps{Logger: logger, Registry: a.Registry, Readiness: a.Readiness, Version: version})
-	return a, nil
+	a.admin = handlers.NewAdminRouter(handlers.AdminDeps{Logger: logger, Registry: a.Registry, Readiness: a.Readiness, Version: b.version})
+	return nil
+}
+
+// relay is the drop-in /api/* relay, reading through the read cache. Sessions created through it
+// report to the gateway when a webhook target is configured; without one, webhook settings of
+// callers without the admin scope are dropped.
+func (a *App) relay(cfg config.Config, logger *slog.Logger, webhookTarget handlers.WebhookTarget) *passthrough.Handler {
+	opts := []passthrough.Option{
+		passthrough.WithCache(a.readCache, passthrough.DefaultPolicy()),
+		passthrough.WithMaxBodyBytes(cfg.MaxBodyBytes),
+		passthrough.WithLogger(logger.With("component", "passthrough")),
+	}
+	if target, err := webhookTarget.Webhook(); err == nil {
+		opts = append(opts, passthrough.WithWebhookTarget(target))
+	}
+	return passthrough.New(a.Upstream, opts...)
 }
 
 // Handler is the replica's HTTP API.
@@ -278,11 +410,18 @@ func (a *App) Drain(ctx context.Context, delay time.Duration) {
 	a.Streams.Close()
 }
 
-// Close releases the replica's resources, newest first: the webhook and sync workers stop (running
-// jobs keep their last checkpoint and go back to the queue for another replica; the status
-// poller's and the outboxes' leases are released), then the caches, the token refresher and the
-// store.
+// Close stops the replica, in this order: the background components stop together and Close waits
+// for all of them (running sync jobs keep their last checkpoint and go back to the queue for
+// another replica; the webhook tasks, the outboxes' and the status poller's leases are given back;
+// the token refresher and the recovery prober end), then the read cache and the store close, newest
+// first. It may be called more than once.
 func (a *App) Close() {
+	if a.running != nil {
+		for _, err := range a.running.stop() {
+			a.logger.Error("background component failed", "component", err.name, "error", err.err.Error())
+		}
+		a.running = nil
+	}
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()
 	}
@@ -319,84 +458,13 @@ func redisProblem(err error) string {
 	return "redis unavailable"
 }
 
-// startUpstream builds the shared quota, the upstream client and the token source, starts the
-// token refresher, and registers their readiness checks.
-func (a *App) startUpstream(ctx context.Context, cfg config.Config, logger *slog.Logger, o options) error {
-	a.Quota = quota.New(a.Store.Client, map[upstream.Category]quota.Rate{
-		upstream.CategoryAuth: quotaRate(cfg.Upstream.RateAuth),
-		upstream.CategoryRead: quotaRate(cfg.Upstream.RateRead),
-		upstream.CategorySend: quotaRate(cfg.Upstream.RateSend),
-	}, quota.WithReserve(cfg.Upstream.Reserve), quota.WithLocalFallback(cfg.Upstream.QuotaFallback),
-		quota.WithMetrics(a.metrics), quota.WithLogger(logger.With("component", "quota")))
-
-	// Built as with golang.org/x/oauth2: the token source logs in through the plain client, and the
-	// API is called through the client authorised by that source (sharing quota, breaker, metrics).
-	login, err := upstream.New(cfg.Upstream.BaseURL, upstream.Credentials{
-		Identifier: cfg.Upstream.Identifier.Reveal(),
-		Password:   cfg.Upstream.Password.Reveal(),
-		APIKey:     cfg.Upstream.APIKey.Reveal(),
-	}, append([]upstream.Option{
-		upstream.WithTimeout(cfg.Upstream.Timeout),
-		upstream.WithLimiter(a.Quota),
-		upstream.WithMetrics(a.metrics),
-		upstream.WithLogger(logger.With("component", "upstream")),
-	}, o.upstreamOpts...)...)
-	if err != nil {
-		return fmt.Errorf("upstream client: %w", err)
+// breakerCheck judges the upstream client's circuit breaker for /readyz.
+func breakerCheck(state string) handlers.CheckResult {
+	r := handlers.CheckResult{OK: state != "open", Detail: map[string]any{"state": state}}
+	if !r.OK {
+		r.Error = "circuit breaker open: Inbox Hub is failing, calls are refused until it recovers"
 	}
-	tokenOpts := []tokens.Option{
-		tokens.WithRefreshAt(cfg.TokenRefreshAt, 0.05),
-		tokens.WithUpstreamTimeout(cfg.Upstream.Timeout),
-		tokens.WithMetrics(a.metrics),
-		tokens.WithLogger(logger.With("component", "tokens")),
-	}
-	if cfg.TokenEncryption.CurrentID != "" {
-		tokenOpts = append(tokenOpts, tokens.WithEncryptionKeys(cfg.TokenEncryption.CurrentID, cfg.TokenEncryption.Keys))
-	}
-	src, err := tokens.New(a.Store.Client, login, append(tokenOpts, o.tokenOpts...)...)
-	if err != nil {
-		return fmt.Errorf("token source: %w", err)
-	}
-	client := login.Authorized(src)
-	a.Upstream, a.Tokens = client, src
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		src.Start(runCtx)
-	}()
-	a.closers = append(a.closers, func() {
-		stop()
-		<-done
-		_ = src.Close()
-	})
-
-	a.Readiness.Add(handlers.Check{Name: "upstream_token", Run: func(context.Context) handlers.CheckResult {
-		return tokenCheck(src.Status())
-	}})
-	// While the breaker is open, one replica of the fleet probes GET /health and every replica
-	// closes its breaker as soon as the upstream answers (internal/recovery).
-	watcher := recovery.New(client, a.Store.Client, "", recovery.DefaultInterval, logger.With("component", "recovery"))
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		_ = watcher.Run(watchCtx)
-	}()
-	a.closers = append(a.closers, func() {
-		stopWatch()
-		<-watched
-	})
-
-	a.Readiness.Add(handlers.Check{Name: "upstream_breaker", Run: func(context.Context) handlers.CheckResult {
-		state := client.BreakerState()
-		r := handlers.CheckResult{OK: state != "open", Detail: map[string]any{"state": state}}
-		if !r.OK {
-			r.Error = "circuit breaker open: Inbox Hub is failing, calls are refused until it recovers"
-		}
-		return r
-	}})
-	return nil
+	return r
 }
 
 // tokenCheck judges the token source for /readyz. No token yet is ready (the first request logs
