@@ -61,26 +61,10 @@ func main() {
 
 // run is the whole program; it returns instead of exiting so tests can call it.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	demo := fs.Bool("demo", false, "run with the embedded store and the built-in Inbox Hub simulator (same as GATEWAY_DEMO=1)")
-	if err := fs.Parse(args); err != nil {
+	getenv, serveNow, err := command(ctx, args, getenv, stdout)
+	if err != nil || !serveNow {
 		return err
 	}
-	switch fs.Arg(0) {
-	case "":
-	case "healthcheck":
-		return healthcheck(ctx, getenv)
-	case "version":
-		_, err := fmt.Fprintln(stdout, version)
-		return err
-	default:
-		return fmt.Errorf("unknown command %q (commands: healthcheck, version)", fs.Arg(0))
-	}
-	if *demo {
-		getenv = withDemo(getenv)
-	}
-
 	cfg, err := config.Load(getenv, app.ConfigChecks()...)
 	if err != nil {
 		return err
@@ -89,28 +73,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// stdout. Close writes the last ones when run returns.
 	logOut := logbuf.New(stdout, 0, 0)
 	defer logOut.Close()
-	stdout = logOut
-	logger := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	// Tracing is configured by the standard OTEL_* variables alone; off unless an exporter is.
-	stopTracing, tracing, err := telemetry.Setup(ctx, getenv, version)
+	logger, tracing, stopTracing, err := observe(ctx, getenv, cfg, logOut)
 	if err != nil {
-		return fmt.Errorf("tracing: %w", err)
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := stopTracing(sctx); err != nil {
-			logger.Warn("tracing: spans not exported at shutdown", "error", err.Error())
-		}
-	}()
-	if tracing.On {
-		logger = slog.New(telemetry.LogHandler(logger.Handler())) // trace_id and span_id on request lines
-	}
-	// go-redis reports connection trouble through a package-level logger; route it to ours so
-	// every line stays JSON.
-	redis.SetLogger(redisLog{logger.With("component", "redis")})
+	defer stopTracing()
 	if cfg.Demo {
-		stopDemo, err := startDemo(ctx, &cfg, logger, stdout)
+		stopDemo, err := startDemo(ctx, &cfg, logger, logOut)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
@@ -127,35 +96,110 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer a.Close()
-
-	public, err := serve("public", cfg.Addr, a.Handler(), logger)
+	servers, err := listen(cfg, a, logger)
 	if err != nil {
 		return err
 	}
-	servers := []*server{public}
-	var adminDone <-chan error // nil: no admin listener
-	if cfg.AdminAddr != "" {
-		admin, err := serve("admin", cfg.AdminAddr, a.AdminHandler(), logger)
-		if err != nil {
-			_ = public.srv.Close()
-			return err
-		}
-		servers, adminDone = append(servers, admin), admin.done
+	if err := waitForSignal(ctx, servers); err != nil {
+		return err
 	}
+	return stopReplica(cfg, a, servers, logger)
+}
 
+// command reads the command line. serveNow is false when a command (healthcheck, version) has
+// run instead of the server; -demo makes getenv answer GATEWAY_DEMO=1.
+func command(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) (_ func(string) string, serveNow bool, err error) {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	demo := fs.Bool("demo", false, "run with the embedded store and the built-in Inbox Hub simulator (same as GATEWAY_DEMO=1)")
+	if err := fs.Parse(args); err != nil {
+		return nil, false, err
+	}
+	switch fs.Arg(0) {
+	case "":
+	case "healthcheck":
+		return nil, false, healthcheck(ctx, getenv)
+	case "version":
+		_, err := fmt.Fprintln(stdout, version)
+		return nil, false, err
+	default:
+		return nil, false, fmt.Errorf("unknown command %q (commands: healthcheck, version)", fs.Arg(0))
+	}
+	if *demo {
+		getenv = withDemo(getenv)
+	}
+	return getenv, true, nil
+}
+
+// observe sets up the logger (JSON lines on out) and tracing, which the standard OTEL_* variables
+// alone configure (off unless an exporter is). stopTracing exports the last spans.
+func observe(ctx context.Context, getenv func(string) string, cfg config.Config, out io.Writer) (_ *slog.Logger, tracing telemetry.Settings, stopTracing func(), err error) {
+	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	shutdown, tracing, err := telemetry.Setup(ctx, getenv, version)
+	if err != nil {
+		return nil, tracing, nil, fmt.Errorf("tracing: %w", err)
+	}
+	stopTracing = func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			logger.Warn("tracing: spans not exported at shutdown", "error", err.Error())
+		}
+	}
+	if tracing.On {
+		logger = slog.New(telemetry.LogHandler(logger.Handler())) // trace_id and span_id on request lines
+	}
+	// go-redis reports connection trouble through a package-level logger; route it to ours so
+	// every line stays JSON.
+	redis.SetLogger(redisLog{logger.With("component", "redis")})
+	return logger, tracing, stopTracing, nil
+}
+
+// listen serves the public API, and the admin handler when GATEWAY_ADMIN_ADDR is set.
+func listen(cfg config.Config, a *app.App, logger *slog.Logger) ([]*server, error) {
+	public, err := serve("public", cfg.Addr, a.Handler(), logger)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AdminAddr == "" {
+		return []*server{public}, nil
+	}
+	admin, err := serve("admin", cfg.AdminAddr, a.AdminHandler(), logger)
+	if err != nil {
+		_ = public.srv.Close()
+		return nil, err
+	}
+	return []*server{public, admin}, nil
+}
+
+// waitForSignal returns nil when ctx ends (the signal to stop), or the error of a listener that
+// stopped serving first.
+func waitForSignal(ctx context.Context, servers []*server) error {
+	public := servers[0]
+	var adminDone <-chan error // nil: no admin listener
+	if len(servers) > 1 {
+		adminDone = servers[1].done
+	}
 	select {
 	case err := <-public.done:
 		return fmt.Errorf("serve: %w", err)
 	case err := <-adminDone:
 		return fmt.Errorf("serve admin: %w", err)
 	case <-ctx.Done():
+		return nil
 	}
+}
+
+// stopReplica shuts the replica down: drain (not ready, still serving), the listeners stop (the public
+// one first: the admin one answers until the end) within GATEWAY_SHUTDOWN_TIMEOUT, then the
+// replica's jobs and leases are returned and its store closed.
+func stopReplica(cfg config.Config, a *app.App, servers []*server, logger *slog.Logger) error {
 	logger.Info("draining: reporting not ready, still serving", "delay", cfg.DrainDelay.String())
 	a.Drain(context.Background(), cfg.DrainDelay)
 	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	for _, s := range servers { // the public listener first: the admin one answers until the end
+	for _, s := range servers {
 		if err := s.shutdown(sctx); err != nil {
 			return err
 		}
