@@ -31,7 +31,8 @@ func TestReadThroughOnEveryTopology(t *testing.T) {
 			fake := newFake()
 			rtA := newRT(t, top.Client, WithLocal(100, time.Hour), WithPollInterval(time.Minute))
 			a := NewCachedUpstream(fake, rtA, DefaultPolicies(), nil)
-			b := NewCachedUpstream(fake, newRT(t, top.Another(t), WithPollInterval(time.Minute)), DefaultPolicies(), nil)
+			rtB := newRT(t, top.Another(t), WithPollInterval(time.Minute))
+			b := NewCachedUpstream(fake, rtB, DefaultPolicies(), nil)
 
 			// Coalescing: concurrent misses on both replicas make one upstream call; the
 			// waiters hear the winner's notice (they would otherwise poll only after a minute).
@@ -93,10 +94,12 @@ func TestReadThroughOnEveryTopology(t *testing.T) {
 				t.Errorf("read after the invalidation = %q, %+v; want a new load", v, info)
 			}
 
-			// A failed load wakes the replica waiting for it at once (its poll is a minute).
+			// A failed load wakes the replica waiting for it at once (its poll is a minute). B kept
+			// the value it loaded in its in-process layer: A's notice drops it, a moment later.
 			if err := a.Invalidate(ctx, session); err != nil {
 				t.Fatal(err)
 			}
+			eventually(t, 2*time.Second, "B drops its in-process copy after A's Invalidate", func() bool { return rtB.local.len() == 0 })
 			fake.set(func(f *fakeUpstream) {
 				f.delay, f.err = 200*time.Millisecond, &upstream.Error{Status: 404, Code: upstream.CodeSessionNotFound}
 			})
