@@ -1,7 +1,7 @@
 // Package telemetry owns the gateway's distributed tracing (OpenTelemetry) and the request id
 // that travels with a request beyond the gateway: what turns tracing on, the sampler, the
 // propagators, the spans of outgoing HTTP calls and of Redis commands, the trace context that a
-// queued job carries, and the trace fields of log lines.
+// queued job carries, the trace fields of log lines, and the OTLP/HTTP exporter (otlphttp.go).
 //
 // Tracing is configured only by the standard OTEL_* variables (Setup). It is off unless an OTLP
 // endpoint is configured and OTEL_TRACES_EXPORTER is not "none"; off, nothing of it is installed
@@ -26,8 +26,6 @@ import (
 
 	"go.opentelemetry.io/contrib/propagators/autoprop"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -60,8 +58,11 @@ type Settings struct {
 	// On: an exporter is configured (OTEL_TRACES_EXPORTER is not "none", an OTLP endpoint is set,
 	// OTEL_SDK_DISABLED is not true).
 	On bool
-	// Protocol is the OTLP protocol: "http/protobuf" (default) or "grpc".
+	// Protocol is the OTLP protocol: "http/protobuf", the only one built in (grpc is refused, see
+	// otlphttp.go).
 	Protocol string
+	// exporter is what the OTEL_EXPORTER_OTLP_* variables say about the exporter.
+	exporter exporterConfig
 	// Service is OTEL_SERVICE_NAME, or DefaultServiceName.
 	Service string
 	// Sampler is the root sampler from OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG.
@@ -95,9 +96,18 @@ func Read(getenv func(string) string) (Settings, error) {
 	switch s.Protocol {
 	case "":
 		s.Protocol = "http/protobuf"
-	case "http/protobuf", "grpc":
+	case "http/protobuf":
+	case "grpc":
+		errs = append(errs, errors.New("OTEL_EXPORTER_OTLP_PROTOCOL: grpc is not built into the gateway: "+
+			"use http/protobuf (a collector's OTLP/HTTP port, 4318 by default)"))
 	default:
-		errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not supported (http/protobuf or grpc)", s.Protocol))
+		errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not supported (http/protobuf)", s.Protocol))
+	}
+	if s.On {
+		var err error
+		if s.exporter, err = readExporter(getenv); err != nil {
+			errs = append(errs, err)
+		}
 	}
 
 	s.Service = strings.TrimSpace(getenv("OTEL_SERVICE_NAME"))
@@ -156,23 +166,15 @@ func readSampler(name, arg string) (sdktrace.Sampler, error) {
 }
 
 // Setup reads the settings through getenv and, when an exporter is configured, installs a
-// batching provider that exports over OTLP (the exporter reads its endpoint, headers, TLS and
-// timeout from the standard OTEL_EXPORTER_OTLP_* variables itself). The returned shutdown
+// batching provider that exports over OTLP/HTTP (endpoint, headers, TLS, timeout and compression
+// from the standard OTEL_EXPORTER_OTLP_* variables, see readExporter). The returned shutdown
 // flushes and stops it; it is a no-op when tracing is off.
 func Setup(ctx context.Context, getenv func(string) string, version string) (shutdown func(context.Context) error, s Settings, err error) {
 	s, err = Read(getenv)
 	if err != nil || !s.On {
 		return func(context.Context) error { return nil }, s, err
 	}
-	var exp sdktrace.SpanExporter
-	if s.Protocol == "grpc" {
-		exp, err = otlptracegrpc.New(ctx)
-	} else {
-		exp, err = otlptracehttp.New(ctx)
-	}
-	if err != nil {
-		return nil, s, fmt.Errorf("OTLP trace exporter: %w", err)
-	}
+	exp := newOTLPExporter(s.exporter)
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		semconv.ServiceName(s.Service), semconv.ServiceVersion(version)))
 	if err != nil {

@@ -68,14 +68,14 @@ func TestReadDefaultsAndB3(t *testing.T) {
 		t.Errorf("defaults: %q %q", s.Service, s.Protocol)
 	}
 	s, err = telemetry.Read(env(map[string]string{"OTEL_PROPAGATORS": "b3", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-		"OTEL_TRACES_SAMPLER_ARG": "0.1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}))
+		"OTEL_TRACES_SAMPLER_ARG": "0.1", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(s.Propagator.Fields(), ","); !strings.Contains(got, "b3") {
 		t.Errorf("b3 fields = %s", got)
 	}
-	if !strings.Contains(s.Sampler.Description(), "TraceIDRatioBased{0.1}") || s.Protocol != "grpc" {
+	if !strings.Contains(s.Sampler.Description(), "TraceIDRatioBased{0.1}") || s.Protocol != "http/protobuf" {
 		t.Errorf("sampler %s, protocol %s", s.Sampler.Description(), s.Protocol)
 	}
 }
