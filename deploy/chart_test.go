@@ -78,6 +78,10 @@ func newTyped(apiVersion, kind string) (any, bool) {
 		return &networkingv1.NetworkPolicy{}, true
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		return &monitoringv1.ServiceMonitor{}, true
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		return &monitoringv1.PrometheusRule{}, true
+	case "v1 ConfigMap":
+		return &corev1.ConfigMap{}, true
 	}
 	return nil, false
 }

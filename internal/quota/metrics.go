@@ -48,6 +48,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"category"})); err != nil {
 		return nil, err
 	}
+	// Every category and priority is exported from the start, at 0, so that the rates of waits
+	// and refusals an alert or a dashboard watches exist before the first one.
+	for _, c := range []upstream.Category{upstream.CategoryAuth, upstream.CategoryRead, upstream.CategorySend} {
+		for _, p := range []string{priorityInteractive, priorityBackground} {
+			m.rejections.WithLabelValues(string(c), p)
+			m.waits.WithLabelValues(string(c), p)
+		}
+	}
 	return &m, nil
 }
 

@@ -83,6 +83,9 @@ func Extract(ctx context.Context, c Carrier) context.Context {
 	return ctx
 }
 
+// RequestID is the request id the carrier holds, "" when none.
+func (c Carrier) RequestID() string { return c[carrierRequestID] }
+
 // Encode is the carrier as stored beside a job ("" when empty).
 func (c Carrier) Encode() string {
 	if len(c) == 0 {

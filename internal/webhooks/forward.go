@@ -8,11 +8,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/inboxhub-gateway/gateway/internal/crm"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/retrydelay"
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // HeaderEventType names the event's type on a forwarded event (X-Gateway-Delivery holds its id).
@@ -151,14 +155,15 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 			}
 			return // the lock is released; the next sweep tries again
 		}
-		attempts, lastErr := f.deliver(ctx, head)
+		event, meta := splitEntry(head)
+		attempts, lastErr := f.deliver(ctx, event, meta)
 		if ctx.Err() != nil {
 			return // stopped or lost the lock: the event stays at the head for the next drainer
 		}
 		deadID, record := "", ""
 		now := s.cfg.Clock()
 		if lastErr != nil {
-			deadID, record = deadLetterOf(head, sid, attempts, lastErr, now)
+			deadID, record = deadLetterOf(event, sid, attempts, lastErr, now)
 		}
 		if deadID != "" {
 			// Kept before it leaves the outbox: a drainer that dies between the two delivers it
@@ -184,18 +189,30 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 var errRejected = errors.New("the events URL refused the event")
 
 // deliver posts one event until it is accepted (nil error), refused for good, or Attempts tries
-// failed; it returns the number of tries and the last error.
-func (f *forwarder) deliver(ctx context.Context, raw string) (int, error) {
+// failed; it returns the number of tries and the last error. Its calls run in a "webhooks
+// forward" span of a trace of its own, linked to the span that received the event, and carry
+// that request's id.
+func (f *forwarder) deliver(ctx context.Context, raw string, meta entryMeta) (_ int, err error) {
 	s := f.s
 	var head struct {
 		ID   string `json:"id"`
 		Type string `json:"type"`
 	}
 	_ = json.Unmarshal([]byte(raw), &head)
+	ctx, span := forwardSpan(ctx, meta)
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, "")
+		}
+		span.End()
+	}()
 	for attempt := 1; ; attempt++ {
 		retryAfter, err := f.post(ctx, []byte(raw), head.ID, head.Type)
 		if err == nil {
 			s.m.forwarded.WithLabelValues("delivered").Inc()
+			if meta.ReceivedMs > 0 {
+				s.m.lag.Observe(max(0, s.cfg.Clock().Sub(time.UnixMilli(meta.ReceivedMs)).Seconds()))
+			}
 			return attempt, nil
 		}
 		if ctx.Err() != nil {
@@ -223,6 +240,20 @@ func (f *forwarder) deliver(ctx context.Context, raw string) (int, error) {
 	}
 }
 
+// forwardSpan starts the span of an event's forwarding: a new trace (the receipt's request has
+// long been answered), linked to the receipt's span when the entry carries it, with the
+// receipt's request id for the calls made in it.
+func forwardSpan(ctx context.Context, meta entryMeta) (context.Context, trace.Span) {
+	if id := meta.Trace.RequestID(); id != "" {
+		ctx = telemetry.WithRequestID(ctx, id)
+	}
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer)}
+	if receipt := telemetry.LinkTo(meta.Trace); receipt.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: receipt}))
+	}
+	return telemetry.Tracer().Start(ctx, "webhooks forward", opts...)
+}
+
 // post sends one event, signed as the sync batches are; it returns the wait the CRM asked for.
 func (f *forwarder) post(ctx context.Context, body []byte, id, typ string) (time.Duration, error) {
 	s := f.s
@@ -234,4 +265,41 @@ func (f *forwarder) post(ctx context.Context, body []byte, id, typ string) (time
 		return 0, fmt.Errorf("%w: %v", errRejected, err)
 	}
 	return wait, err
+}
+
+// outboxDepthDesc describes the events waiting in the outboxes, fleet-wide.
+var outboxDepthDesc = prometheus.NewDesc("webhook_outbox_events",
+	"Events waiting in the session outboxes to be forwarded to the CRM, fleet-wide (read from Redis at each scrape; every replica reports the same value, absent when Redis does not answer).",
+	nil, nil)
+
+// outboxDepth is the collector of webhook_outbox_events: one SMEMBERS and one pipelined LLEN per
+// session with events waiting, at scrape time only.
+type outboxDepth struct{ s *Service }
+
+func (o outboxDepth) Describe(ch chan<- *prometheus.Desc) { ch <- outboxDepthDesc }
+
+func (o outboxDepth) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rdb := o.s.cfg.Redis
+	sids, err := rdb.SMembers(ctx, o.s.k.pending()).Result()
+	if err != nil {
+		return
+	}
+	lens := make([]*redis.IntCmd, len(sids))
+	if len(sids) > 0 {
+		if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, sid := range sids {
+				lens[i] = p.LLen(ctx, o.s.k.outbox(sid))
+			}
+			return nil
+		}); err != nil {
+			return
+		}
+	}
+	var n int64
+	for _, l := range lens {
+		n += l.Val()
+	}
+	ch <- prometheus.MustNewConstMetric(outboxDepthDesc, prometheus.GaugeValue, float64(n))
 }

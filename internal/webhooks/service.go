@@ -51,7 +51,8 @@
 //	{s:<sid>}:seen:<eventId>  string with a TTL: the event was accepted (dedupe)
 //	{s:<sid>}:status          string: the session's last known status (connected, qr_pending, ...)
 //	{s:<sid>}:hint            string: its latest unconfirmed session event (JSON)
-//	{s:<sid>}:outbox          list of event JSON, oldest first: the session's events not yet delivered
+//	{s:<sid>}:outbox          list of entries, oldest first: the session's events not yet delivered,
+//	                          each with its receipt's time and trace context (see newEntry)
 //	{s:<sid>}:outbox:lock     string with a lease: the drainer of the session's outbox
 //	confirm:{s:<sid>}         GCRA state of the session's confirming reads (package quota)
 //	outbox-pending            set of session ids whose outbox may hold events
@@ -346,6 +347,11 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, k: keys{prefix: cfg.KeyPrefix}, log: cfg.Logger, m: m, limit: limit,
 		queue: jobs.NewQueue(cfg.Redis, cfg.Queue, 0)}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(outboxDepth{s}); err != nil {
+			return nil, fmt.Errorf("webhooks: metrics: %w", err)
+		}
+	}
 	if cfg.Secret == "" {
 		s.log.Warn("INBOXHUB_WEBHOOK_SECRET is not set: POST /webhooks/inbox-hub refuses every delivery with 503 " +
 			"(session state then follows the status poller only)")
@@ -668,7 +674,7 @@ func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool
 	}
 	forward := ""
 	if s.Forwarding() {
-		forward = string(raw)
+		forward = newEntry(ctx, raw, s.cfg.Clock())
 	}
 	if forward != "" {
 		// Indexed before the append too: a drainer that empties the index meanwhile still finds
@@ -762,6 +768,7 @@ type metrics struct {
 	received  *prometheus.CounterVec
 	forwarded *prometheus.CounterVec
 	dead      prometheus.Counter
+	lag       prometheus.Histogram
 	leader    prometheus.Gauge
 	checks    *prometheus.CounterVec
 }
@@ -781,6 +788,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		dead: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "events_dead_lettered_total", Help: "Events moved to the dead letters after their last attempt.",
 		}),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "webhook_forward_lag_seconds",
+			Help:    "Time from an event's receipt (webhook accepted, or change seen by the poller) to the CRM accepting it.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800},
+		}),
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "poller_leader", Help: "1 while this replica holds the status poller's leadership.",
 		}),
@@ -790,7 +802,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.received, m.forwarded, m.dead, m.leader, m.checks} {
+		for _, c := range []prometheus.Collector{m.received, m.forwarded, m.dead, m.lag, m.leader, m.checks} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("webhooks: metrics: %w", err)
 			}

@@ -1,10 +1,16 @@
 package webhooks
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
 // DefaultKeyPrefix is the prefix of every Redis key of the package. A prefix holds no braces: the
@@ -32,6 +38,34 @@ func (k keys) deadIndex() string                 { return k.prefix + "{dead}:ind
 func (k keys) replaying(id string) string        { return k.prefix + "{dead}:replaying:" + id }
 func (k keys) leader() string                    { return k.prefix + "poller-leader" }
 func confirmKey(sid string) string               { return "{s:" + sid + "}" }
+
+// An outbox entry is the event's JSON as forwarded, preceded by what the forwarder needs about
+// its receipt: "@" + {"r": received at (Unix ms), "t": the receipt's trace carrier} + "\n" + the
+// event. An entry that begins with "{" is an event alone (written before the envelope existed,
+// or a replayed dead letter), forwarded the same way.
+type entryMeta struct {
+	ReceivedMs int64             `json:"r"`
+	Trace      telemetry.Carrier `json:"t,omitempty"`
+}
+
+// newEntry is the outbox entry of an event received at the time given, in ctx's trace.
+func newEntry(ctx context.Context, event []byte, received time.Time) string {
+	meta, _ := json.Marshal(entryMeta{ReceivedMs: received.UnixMilli(), Trace: telemetry.Inject(ctx)})
+	return "@" + string(meta) + "\n" + string(event)
+}
+
+// splitEntry returns an outbox entry's event and what is known of its receipt (zero when the
+// entry is an event alone, or its envelope unreadable).
+func splitEntry(entry string) (event string, meta entryMeta) {
+	head, event, ok := strings.Cut(entry, "\n")
+	if !ok || !strings.HasPrefix(head, "@") {
+		return entry, entryMeta{}
+	}
+	if json.Unmarshal([]byte(head[1:]), &meta) != nil {
+		return event, entryMeta{}
+	}
+	return event, meta
+}
 
 // Answers of ingestScript.
 const (
