@@ -1,10 +1,10 @@
 // Package crm owns what the CRM receives from the gateway and how it gets there.
 //
 // The shape: the item schema of contacts, chats and messages (Contact, Chat, Message, normalised
-// from the upstream's by NormalizeContact, NormalizeChat, NormalizeMessage and NormalizeJID), the
-// same in the v1 lists, the sync items and the webhook events, so that the CRM upserts all of them
-// through one code path; the canonical JSON of an item or event (CanonicalJSON: the same value
-// always gives the same bytes) and its digest (Digest).
+// from the upstream's by NormalizeContact, NormalizeChat and NormalizeMessage, their ids by
+// package jid), the same in the v1 lists, the sync items and the webhook events, so that the CRM
+// upserts all of them through one code path; the canonical JSON of an item or event
+// (CanonicalJSON: the same value always gives the same bytes) and its digest (Digest).
 //
 // The delivery: every push to the CRM is an HTTP POST signed with X-Gateway-Timestamp and
 // X-Gateway-Signature (Sign, Verify: HMAC-SHA256 of timestamp + "." + body under the signing

@@ -8,19 +8,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inboxhub-gateway/gateway/internal/jid"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
-// Kinds of WhatsApp ids (IDKind of the normalised items).
+// Kinds of WhatsApp ids (IDKind of the normalised items), as jid.Normalize reports them.
 const (
 	// IDKindPhone is a phone JID (<msisdn>@s.whatsapp.net, or the older @c.us): the phone is known.
-	IDKindPhone = "phone"
+	IDKindPhone = jid.KindPhone
 	// IDKindLID is a linked id (<n>@lid) that hides the phone number: it is kept as the id only.
-	IDKindLID = "lid"
+	IDKindLID = jid.KindLID
 	// IDKindGroup is a group JID (@g.us): no phone.
-	IDKindGroup = "group"
+	IDKindGroup = jid.KindGroup
 	// IDKindOther is anything else (broadcast lists, newsletters, unknown servers).
-	IDKindOther = "other"
+	IDKindOther = jid.KindOther
 )
 
 // Contact is the normalised schema of a synced contact.
@@ -130,48 +131,9 @@ type Media struct {
 	FileName string `json:"fileName,omitempty" example:"factura_2025_001.pdf"`
 }
 
-// NormalizeJID returns the stable form of a WhatsApp id, its kind and the phone number it carries
-// (phone JIDs only): surrounding spaces and the device part (":71") removed, the server lower-cased,
-//
-//	@c.us	rewritten as @s.whatsapp.net.
-func NormalizeJID(jid string) (id, kind, phone string) {
-	jid = strings.TrimSpace(jid)
-	user, server, ok := strings.Cut(jid, "@")
-	if !ok {
-		return jid, IDKindOther, ""
-	}
-	server = strings.ToLower(server)
-	switch server {
-	case "s.whatsapp.net", "c.us":
-		user, _, _ = strings.Cut(user, ":")
-		if isDigits(user) {
-			return user + "@s.whatsapp.net", IDKindPhone, user
-		}
-		return user + "@s.whatsapp.net", IDKindOther, ""
-	case "lid":
-		user, _, _ = strings.Cut(user, ":")
-		return user + "@lid", IDKindLID, ""
-	case "g.us":
-		return user + "@g.us", IDKindGroup, ""
-	}
-	return user + "@" + server, IDKindOther, ""
-}
-
-func isDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // NormalizeContact maps an upstream contact to the Contact schema.
 func NormalizeContact(c upstream.Contact) Contact {
-	id, kind, phone := NormalizeJID(c.ID)
+	id, kind, phone := jid.Normalize(c.ID)
 	out := Contact{ID: id, IDKind: kind, Type: "person", Phone: phone, Name: strings.TrimSpace(c.Name),
 		PushName: strings.TrimSpace(c.Notify), VerifiedName: strings.TrimSpace(c.VerifiedName),
 		ImageURL: strings.TrimSpace(c.ImgURL), IsWhatsApp: c.IsWAContact}
@@ -183,7 +145,7 @@ func NormalizeContact(c upstream.Contact) Contact {
 
 // NormalizeChat maps an upstream chat to the Chat schema.
 func NormalizeChat(c upstream.Chat) Chat {
-	id, kind, phone := NormalizeJID(c.ChatID)
+	id, kind, phone := jid.Normalize(c.ChatID)
 	out := Chat{ID: id, IDKind: kind, Type: "individual", Phone: phone, Name: strings.TrimSpace(c.Name),
 		UnreadCount: c.UnreadCount, MessageCount: c.MessageCount}
 	if c.IsGroup || kind == IDKindGroup {
@@ -206,9 +168,9 @@ func NormalizeMessage(chatID string, m upstream.Message) Message {
 	if m.ChatID != "" {
 		chatID = m.ChatID
 	}
-	cid, ckind, _ := NormalizeJID(chatID)
-	from, _, fromPhone := NormalizeJID(m.From)
-	to, _, _ := NormalizeJID(m.To)
+	cid, ckind, _ := jid.Normalize(chatID)
+	from, _, fromPhone := jid.Normalize(m.From)
+	to, _, _ := jid.Normalize(m.To)
 	out := Message{ID: strings.TrimSpace(m.WhatsappMessageID), UpstreamID: strings.TrimSpace(m.ID), ChatID: cid,
 		ChatType: "individual", From: from, FromPhone: fromPhone, To: to, FromMe: m.FromMe,
 		Type: strings.ToLower(strings.TrimSpace(m.Type)), Text: m.Body,

@@ -10,27 +10,6 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
-func TestNormalizeJID(t *testing.T) {
-	for _, tc := range []struct{ in, id, kind, phone string }{
-		{"34657032985@s.whatsapp.net", "34657032985@s.whatsapp.net", crm.IDKindPhone, "34657032985"},
-		{"34657032985:71@s.whatsapp.net", "34657032985@s.whatsapp.net", crm.IDKindPhone, "34657032985"},
-		{" 5215512345678@c.us ", "5215512345678@s.whatsapp.net", crm.IDKindPhone, "5215512345678"},
-		{"123456789012345@lid", "123456789012345@lid", crm.IDKindLID, ""},
-		{"123456789012345:3@LID", "123456789012345@lid", crm.IDKindLID, ""},
-		{"120363012345678901@g.us", "120363012345678901@g.us", crm.IDKindGroup, ""},
-		{"34600000000-1600000000@g.us", "34600000000-1600000000@g.us", crm.IDKindGroup, ""},
-		{"status@broadcast", "status@broadcast", crm.IDKindOther, ""},
-		{"abc@s.whatsapp.net", "abc@s.whatsapp.net", crm.IDKindOther, ""},
-		{"34657032985", "34657032985", crm.IDKindOther, ""},
-		{"", "", crm.IDKindOther, ""},
-	} {
-		id, kind, phone := crm.NormalizeJID(tc.in)
-		if id != tc.id || kind != tc.kind || phone != tc.phone {
-			t.Errorf("NormalizeJID(%q) = %q %q %q, want %q %q %q", tc.in, id, kind, phone, tc.id, tc.kind, tc.phone)
-		}
-	}
-}
-
 func TestNormalizeItems(t *testing.T) {
 	c := crm.NormalizeContact(upstream.Contact{ID: "34657032985:2@s.whatsapp.net", Name: " María ", Notify: "Mari", IsWAContact: true})
 	if c.ID != "34657032985@s.whatsapp.net" || c.Phone != "34657032985" || c.Type != "person" || c.Name != "María" || c.PushName != "Mari" {

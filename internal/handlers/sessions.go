@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/inboxhub-gateway/gateway/internal/cache"
+	"github.com/inboxhub-gateway/gateway/internal/jid"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -142,17 +142,6 @@ func timePtr(t time.Time) *time.Time {
 	return &u
 }
 
-// phoneFromJID returns the phone number of a JID such as 34657032985:71@s.whatsapp.net; @lid
-// and group JIDs hide it, so they give "".
-func phoneFromJID(jid string) string {
-	user, server, ok := strings.Cut(jid, "@")
-	if !ok || (server != "s.whatsapp.net" && server != "c.us") {
-		return ""
-	}
-	user, _, _ = strings.Cut(user, ":")
-	return user
-}
-
 func sessionFrom(s upstream.Session) Session {
 	out := Session{
 		SessionID:      s.SessionID,
@@ -164,7 +153,7 @@ func sessionFrom(s upstream.Session) Session {
 		UpdatedAt:      timePtr(s.UpdatedAt),
 	}
 	if out.PhoneNumber == "" {
-		out.PhoneNumber = phoneFromJID(s.PhoneNumberID)
+		out.PhoneNumber = jid.Phone(s.PhoneNumberID)
 	}
 	if s.HasQR && s.QRCode != "" && (s.QRCodeExpiresAt.IsZero() || s.QRCodeExpiresAt.After(time.Now())) {
 		out.QR = SessionQR{Available: true, ExpiresAt: timePtr(s.QRCodeExpiresAt)}

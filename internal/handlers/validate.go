@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
+	"github.com/inboxhub-gateway/gateway/internal/jid"
 	"github.com/inboxhub-gateway/gateway/internal/jsonbody"
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
@@ -275,8 +276,8 @@ func NormalizeRecipient(to string) (string, error) {
 	if len(to) > 64 {
 		return "", errRecipient("is too long for a phone number or a JID")
 	}
-	if user, server, ok := strings.Cut(to, "@"); ok {
-		return normalizeJID(user, strings.ToLower(server))
+	if j, ok := jid.Parse(to); ok {
+		return recipientJID(j)
 	}
 	digits, err := phoneDigits(to)
 	if err != nil {
@@ -285,27 +286,27 @@ func NormalizeRecipient(to string) (string, error) {
 	return digits + "@s.whatsapp.net", nil
 }
 
-func normalizeJID(user, server string) (string, error) {
-	switch server {
-	case "s.whatsapp.net", "c.us":
-		user, _, _ = strings.Cut(user, ":") // a device suffix names one linked device, not the person
-		if !allDigits(user, 8, 15) || user[0] == '0' {
-			return "", errRecipient("must be 8 to 15 digits (country code first) before @" + server)
+// recipientJID checks that a JID given as a recipient is one the upstream takes (a device suffix
+// of a phone JID is dropped, one of an @lid id refused) and returns its stable form.
+func recipientJID(j jid.JID) (string, error) {
+	switch j.Server {
+	case jid.ServerPhone, jid.ServerLegacyPhone:
+		if !jid.Digits(j.User, 8, 15) || j.User[0] == '0' {
+			return "", errRecipient("must be 8 to 15 digits (country code first) before @" + j.Server)
 		}
-		return user + "@s.whatsapp.net", nil
-	case "g.us":
-		owner, created, dash := strings.Cut(user, "-")
-		if !allDigits(owner, 5, 20) || (dash && !allDigits(created, 5, 20)) {
+	case jid.ServerGroup:
+		owner, created, dash := strings.Cut(j.User, "-")
+		if !jid.Digits(owner, 5, 20) || (dash && !jid.Digits(created, 5, 20)) {
 			return "", errRecipient("is not a valid group JID (digits, or digits-digits, before @g.us)")
 		}
-		return user + "@g.us", nil
-	case "lid":
-		if !allDigits(user, 5, 20) {
+	case jid.ServerLID:
+		if j.HasDevice() || !jid.Digits(j.User, 5, 20) {
 			return "", errRecipient("is not a valid @lid id (digits before @lid)")
 		}
-		return user + "@lid", nil
+	default:
+		return "", errRecipient("must be a phone number or a JID at s.whatsapp.net, c.us, g.us or lid")
 	}
-	return "", errRecipient("must be a phone number or a JID at s.whatsapp.net, c.us, g.us or lid")
+	return j.Stable(), nil
 }
 
 func phoneDigits(s string) (string, error) {
@@ -335,18 +336,6 @@ func phoneDigits(s string) (string, error) {
 		return "", errRecipient("must start with the country code (as +34... or 0034...), not a national 0 prefix")
 	}
 	return digits, nil
-}
-
-func allDigits(s string, lo, hi int) bool {
-	if len(s) < lo || len(s) > hi {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // checkText says what is wrong with the text of a message, or "" when it can be sent.

@@ -491,6 +491,8 @@ func TestNormalizeRecipient(t *testing.T) {
 		{"120363012345678901@g.us", "120363012345678901@g.us"},
 		{"34600111222-1500000000@g.us", "34600111222-1500000000@g.us"},
 		{"123456789012345@lid", "123456789012345@lid"},
+		{"34657032985:@s.whatsapp.net", "34657032985@s.whatsapp.net"},
+		{"34657032985@C.US", "34657032985@s.whatsapp.net"},
 
 		{"", ""},
 		{"   ", ""},
@@ -519,6 +521,13 @@ func TestNormalizeRecipient(t *testing.T) {
 		{"12-ab@g.us", ""},
 		{"34657032985@lid@lid", ""},
 		{strings.Repeat("1", 65), ""},
+		{"123456789012345:3@lid", ""}, // a device of a linked id is not a recipient
+		{"123456789012345:@lid", ""},
+		{"120363012345678901:2@g.us", ""},
+		{"..@s.whatsapp.net", ""},
+		{"３４６５７０３２９８５@s.whatsapp.net", ""}, // fullwidth digits
+		{"٣٤٦٥٧٠٣٢٩٨٥@c.us", ""},           // Arabic-Indic digits
+		{"34657032985@s.whatsapp.net\u202e", ""},
 	}
 	for _, tc := range cases {
 		got, err := NormalizeRecipient(tc.in)

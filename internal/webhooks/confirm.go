@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
-	"github.com/inboxhub-gateway/gateway/internal/crm"
+	"github.com/inboxhub-gateway/gateway/internal/jid"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -153,7 +153,7 @@ func statusOf(upstreamStatus string, isConnected bool) string {
 
 // normalizePhone is the number of a phone JID, or s as given (at most 64 bytes).
 func normalizePhone(s string) string {
-	if _, kind, p := crm.NormalizeJID(s); kind == crm.IDKindPhone {
+	if p := jid.Phone(s); p != "" {
 		return p
 	}
 	return clip.Bytes(s, 64, "")

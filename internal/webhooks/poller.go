@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/inboxhub-gateway/gateway/internal/crm"
+	"github.com/inboxhub-gateway/gateway/internal/jid"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
@@ -172,8 +172,5 @@ func phoneOf(sess upstream.Session) string {
 	if sess.PhoneNumber != "" {
 		return sess.PhoneNumber
 	}
-	if _, kind, phone := crm.NormalizeJID(sess.PhoneNumberID); kind == crm.IDKindPhone {
-		return phone
-	}
-	return ""
+	return jid.Phone(sess.PhoneNumberID)
 }
