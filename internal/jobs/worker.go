@@ -93,6 +93,42 @@ func (q *Queue) Run(ctx context.Context, h Handler, o Options) error {
 	return nil
 }
 
+// Workers are one replica's workers on a queue, running in the background from Start until Stop.
+type Workers struct {
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when Run returned
+	log     *slog.Logger
+}
+
+// Start runs the queue's tasks with h in the background, as Run does, until ctx ends or Stop is
+// called.
+func (q *Queue) Start(ctx context.Context, h Handler, o Options) *Workers {
+	o.defaults()
+	ctx, cancel := context.WithCancel(ctx)
+	w := &Workers{cancel: cancel, stopped: make(chan struct{}), log: o.Logger}
+	go func() {
+		defer close(w.stopped)
+		_ = q.Run(ctx, h, o)
+	}()
+	return w
+}
+
+// Stop stops the workers and returns once they have handed their running tasks back to the queue
+// (the tasks' contexts end now). When that takes longer than grace (when > 0), it logs a warning
+// once and goes on waiting. The queue's Redis client must stay open until it returns.
+func (w *Workers) Stop(grace time.Duration) {
+	w.cancel()
+	if grace > 0 {
+		select {
+		case <-w.stopped:
+			return
+		case <-time.After(grace):
+			w.log.Warn("workers still running after the shutdown grace period; waiting for them")
+		}
+	}
+	<-w.stopped
+}
+
 // consumerName names this worker in the consumer group: host, process and a random part, so that
 // a restarted process never inherits the messages of its previous life.
 func consumerName() string {

@@ -261,8 +261,7 @@ type Engine struct {
 	metrics *metrics
 
 	mu      sync.Mutex
-	stop    context.CancelFunc
-	stopped chan struct{} // closed when the queue's Run returned
+	workers *jobs.Workers // nil: not started
 }
 
 // New builds an engine; it does not start workers (see Start).
@@ -292,12 +291,10 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Start() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.stop != nil {
+	if e.workers != nil {
 		return errors.New("syncjob: workers already started")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	opts := jobs.Options{
+	e.workers = e.queue.Start(context.Background(), e.processTask, jobs.Options{
 		Concurrency: e.cfg.Workers,
 		ClaimIdle:   e.cfg.ClaimIdle,
 		Block:       e.cfg.PollInterval,
@@ -305,12 +302,7 @@ func (e *Engine) Start() error {
 		IsFailure:   isFailure,
 		OnArchived:  e.onArchived,
 		Logger:      e.log.With("component", "jobs"),
-	}
-	go func() {
-		defer close(stopped)
-		_ = e.queue.Run(ctx, e.processTask, opts)
-	}()
-	e.stop, e.stopped = cancel, stopped
+	})
 	return nil
 }
 
@@ -320,20 +312,12 @@ func (e *Engine) Start() error {
 // open until then.
 func (e *Engine) Shutdown() {
 	e.mu.Lock()
-	stop, stopped := e.stop, e.stopped
-	e.stop, e.stopped = nil, nil
+	w := e.workers
+	e.workers = nil
 	e.mu.Unlock()
-	if stop == nil {
-		return
+	if w != nil {
+		w.Stop(e.cfg.ShutdownGrace)
 	}
-	stop()
-	select {
-	case <-stopped:
-		return
-	case <-time.After(e.cfg.ShutdownGrace):
-		e.log.Warn("sync workers still running after the shutdown grace period; waiting for them")
-	}
-	<-stopped
 }
 
 // Sync is "sync now": it checks on the live status route that the session is connected (else an

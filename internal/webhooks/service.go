@@ -317,7 +317,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	stop    context.CancelFunc
-	stopped chan struct{} // closed when the queue's Run returned
+	workers *jobs.Workers
 	wg      sync.WaitGroup
 	started bool
 	fwd     atomic.Pointer[forwarder]
@@ -384,15 +384,11 @@ func (s *Service) Start() error {
 		return errors.New("webhooks: already started")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	opts := jobs.Options{Concurrency: s.cfg.Workers, Block: s.cfg.TaskCheck, Logger: s.log.With("component", "jobs"),
+	s.workers = s.queue.Start(ctx, s.processTask, jobs.Options{Concurrency: s.cfg.Workers, Block: s.cfg.TaskCheck,
+		Logger: s.log.With("component", "jobs"),
 		// A task stopped by this replica's shutdown is retried without counting as a failure.
-		IsFailure: func(err error) bool { return !errors.Is(err, context.Canceled) }}
-	go func() {
-		defer close(stopped)
-		_ = s.queue.Run(ctx, s.processTask, opts)
-	}()
-	s.stopped, s.stop, s.started = stopped, cancel, true
+		IsFailure: func(err error) bool { return !errors.Is(err, context.Canceled) }})
+	s.stop, s.started = cancel, true
 	if s.Forwarding() {
 		f := newForwarder(s)
 		s.fwd.Store(f)
@@ -416,12 +412,12 @@ func (s *Service) Start() error {
 // seconds. The Redis client must stay open until it returns.
 func (s *Service) Shutdown() {
 	s.mu.Lock()
-	stopped, stop := s.stopped, s.stop
-	s.stopped, s.stop = nil, nil
+	workers, stop := s.workers, s.stop
+	s.workers, s.stop = nil, nil
 	s.mu.Unlock()
 	if stop != nil {
 		stop()
-		<-stopped // running tasks are short; an interrupted one is handed back to the queue
+		workers.Stop(0) // running tasks are short; an interrupted one is handed back to the queue
 		s.wg.Wait()
 		if f := s.fwd.Load(); f != nil {
 			f.wait()
