@@ -507,106 +507,125 @@ func (r *runner) failFast(ctx context.Context, res string) error {
 
 // listStep reads every page of the contacts or chats from the checkpoint on.
 func (r *runner) listStep(ctx context.Context, step string) error {
-	res := resourceOf(step)
-	scan := step == stepChatScan
-	wantMsgs := step != stepContacts && r.wants(ResourceMessages)
 	if r.sessionErr != nil {
-		return r.failFast(ctx, res)
+		return r.failFast(ctx, resourceOf(step))
 	}
-	p := r.prog[res]
-	p.Phase = PhaseRunning
-	limit := r.e.cfg.PageLimit
-	sid := r.meta.SessionID
+	r.prog[resourceOf(step)].Phase = PhaseRunning
 	for page := max(r.cp.Page, 1); !r.canceled && !r.cp.Listed; page++ {
-		var recs []normalized
-		var chats []upstream.Chat
-		var more bool
-		params := upstream.ListParams{Page: page, Limit: limit}
-		if step == stepContacts {
-			pg, err := fetchPage(ctx, r, func(ctx context.Context) (upstream.Page[upstream.Contact], error) {
-				return r.e.cfg.Upstream.Contacts(ctx, sid, params)
-			})
-			if err != nil {
-				return r.failStep(ctx, step, page, err)
-			}
-			p.Pages++
-			p.Fetched += len(pg.Items)
-			for _, c := range pg.Items {
-				n := crm.NormalizeContact(c)
-				if n.ID == "" {
-					p.Failed++
-					continue
-				}
-				rec, err := normalizeItem(n.ID, n)
-				if err != nil {
-					p.Failed++
-					continue
-				}
-				recs = append(recs, rec)
-			}
-			more = morePages(pg, page, limit)
-		} else {
-			pg, err := fetchPage(ctx, r, func(ctx context.Context) (upstream.Page[upstream.Chat], error) {
-				return r.e.cfg.Upstream.Chats(ctx, sid, params)
-			})
-			if err != nil {
-				return r.failStep(ctx, step, page, err)
-			}
-			chats = pg.Items
-			if !scan {
-				p.Pages++
-				p.Fetched += len(pg.Items)
-				for _, c := range pg.Items {
-					n := crm.NormalizeChat(c)
-					if n.ID == "" {
-						p.Failed++
-						continue
-					}
-					rec, err := normalizeItem(n.ID, n)
-					if err != nil {
-						p.Failed++
-						continue
-					}
-					recs = append(recs, rec)
-				}
-			}
-			more = morePages(pg, page, limit)
-		}
-		b := &batch{}
-		resources := []string{res}
-		if !scan {
-			fresh, _, err := r.classify(ctx, res, recs)
-			if err != nil {
-				return err
-			}
-			r.stage(b, res, fresh)
-		}
-		if wantMsgs {
-			if err := r.queueChangedChats(ctx, b, chats); err != nil {
-				return err
-			}
-			resources = append(resources, ResourceMessages)
-		}
-		r.cp.Page, r.cp.Listed = page+1, !more
-		if err := r.commit(ctx, b, resources...); err != nil {
+		if ended, err := r.listPage(ctx, step, page); err != nil || ended {
 			return err
-		}
-		if !scan {
-			if failed, err := r.deliverOrFail(ctx, res, false); err != nil || failed {
-				return err
-			}
 		}
 	}
 	if r.canceled {
 		return nil
 	}
-	if !scan {
-		if failed, err := r.deliverOrFail(ctx, res, true); err != nil || failed {
+	return r.endList(ctx, step)
+}
+
+// listPage reads one page of the step's list, then in one write keeps its new and changed items,
+// queues the chats whose messages are to be read and moves the checkpoint on, and delivers the
+// full batches. ended says the step ended early: the upstream or the sink failed (the progress
+// says so).
+func (r *runner) listPage(ctx context.Context, step string, page int) (ended bool, err error) {
+	res := resourceOf(step)
+	recs, chats, more, err := r.readListPage(ctx, step, page)
+	if err != nil {
+		return true, r.failStep(ctx, step, page, err)
+	}
+	b := &batch{}
+	resources := []string{res}
+	if step != stepChatScan {
+		fresh, _, err := r.classify(ctx, res, recs)
+		if err != nil {
+			return false, err
+		}
+		r.stage(b, res, fresh)
+	}
+	if r.listsChatsForMessages(step) {
+		if err := r.queueChangedChats(ctx, b, chats); err != nil {
+			return false, err
+		}
+		resources = append(resources, ResourceMessages)
+	}
+	r.cp.Page, r.cp.Listed = page+1, !more
+	if err := r.commit(ctx, b, resources...); err != nil {
+		return false, err
+	}
+	if step == stepChatScan {
+		return false, nil
+	}
+	return r.deliverOrFail(ctx, res, false)
+}
+
+// readListPage fetches one page of the step's list: the contacts or chats normalised (none for a
+// chat scan), the chats as listed (for the messages step) and whether another page follows.
+func (r *runner) readListPage(ctx context.Context, step string, page int) (recs []normalized, chats []upstream.Chat, more bool, err error) {
+	sid, p := r.meta.SessionID, r.prog[resourceOf(step)]
+	params := upstream.ListParams{Page: page, Limit: r.e.cfg.PageLimit}
+	if step == stepContacts {
+		pg, err := fetchPage(ctx, r, func(ctx context.Context) (upstream.Page[upstream.Contact], error) {
+			return r.e.cfg.Upstream.Contacts(ctx, sid, params)
+		})
+		if err != nil {
+			return nil, nil, false, err
+		}
+		recs, _ = keepPage(p, pg.Items, crm.NormalizeContact, func(c crm.Contact) string { return c.ID })
+		return recs, nil, morePages(pg, page, params.Limit), nil
+	}
+	pg, err := fetchPage(ctx, r, func(ctx context.Context) (upstream.Page[upstream.Chat], error) {
+		return r.e.cfg.Upstream.Chats(ctx, sid, params)
+	})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if step != stepChatScan {
+		recs, _ = keepPage(p, pg.Items, crm.NormalizeChat, func(c crm.Chat) string { return c.ID })
+	}
+	return recs, pg.Items, morePages(pg, page, params.Limit), nil
+}
+
+// keepPage counts a fetched page in p and normalises its items: norm maps an upstream item to the
+// CRM schema, key gives the item's key in the session's hashes ("" when it has no id). An item
+// without an id, or that cannot be encoded, counts as failed. kept are the normalised items of
+// recs, in the same order.
+func keepPage[T, N any](p *Progress, items []T, norm func(T) N, key func(N) string) (recs []normalized, kept []N) {
+	p.Pages++
+	p.Fetched += len(items)
+	recs = make([]normalized, 0, len(items))
+	kept = make([]N, 0, len(items))
+	for _, it := range items {
+		n := norm(it)
+		k := key(n)
+		if k == "" {
+			p.Failed++
+			continue
+		}
+		rec, err := normalizeItem(k, n)
+		if err != nil {
+			p.Failed++
+			continue
+		}
+		recs = append(recs, rec)
+		kept = append(kept, n)
+	}
+	return recs, kept
+}
+
+// listsChatsForMessages says whether the step's chat list feeds the messages step.
+func (r *runner) listsChatsForMessages(step string) bool {
+	return step != stepContacts && r.wants(ResourceMessages)
+}
+
+// endList ends a list read to its end: the last items delivered, the resource done, and the chat
+// list known complete for the messages step.
+func (r *runner) endList(ctx context.Context, step string) error {
+	if step != stepChatScan {
+		if failed, err := r.deliverOrFail(ctx, resourceOf(step), true); err != nil || failed {
 			return err
 		}
-		p.Phase = PhaseDone
+		r.prog[resourceOf(step)].Phase = PhaseDone
 	}
-	if wantMsgs {
+	if r.listsChatsForMessages(step) {
 		r.cp.ChatsListed = true
 	}
 	return nil
@@ -672,127 +691,21 @@ func (r *runner) messagesStep(ctx context.Context) error {
 	}
 	chatsFailedBefore := p.Phase == PhaseFailed // the chat list could not be read completely
 	p.Phase = PhaseRunning
-	limit := r.e.cfg.PageLimit
-	sid := r.meta.SessionID
-	pk := r.st.k.pendingChats(r.meta.SessionID, r.meta.ID)
-	total, err := retryRedis(ctx, r.st, func() (int64, error) { return r.st.rdb.LLen(ctx, pk).Result() })
+	chats, err := r.pendingChats(ctx)
 	if err != nil {
-		return fmt.Errorf("syncjob: read chats to sync: %w", err)
+		return err
 	}
-	var chunk []string
-	var prevStates []any
-	chunkStart := -1
-	failedChats, inARow := 0, 0
-	gaveUp := false
-	for i := r.cp.Chat; i < int(total) && !r.canceled && !gaveUp; i++ {
-		if chunkStart < 0 || i >= chunkStart+len(chunk) {
-			chunk, err = retryRedis(ctx, r.st, func() ([]string, error) { return r.st.rdb.LRange(ctx, pk, int64(i), int64(i+pendingChunk-1)).Result() })
-			if err != nil {
-				return fmt.Errorf("syncjob: read chats to sync: %w", err)
-			}
-			if len(chunk) == 0 {
-				break
-			}
-			ids := make([]string, len(chunk))
-			for k, entry := range chunk {
-				ids[k], _, _ = strings.Cut(entry, sep)
-			}
-			if prevStates, err = retryRedis(ctx, r.st, func() ([]any, error) { return r.st.rdb.HMGet(ctx, r.st.k.chatState(sid), ids...).Result() }); err != nil {
-				return fmt.Errorf("syncjob: read chat states: %w", err)
-			}
-			chunkStart = i
+	var t chatTally
+	for i := r.cp.Chat; i < chats.total && !r.canceled && !t.gaveUp; i++ {
+		c, ok, err := chats.at(ctx, i)
+		if err != nil {
+			return err
 		}
-		chatID, state, _ := strings.Cut(chunk[i-chunkStart], sep)
-		prev, _ := prevStates[i-chunkStart].(string)
-		incremental := !r.meta.Full && prev != ""
-		prevLast := lastAtOfState(prev)
-		page := 1
-		if i == r.cp.Chat {
-			page = max(r.cp.Page, 1)
+		if !ok {
+			break
 		}
-		for ; !r.canceled; page++ {
-			params := upstream.ListParams{Page: page, Limit: limit}
-			pg, err := fetchPage(ctx, r, func(ctx context.Context) (upstream.Page[upstream.Message], error) {
-				return r.e.cfg.Upstream.ChatMessages(ctx, sid, chatID, params)
-			})
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				p.addError(clip.Bytes(fmt.Sprintf("messages of chat %s page %d: %v", chatID, page, err), 300, clip.Ellipsis))
-				r.e.log.Warn("sync job: a chat's messages failed", "jobId", r.meta.ID, "page", page, "error", err.Error())
-				if sessionLevel(err) {
-					r.sessionErr = err
-					gaveUp = true
-					break
-				}
-				failedChats++
-				if inARow++; inARow >= maxChatFailuresInARow {
-					p.addError(fmt.Sprintf("stopped after the messages of %d chats in a row failed", inARow))
-					gaveUp = true
-					break
-				}
-				r.cp.Chat, r.cp.Page = i+1, 1
-				if err := r.commit(ctx, &batch{}, ResourceMessages); err != nil {
-					return err
-				}
-				break
-			}
-			inARow = 0
-			p.Pages++
-			p.Fetched += len(pg.Items)
-			recs := make([]normalized, 0, len(pg.Items))
-			stamps := make([]time.Time, 0, len(pg.Items))
-			for _, m := range pg.Items {
-				n := crm.NormalizeMessage(chatID, m)
-				if n.ID == "" {
-					p.Failed++
-					continue
-				}
-				rec, err := normalizeItem(messageKey(n), n)
-				if err != nil {
-					p.Failed++
-					continue
-				}
-				recs = append(recs, rec)
-				var ts time.Time
-				if n.Timestamp != nil {
-					ts = *n.Timestamp
-				}
-				stamps = append(stamps, ts)
-			}
-			out, fresh, err := r.classify(ctx, ResourceMessages, recs)
-			if err != nil {
-				return err
-			}
-			reachedKnown := false
-			if incremental && !prevLast.IsZero() {
-				for k := range recs {
-					if !fresh[k] && !stamps[k].IsZero() && !stamps[k].After(prevLast) {
-						reachedKnown = true
-						break
-					}
-				}
-			}
-			more := morePages(pg, page, limit) && !reachedKnown
-			b := &batch{}
-			r.stage(b, ResourceMessages, out)
-			if more {
-				r.cp.Chat, r.cp.Page = i, page+1
-			} else {
-				p.ChatsDone++
-				r.markChat(b, chatID, state)
-				r.cp.Chat, r.cp.Page = i+1, 1
-			}
-			if err := r.commit(ctx, b, ResourceMessages); err != nil {
-				return err
-			}
-			if failed, err := r.deliverOrFail(ctx, ResourceMessages, false); err != nil || failed {
-				return err
-			}
-			if !more {
-				break
-			}
+		if ended, err := r.syncChat(ctx, c, &t); err != nil || ended {
+			return err
 		}
 	}
 	if r.canceled {
@@ -801,18 +714,196 @@ func (r *runner) messagesStep(ctx context.Context) error {
 	if failed, err := r.deliverOrFail(ctx, ResourceMessages, true); err != nil || failed {
 		return err
 	}
+	r.endMessages(chatsFailedBefore, t)
+	return nil
+}
+
+// pendingChat is one chat of the job's list of chats whose messages it reads.
+type pendingChat struct {
+	index int    // its place in the list
+	id    string // its id as the chat list gave it
+	state string // its state as the chat list showed it (see chatState)
+	prev  string // its state when it was last synced ("" when never)
+}
+
+// pendingChatList reads the job's list of chats to sync pendingChunk at a time, with the states
+// the chats had when last synced.
+type pendingChatList struct {
+	r     *runner
+	total int
+	chunk []string
+	prev  []any
+	start int // index of chunk[0]; -1 before the first read
+}
+
+// pendingChats opens the job's list of chats to sync.
+func (r *runner) pendingChats(ctx context.Context) (*pendingChatList, error) {
+	total, err := retryRedis(ctx, r.st, func() (int64, error) {
+		return r.st.rdb.LLen(ctx, r.st.k.pendingChats(r.meta.SessionID, r.meta.ID)).Result()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("syncjob: read chats to sync: %w", err)
+	}
+	return &pendingChatList{r: r, total: int(total), start: -1}, nil
+}
+
+// at returns chat i of the list, reading the chunk that holds it when needed; ok is false past the
+// list's end.
+func (l *pendingChatList) at(ctx context.Context, i int) (c pendingChat, ok bool, err error) {
+	if l.start < 0 || i >= l.start+len(l.chunk) {
+		if err := l.read(ctx, i); err != nil {
+			return pendingChat{}, false, err
+		}
+		if len(l.chunk) == 0 {
+			return pendingChat{}, false, nil
+		}
+	}
+	id, state, _ := strings.Cut(l.chunk[i-l.start], sep)
+	prev, _ := l.prev[i-l.start].(string)
+	return pendingChat{index: i, id: id, state: state, prev: prev}, true, nil
+}
+
+// read loads the chunk of the list from index i on, and the chats' states as last synced.
+func (l *pendingChatList) read(ctx context.Context, i int) error {
+	r, pk := l.r, l.r.st.k.pendingChats(l.r.meta.SessionID, l.r.meta.ID)
+	chunk, err := retryRedis(ctx, r.st, func() ([]string, error) { return r.st.rdb.LRange(ctx, pk, int64(i), int64(i+pendingChunk-1)).Result() })
+	if err != nil {
+		return fmt.Errorf("syncjob: read chats to sync: %w", err)
+	}
+	l.chunk = chunk
+	if len(chunk) == 0 {
+		return nil
+	}
+	ids := make([]string, len(chunk))
+	for k, entry := range chunk {
+		ids[k], _, _ = strings.Cut(entry, sep)
+	}
+	if l.prev, err = retryRedis(ctx, r.st, func() ([]any, error) { return r.st.rdb.HMGet(ctx, r.st.k.chatState(r.meta.SessionID), ids...).Result() }); err != nil {
+		return fmt.Errorf("syncjob: read chat states: %w", err)
+	}
+	l.start = i
+	return nil
+}
+
+// chatTally counts the chats whose messages could not be read.
+type chatTally struct {
+	failed, inARow int
+	// gaveUp: the step stops (a session-level failure, or too many chats failed in a row).
+	gaveUp bool
+}
+
+// syncChat reads one chat's messages page by page, from the checkpoint's page when the run
+// resumes in this chat, until its last page or, in an incremental job, a page that reaches a
+// message already synced. ended says the sink gave up: the step ends there.
+func (r *runner) syncChat(ctx context.Context, c pendingChat, t *chatTally) (ended bool, err error) {
+	page := 1
+	if c.index == r.cp.Chat {
+		page = max(r.cp.Page, 1)
+	}
+	for ; !r.canceled; page++ {
+		params := upstream.ListParams{Page: page, Limit: r.e.cfg.PageLimit}
+		pg, err := fetchPage(ctx, r, func(ctx context.Context) (upstream.Page[upstream.Message], error) {
+			return r.e.cfg.Upstream.ChatMessages(ctx, r.meta.SessionID, c.id, params)
+		})
+		if err != nil {
+			return false, r.chatFailed(ctx, c, page, err, t)
+		}
+		t.inARow = 0
+		more, ended, err := r.keepMessages(ctx, c, page, pg)
+		if err != nil || ended || !more {
+			return ended, err
+		}
+	}
+	return false, nil
+}
+
+// keepMessages keeps a page of a chat's messages: in one write its new and changed items, the
+// checkpoint and, on the chat's last page, the chat marked read; then it delivers the full
+// batches. more says whether the chat has another page to read, ended that the sink gave up.
+func (r *runner) keepMessages(ctx context.Context, c pendingChat, page int, pg upstream.Page[upstream.Message]) (more, ended bool, err error) {
+	p := r.prog[ResourceMessages]
+	recs, kept := keepPage(p, pg.Items, func(m upstream.Message) crm.Message { return crm.NormalizeMessage(c.id, m) },
+		func(m crm.Message) string {
+			if m.ID == "" {
+				return ""
+			}
+			return messageKey(m)
+		})
+	out, fresh, err := r.classify(ctx, ResourceMessages, recs)
+	if err != nil {
+		return false, false, err
+	}
+	more = morePages(pg, page, r.e.cfg.PageLimit) && !r.reachedSynced(c, kept, fresh)
+	b := &batch{}
+	r.stage(b, ResourceMessages, out)
+	if more {
+		r.cp.Chat, r.cp.Page = c.index, page+1
+	} else {
+		p.ChatsDone++
+		r.markChat(b, c.id, c.state)
+		r.cp.Chat, r.cp.Page = c.index+1, 1
+	}
+	if err := r.commit(ctx, b, ResourceMessages); err != nil {
+		return false, false, err
+	}
+	ended, err = r.deliverOrFail(ctx, ResourceMessages, false)
+	return more, ended, err
+}
+
+// reachedSynced says whether an incremental job's page of a chat holds an unchanged message not
+// newer than the chat's last synced message: the pages after it were synced already.
+func (r *runner) reachedSynced(c pendingChat, msgs []crm.Message, fresh []bool) bool {
+	prevLast := lastAtOfState(c.prev)
+	if r.meta.Full || c.prev == "" || prevLast.IsZero() {
+		return false
+	}
+	for k, m := range msgs {
+		if !fresh[k] && m.Timestamp != nil && !m.Timestamp.IsZero() && !m.Timestamp.After(prevLast) {
+			return true
+		}
+	}
+	return false
+}
+
+// chatFailed records that a chat's messages could not be read: the step gives up on a
+// session-level failure or after maxChatFailuresInARow chats in a row, else the run goes on with
+// the next chat.
+func (r *runner) chatFailed(ctx context.Context, c pendingChat, page int, err error, t *chatTally) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	p := r.prog[ResourceMessages]
+	p.addError(clip.Bytes(fmt.Sprintf("messages of chat %s page %d: %v", c.id, page, err), 300, clip.Ellipsis))
+	r.e.log.Warn("sync job: a chat's messages failed", "jobId", r.meta.ID, "page", page, "error", err.Error())
+	if sessionLevel(err) {
+		r.sessionErr = err
+		t.gaveUp = true
+		return nil
+	}
+	t.failed++
+	if t.inARow++; t.inARow >= maxChatFailuresInARow {
+		p.addError(fmt.Sprintf("stopped after the messages of %d chats in a row failed", t.inARow))
+		t.gaveUp = true
+		return nil
+	}
+	r.cp.Chat, r.cp.Page = c.index+1, 1
+	return r.commit(ctx, &batch{}, ResourceMessages)
+}
+
+// endMessages sets the messages' phase once every chat was read or the step gave up.
+func (r *runner) endMessages(chatsFailedBefore bool, t chatTally) {
+	p := r.prog[ResourceMessages]
 	switch {
-	case r.sessionErr != nil || gaveUp:
+	case r.sessionErr != nil || t.gaveUp:
 		p.Phase = PhaseFailed
 	case chatsFailedBefore || !r.cp.ChatsListed:
 		p.Phase = PhaseFailed
 		p.addError(fmt.Sprintf("the chat list could not be read completely: messages were read for the %d chats listed", p.Chats))
-	case failedChats > 0:
+	case t.failed > 0:
 		p.Phase = PhasePartial
 	default:
 		p.Phase = PhaseDone
 	}
-	return nil
 }
 
 // finalState decides how the job ended from its resources' phases.
