@@ -15,21 +15,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // runWorkers runs the queue in the background until the test ends (or stop is called).
 func runWorkers(t *testing.T, q *Queue, h Handler, o Options) (stop func()) {
@@ -91,13 +80,13 @@ func TestRunsEachTaskOnceWithItsPayload(t *testing.T) {
 		seen[task.ID] = string(task.Payload)
 		return nil
 	}, Options{Concurrency: 4})
-	eventually(t, 10*time.Second, "all tasks ran", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	wait.Until(t, 10*time.Second, "all tasks ran", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
 	for i := range n {
 		if got, want := seen[fmt.Sprintf("task-%d", i)], fmt.Sprintf("payload-%d", i); got != want {
 			t.Fatalf("task-%d ran with %q, want %q", i, got, want)
 		}
 	}
-	eventually(t, 5*time.Second, "task-0 completed", func() bool { return state(t, q, "task-0") == StateCompleted })
+	wait.Until(t, 5*time.Second, "task-0 completed", func() bool { return state(t, q, "task-0") == StateCompleted })
 	// A completed id may be used again.
 	stop()
 	if err := q.Enqueue(ctx, "task-0", []byte("again"), EnqueueOptions{}); err != nil {
@@ -137,9 +126,9 @@ func TestRetriesThenArchives(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "flaky completed", func() bool { return state(t, q, "flaky") == StateCompleted })
-	eventually(t, 10*time.Second, "broken archived", func() bool { return state(t, q, "broken") == StateArchived })
-	eventually(t, 10*time.Second, "permanent archived", func() bool { return state(t, q, "permanent") == StateArchived })
+	wait.Until(t, 10*time.Second, "flaky completed", func() bool { return state(t, q, "flaky") == StateCompleted })
+	wait.Until(t, 10*time.Second, "broken archived", func() bool { return state(t, q, "broken") == StateArchived })
+	wait.Until(t, 10*time.Second, "permanent archived", func() bool { return state(t, q, "permanent") == StateArchived })
 	if got := flaky.Load(); got != 3 {
 		t.Errorf("flaky ran %d times, want 3", got)
 	}
@@ -172,7 +161,7 @@ func TestNotCountedErrorsDoNotUseRetries(t *testing.T) {
 	if err := q.Enqueue(context.Background(), "t", nil, EnqueueOptions{MaxRetry: 0}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "completed", func() bool { return state(t, q, "t") == StateCompleted })
+	wait.Until(t, 10*time.Second, "completed", func() bool { return state(t, q, "t") == StateCompleted })
 }
 
 // A worker that took a task and died (never acknowledged it, never showed life again) loses it to
@@ -210,7 +199,7 @@ func TestDeadWorkersTaskIsTakenOver(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the dead worker's task was never taken over")
 	}
-	eventually(t, 5*time.Second, "completed", func() bool { return state(t, q, "orphan") == StateCompleted })
+	wait.Until(t, 5*time.Second, "completed", func() bool { return state(t, q, "orphan") == StateCompleted })
 }
 
 // A long task keeps its message while it runs (heartbeats), so no other worker takes it over.
@@ -234,7 +223,7 @@ func TestLongTaskIsNotTakenOverWhileAlive(t *testing.T) {
 	if err := q.Enqueue(context.Background(), "long", nil, EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "started", func() bool { return runs.Load() == 1 })
+	wait.Until(t, 5*time.Second, "started", func() bool { return runs.Load() == 1 })
 	// Five claim periods: a worker that stopped showing life would have lost it by now.
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(deadline) {
@@ -244,7 +233,7 @@ func TestLongTaskIsNotTakenOverWhileAlive(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	close(release)
-	eventually(t, 5*time.Second, "completed", func() bool { return state(t, q, "long") == StateCompleted })
+	wait.Until(t, 5*time.Second, "completed", func() bool { return state(t, q, "long") == StateCompleted })
 }
 
 // Stopping a worker hands its running task back: another worker finishes it, soon.
@@ -273,7 +262,7 @@ func TestStoppingWorkerHandsItsTaskBack(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handed-back task did not run on the other worker")
 	}
-	eventually(t, 5*time.Second, "completed", func() bool { return state(t, q, "handed-back") == StateCompleted })
+	wait.Until(t, 5*time.Second, "completed", func() bool { return state(t, q, "handed-back") == StateCompleted })
 	if info, _ := q.Info(context.Background(), "handed-back"); info.Retried != 0 {
 		t.Errorf("a stop counted as a failed attempt: %+v", info)
 	}
@@ -296,16 +285,16 @@ func TestWorkerSurvivesARedisOutage(t *testing.T) {
 	if err := q.Enqueue(ctx, "before", nil, EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "before ran", func() bool { _, ok := ran.Load("before"); return ok })
+	wait.Until(t, 5*time.Second, "before ran", func() bool { _, ok := ran.Load("before"); return ok })
 	srv.Stop()
 	if err := q.Enqueue(ctx, "during", nil, EnqueueOptions{}); err == nil {
 		t.Fatal("enqueue succeeded while Redis was down")
 	}
 	srv.Restart(t)
-	eventually(t, 10*time.Second, "enqueue after the restart", func() bool {
+	wait.Until(t, 10*time.Second, "enqueue after the restart", func() bool {
 		return q.Enqueue(ctx, "after", nil, EnqueueOptions{}) == nil
 	})
-	eventually(t, 10*time.Second, "after ran", func() bool { _, ok := ran.Load("after"); return ok })
+	wait.Until(t, 10*time.Second, "after ran", func() bool { _, ok := ran.Load("after"); return ok })
 }
 
 // The embedded store of the demo runs the same queue.
@@ -326,5 +315,5 @@ func TestEmbeddedStore(t *testing.T) {
 	if err := q.Enqueue(context.Background(), "x", nil, EnqueueOptions{MaxRetry: 2}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "completed", func() bool { return state(t, q, "x") == StateCompleted })
+	wait.Until(t, 10*time.Second, "completed", func() bool { return state(t, q, "x") == StateCompleted })
 }

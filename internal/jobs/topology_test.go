@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestQueueOnEveryTopology runs every script of the queue on each topology's strict clients (a
@@ -56,13 +57,13 @@ func TestQueueOnEveryTopology(t *testing.T) {
 			if err := top.Client.XAdd(ctx, &redis.XAddArgs{Stream: q.streamKey(), Values: []any{"id", "ghost"}}).Err(); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 10*time.Second, "flaky completed", func() bool { return state(t, q, "flaky") == StateCompleted })
-			eventually(t, 10*time.Second, "broken archived", func() bool { return state(t, q, "broken") == StateArchived })
-			eventually(t, 10*time.Second, "long completed", func() bool { return state(t, other, "long") == StateCompleted })
+			wait.Until(t, 10*time.Second, "flaky completed", func() bool { return state(t, q, "flaky") == StateCompleted })
+			wait.Until(t, 10*time.Second, "broken archived", func() bool { return state(t, q, "broken") == StateArchived })
+			wait.Until(t, 10*time.Second, "long completed", func() bool { return state(t, other, "long") == StateCompleted })
 			if flaky.Load() != 3 || long.Load() != 1 {
 				t.Errorf("flaky ran %d times (want 3), long %d (want 1: never taken over)", flaky.Load(), long.Load())
 			}
-			eventually(t, 5*time.Second, "the stream emptied (the ghost dropped)", func() bool {
+			wait.Until(t, 5*time.Second, "the stream emptied (the ghost dropped)", func() bool {
 				n, err := top.Client.XLen(ctx, q.streamKey()).Result()
 				return err == nil && n == 0
 			})

@@ -10,19 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
-
-// waitFor polls cond until it holds or 10 s have passed.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // recv waits for what a renewal reports on ch, at most 10 s.
 func recv(t *testing.T, ch <-chan error, what string) error {
@@ -62,7 +51,7 @@ func TestStartTellsTheHolderWhenLost(t *testing.T) {
 		t.Fatal("lost while held")
 	}
 	rdb.Set(ctx, "kept", "someone-else", 0)
-	waitFor(t, "OnLost", func() bool { return lost.Load() == 1 })
+	wait.Until(t, 10*time.Second, "OnLost", func() bool { return lost.Load() == 1 })
 	if err, _ := lostErr.Load().(error); !errors.Is(err, ErrLost) || !k.Lost() {
 		t.Fatalf("OnLost(%v), Lost() = %v; want ErrLost and true", err, k.Lost())
 	}
@@ -130,7 +119,7 @@ func TestPatientRenewalOutlastsRedisErrors(t *testing.T) {
 		t.Fatalf("the default renewal gave up with %v, want ErrLost", err)
 	}
 	// Six failed renewals at TTL/3 apart span more than the TTL.
-	waitFor(t, "six failed renewals", func() bool { return errs.Load() >= 6 })
+	wait.Until(t, 10*time.Second, "six failed renewals", func() bool { return errs.Load() >= 6 })
 	select {
 	case err := <-patientLost:
 		t.Fatalf("the patient renewal gave up on Redis errors: %v", err)
