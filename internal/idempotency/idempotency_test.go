@@ -15,6 +15,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/idempotency"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 var created = idempotency.Response{Status: http.StatusCreated, ContentType: "application/json", Body: []byte(`{"data":{"id":"3EB0"}}`)}
@@ -165,7 +166,7 @@ func TestWaitIsBounded(t *testing.T) {
 			return idempotency.Response{}, errors.New("failed")
 		})
 	}()
-	waitFor(t, func() bool { return runs.Load() == 1 })
+	wait.Until(t, 5*time.Second, "the first request to run", func() bool { return runs.Load() == 1 })
 
 	began := time.Now()
 	_, _, err := s.Do(context.Background(), "c", "k", fp, counted(&runs, created, nil, 0))
@@ -237,7 +238,7 @@ func TestLapsedClaim(t *testing.T) {
 			return late, nil
 		})
 	}()
-	waitFor(t, func() bool { return runs.Load() == 1 })
+	wait.Until(t, 5*time.Second, "the first request to run", func() bool { return runs.Load() == 1 })
 
 	s := idempotency.New(rdb, idempotency.WithWait(2*time.Second))
 	resp, replayed, err := s.Do(context.Background(), "c", "k", fp, counted(&runs, created, nil, 0))
@@ -275,16 +276,5 @@ func TestFingerprint(t *testing.T) {
 	}
 	if idempotency.Fingerprint("POST", "/a", []byte("{}")) != a || len(a) != 64 {
 		t.Errorf("fingerprint not stable: %s", a)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 type sessionData struct {
@@ -200,7 +202,7 @@ func TestQRFlow(t *testing.T) {
 func TestQRAppearsWithoutPolling(t *testing.T) {
 	s, c := startSim(t, testOptions()) // real clock, QRDelay 50 ms
 	c.do(http.MethodPost, "/api/sessions/support_desk/connect", nil).must(t, http.StatusOK, nil)
-	waitFor(t, "the QR to be scannable", 2*time.Second, func() bool { return s.ScanQR("support_desk") == nil })
+	wait.Until(t, 2*time.Second, "the QR to be scannable", func() bool { return s.ScanQR("support_desk") == nil })
 	if err := s.ScanQR("support_desk"); err == nil {
 		t.Error("a connected session accepted a second scan")
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // hook is one webhook as the receiver saw it.
@@ -125,7 +127,7 @@ func TestWebhooks(t *testing.T) {
 	if h := nextHook(t, hooks, "session.connected"); dataOf(h)["phoneNumber"] == nil {
 		t.Errorf("session.connected without phoneNumber: %s", h.body)
 	}
-	waitFor(t, "webhook counters", time.Second, func() bool { return s.Counters().WebhooksSent >= 6 })
+	wait.Until(t, time.Second, "webhook counters", func() bool { return s.Counters().WebhooksSent >= 6 })
 }
 
 func TestWebhookOfCreatedSession(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -113,7 +114,7 @@ func TestSyncCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "two pages read", func() bool {
+	wait.Until(t, 20*time.Second, "two pages read", func() bool {
 		cur, err := e.Job(ctx, j.ID)
 		return err == nil && cur.Progress["contacts"].Pages >= 2
 	})
@@ -194,7 +195,7 @@ func TestSyncSessionDisconnectsMidJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "a page read", func() bool {
+	wait.Until(t, 20*time.Second, "a page read", func() bool {
 		cur, err := e.Job(ctx, j.ID)
 		return err == nil && cur.Progress["contacts"].Pages >= 1
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // replica is one gateway instance: its own Redis client (on the shared database), upstream client
@@ -285,7 +286,7 @@ func TestSyncShutdownHandsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the job read a few pages", func() bool {
+	wait.Until(t, 20*time.Second, "the job read a few pages", func() bool {
 		cur, err := a.e.Job(context.Background(), j.ID)
 		return err == nil && cur.Progress["contacts"].Pages >= 3
 	})

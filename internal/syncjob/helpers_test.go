@@ -127,18 +127,6 @@ func waitJob(t testing.TB, e *syncjob.Engine, id string, within time.Duration) s
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // sink is a CRM sink under test: it verifies every delivery's signature, can refuse deliveries,
 // and counts the distinct items it received per resource.
 type sink struct {

@@ -278,15 +278,3 @@ func (f *fakeStatuses) SessionStatus(_ context.Context, sid string) (upstream.Se
 	}
 	return upstream.SessionStatus{SessionID: sid, Status: st, PhoneNumber: "34657032985", IsConnected: st == "connected"}, nil
 }
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

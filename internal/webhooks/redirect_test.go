@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // lockedBuffer is a log destination the workers write to while the test reads it.
@@ -65,7 +67,7 @@ func TestForwarderNeverFollowsRedirects(t *testing.T) {
 				if _, err := ts.Receive(ctx, signed(messageBody("abc_123", "3EB0REDIR"))); err != nil {
 					t.Fatal(err)
 				}
-				eventually(t, 5*time.Second, "the event dead-lettered or sent elsewhere", func() bool {
+				wait.Until(t, 5*time.Second, "the event dead-lettered or sent elsewhere", func() bool {
 					p, err := ts.DeadLetters(ctx, 1, 10)
 					return elsewhere.Load() > 0 || (err == nil && p.Total == 1)
 				})
@@ -77,7 +79,7 @@ func TestForwarderNeverFollowsRedirects(t *testing.T) {
 				if d.Attempts != 3 || asked.Load() != 3 || !strings.Contains(d.LastError, strconv.Itoa(code)) {
 					t.Errorf("dead letter after %d attempts (%d asked), last error %q; want 3 attempts failed with %d", d.Attempts, asked.Load(), d.LastError, code)
 				}
-				eventually(t, time.Second, "the dead letter logged", func() bool { return strings.Contains(logs.String(), "event dead-lettered") })
+				wait.Until(t, time.Second, "the dead letter logged", func() bool { return strings.Contains(logs.String(), "event dead-lettered") })
 				for what, text := range map[string]string{"dead letter": d.LastError, "log": logs.String()} {
 					if strings.Contains(text, "stolen-location-marker") || strings.Contains(text, other.URL) {
 						t.Errorf("the %s quotes the redirect's Location: %s", what, text)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 func TestReceiveRefusesUnauthenticatedWithZeroProcessing(t *testing.T) {
@@ -102,14 +103,14 @@ func TestSessionEventsInvalidateAndQueueTheSync(t *testing.T) {
 		t.Fatalf("%+v %v", rec, err)
 	}
 	// A confirmed session event drops the cached reads as soon as the upstream confirmed it.
-	eventually(t, 3*time.Second, "session.qr confirmed and the cached reads dropped", func() bool {
+	wait.Until(t, 3*time.Second, "session.qr confirmed and the cached reads dropped", func() bool {
 		return ts.cache.count("sess_qr") == 1
 	})
 	ts.statuses.set("sess_qr", "connected")
 	if _, err := ts.Receive(ctx, signed(sessionBody("session.connected", "sess_qr"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "the automatic sync queued", func() bool {
+	wait.Until(t, 3*time.Second, "the automatic sync queued", func() bool {
 		return slices.Equal(ts.sync.queued(), []string{"sess_qr/auto"})
 	})
 	if st, _ := ts.rdb.Get(ctx, ts.k.status("sess_qr")).Result(); st != StatusConnected {
@@ -120,7 +121,7 @@ func TestSessionEventsInvalidateAndQueueTheSync(t *testing.T) {
 	if _, err := ts.Receive(ctx, signed(messageBody("sess_msg", "3EB0INV"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "the message's task dropped the lists", func() bool { return ts.cache.count("sess_msg") > before })
+	wait.Until(t, 3*time.Second, "the message's task dropped the lists", func() bool { return ts.cache.count("sess_msg") > before })
 }
 
 func TestNoSyncOnConnectWhenDisabled(t *testing.T) {
@@ -133,7 +134,7 @@ func TestNoSyncOnConnectWhenDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The later message's task ran, so the connected event's task (queued before it) ran too.
-	eventually(t, 3*time.Second, "tasks processed", func() bool { return ts.cache.count("abc_123") >= 2 })
+	wait.Until(t, 3*time.Second, "tasks processed", func() bool { return ts.cache.count("abc_123") >= 2 })
 	time.Sleep(100 * time.Millisecond)
 	if q := ts.sync.queued(); len(q) != 0 {
 		t.Fatalf("sync queued while disabled: %v", q)
@@ -168,7 +169,7 @@ func TestConcurrentDuplicatesForwardOneEvent(t *testing.T) {
 	if accepted != 1 {
 		t.Fatalf("%d deliveries accepted, want 1", accepted)
 	}
-	eventually(t, 3*time.Second, "the event forwarded", func() bool { return len(sink.received()) >= 1 })
+	wait.Until(t, 3*time.Second, "the event forwarded", func() bool { return len(sink.received()) >= 1 })
 	time.Sleep(300 * time.Millisecond)
 	if n := len(sink.received()); n != 1 {
 		t.Fatalf("the CRM received %d events, want 1", n)
@@ -195,7 +196,7 @@ func TestEventsForwardedInOrderPerSession(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, 10*time.Second, "every event delivered", func() bool { return len(sink.received()) >= perSession*len(sessions) })
+	wait.Until(t, 10*time.Second, "every event delivered", func() bool { return len(sink.received()) >= perSession*len(sessions) })
 	time.Sleep(200 * time.Millisecond)
 	got := sink.received()
 	if len(got) != perSession*len(sessions) || sink.badDeliveries() != 0 {
@@ -220,7 +221,7 @@ func TestEventsForwardedInOrderPerSession(t *testing.T) {
 			t.Errorf("outbox of %s holds %d", sid, n)
 		}
 	}
-	eventually(t, 2*time.Second, "pending set emptied", func() bool {
+	wait.Until(t, 2*time.Second, "pending set emptied", func() bool {
 		n, _ := a.rdb.SCard(ctx, a.k.pending()).Result()
 		return n == 0
 	})
@@ -237,7 +238,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	if _, err := ts.Receive(ctx, signed(messageBody("abc_123", "3EB0DEAD"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the event dead-lettered", func() bool {
+	wait.Until(t, 5*time.Second, "the event dead-lettered", func() bool {
 		p, err := ts.DeadLetters(ctx, 1, 10)
 		return err == nil && p.Total == 1
 	})
@@ -253,12 +254,12 @@ func TestDeadLettersAndReplay(t *testing.T) {
 		d.Event.Data.Message.ID != "3EB0DEAD" || !strings.Contains(d.LastError, "503") || strings.Contains(d.LastError, "query-secret") {
 		t.Fatalf("dead letter %+v", d)
 	}
-	eventually(t, time.Second, "the dead letter counted", func() bool { return ts.counter("events_dead_lettered_total", nil) == 1 })
+	wait.Until(t, time.Second, "the dead letter counted", func() bool { return ts.counter("events_dead_lettered_total", nil) == 1 })
 	// The line moves on: the next event is tried (and dead-lettered too while the CRM is down).
 	if _, err := ts.Receive(ctx, signed(messageBody("abc_123", "3EB0NEXT"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the second event dead-lettered", func() bool {
+	wait.Until(t, 5*time.Second, "the second event dead-lettered", func() bool {
 		p, _ := ts.DeadLetters(ctx, 1, 10)
 		return p.Total == 2
 	})
@@ -272,7 +273,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	if err != nil || replayed.ID != d.ID {
 		t.Fatalf("%+v %v", replayed, err)
 	}
-	eventually(t, 3*time.Second, "the replayed event delivered", func() bool { return len(sink.received()) == 1 })
+	wait.Until(t, 3*time.Second, "the replayed event delivered", func() bool { return len(sink.received()) == 1 })
 	if ev := sink.received()[0]; ev.ID != d.ID || ev.Data.Message.ID != "3EB0DEAD" {
 		t.Fatalf("delivered %+v", ev)
 	}
@@ -283,7 +284,7 @@ func TestDeadLettersAndReplay(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("replay all: %d %v", n, err)
 	}
-	eventually(t, 3*time.Second, "replay-all delivered", func() bool { return len(sink.received()) == 2 })
+	wait.Until(t, 3*time.Second, "replay-all delivered", func() bool { return len(sink.received()) == 2 })
 	if p, _ := ts.DeadLetters(ctx, 1, 10); p.Total != 0 {
 		t.Errorf("%d dead letters left", p.Total)
 	}
@@ -301,7 +302,7 @@ func TestRefusedEventIsDeadLetteredAtOnce(t *testing.T) {
 	if _, err := ts.Receive(ctx, signed(messageBody("abc_123", "3EB0GOOD"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "the next event delivered", func() bool { return len(sink.received()) == 1 })
+	wait.Until(t, 3*time.Second, "the next event delivered", func() bool { return len(sink.received()) == 1 })
 	p, _ := ts.DeadLetters(ctx, 1, 10)
 	if p.Total != 1 || p.Items[0].Attempts != 1 || sink.received()[0].Data.Message.ID != "3EB0GOOD" {
 		t.Fatalf("dead letters %+v", p)
@@ -326,11 +327,11 @@ func TestShutdownLeavesTheEventForTheNextDrainer(t *testing.T) {
 	if _, err := a.Receive(context.Background(), signed(messageBody("abc_123", "3EB0KEEP"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "delivery attempted", func() bool { return sink.requests.Load() > 0 })
+	wait.Until(t, 3*time.Second, "delivery attempted", func() bool { return sink.requests.Load() > 0 })
 	a.Shutdown()
 	sink.down.Store(false)
 	b := newTestService(t, a.rdb, true, sink.forwardTo)
-	eventually(t, 3*time.Second, "the other replica delivered it", func() bool { return len(sink.received()) == 1 })
+	wait.Until(t, 3*time.Second, "the other replica delivered it", func() bool { return len(sink.received()) == 1 })
 	if p, _ := b.DeadLetters(context.Background(), 1, 10); p.Total != 0 {
 		t.Error("dead-lettered on shutdown")
 	}
@@ -348,7 +349,7 @@ func TestPollerEmitsChangesNoWebhookReported(t *testing.T) {
 	})
 	ctx := context.Background()
 	// First sightings are recorded, not reported.
-	eventually(t, 3*time.Second, "statuses recorded", func() bool {
+	wait.Until(t, 3*time.Second, "statuses recorded", func() bool {
 		p1, _ := ts.rdb.Get(ctx, ts.k.status("poll_1")).Result()
 		p2, _ := ts.rdb.Get(ctx, ts.k.status("poll_2")).Result()
 		return p1 == StatusConnected && p2 == StatusQRPending
@@ -357,13 +358,13 @@ func TestPollerEmitsChangesNoWebhookReported(t *testing.T) {
 		t.Fatal("the only replica is not the leader")
 	}
 	calls := sessions.calls.Load()
-	eventually(t, 2*time.Second, "another poll", func() bool { return sessions.calls.Load() > calls+1 })
+	wait.Until(t, 2*time.Second, "another poll", func() bool { return sessions.calls.Load() > calls+1 })
 	if len(sink.received()) != 0 {
 		t.Fatalf("events for first sightings: %+v", sink.received())
 	}
 
 	sessions.set("poll_1", "disconnected")
-	eventually(t, 2*time.Second, "session.disconnected emitted", func() bool { return len(sink.received()) == 1 })
+	wait.Until(t, 2*time.Second, "session.disconnected emitted", func() bool { return len(sink.received()) == 1 })
 	ev := sink.received()[0]
 	if ev.Type != TypeSessionDisconnected || ev.SessionID != "poll_1" || ev.Source != SourcePoller ||
 		ev.Data.Session == nil || ev.Data.Session.PreviousStatus != StatusConnected || ev.Data.Session.PhoneNumber != "34657032985" {
@@ -381,8 +382,8 @@ func TestPollerEmitsChangesNoWebhookReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls = sessions.calls.Load()
-	eventually(t, 2*time.Second, "two more polls", func() bool { return sessions.calls.Load() > calls+2 })
-	eventually(t, 2*time.Second, "the change delivered", func() bool { return len(sink.received()) == 2 })
+	wait.Until(t, 2*time.Second, "two more polls", func() bool { return sessions.calls.Load() > calls+2 })
+	wait.Until(t, 2*time.Second, "the change delivered", func() bool { return len(sink.received()) == 2 })
 	time.Sleep(100 * time.Millisecond)
 	got := sink.received()
 	if len(got) != 2 || got[1].Type != TypeSessionConnected || got[1].SessionID != "poll_2" ||
@@ -391,7 +392,7 @@ func TestPollerEmitsChangesNoWebhookReported(t *testing.T) {
 	}
 	// The connected change from the poller queues the sync too (a change to connected).
 	sessions.set("poll_1", "open")
-	eventually(t, 3*time.Second, "sync queued by the poller's event", func() bool {
+	wait.Until(t, 3*time.Second, "sync queued by the poller's event", func() bool {
 		return slices.Contains(ts.sync.queued(), "poll_1/auto")
 	})
 }
@@ -416,7 +417,7 @@ func TestOnlyOnePollerLeadsAndAStandbyTakesOver(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, 3*time.Second, "a leader", func() bool { return len(leaders()) == 1 })
+	wait.Until(t, 3*time.Second, "a leader", func() bool { return len(leaders()) == 1 })
 	// For a while, never two.
 	for range 20 {
 		if n := len(leaders()); n != 1 {
@@ -430,10 +431,10 @@ func TestOnlyOnePollerLeadsAndAStandbyTakesOver(t *testing.T) {
 		t.Fatal("the stopped replica still leads")
 	}
 	start := time.Now()
-	eventually(t, 3*time.Second, "a standby took over", func() bool { return len(leaders()) == 1 })
+	wait.Until(t, 3*time.Second, "a standby took over", func() bool { return len(leaders()) == 1 })
 	t.Logf("takeover after shutdown: %s", time.Since(start).Round(time.Millisecond))
 	calls := sessions.calls.Load()
-	eventually(t, 2*time.Second, "the new leader polls", func() bool { return sessions.calls.Load() > calls })
+	wait.Until(t, 2*time.Second, "the new leader polls", func() bool { return sessions.calls.Load() > calls })
 }
 
 // FuzzReceive: any authentic delivery (the fuzzed body signed with the secret) is accepted, found
@@ -489,7 +490,7 @@ func TestReplayedDeliveriesChangeNothing(t *testing.T) {
 	ctx := context.Background()
 	settled := func(what string, events int) {
 		t.Helper()
-		eventually(t, 3*time.Second, what, func() bool {
+		wait.Until(t, 3*time.Second, what, func() bool {
 			n, _ := ts.rdb.SCard(ctx, ts.k.hinted()).Result()
 			return n == 0 && len(sink.received()) >= events
 		})
@@ -511,7 +512,7 @@ func TestReplayedDeliveriesChangeNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	settled("session.connected confirmed", 2)
-	eventually(t, 3*time.Second, "the automatic sync", func() bool { return len(ts.sync.queued()) == 1 })
+	wait.Until(t, 3*time.Second, "the automatic sync", func() bool { return len(ts.sync.queued()) == 1 })
 	drops := ts.cache.count("abc_123")
 
 	// The captured session.connected, re-sent with fresh timestamps, with and without an agreeing
@@ -579,7 +580,7 @@ func TestReplayedDeliveriesChangeNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	settled("the reconnection confirmed", 6)
-	eventually(t, 3*time.Second, "the second automatic sync", func() bool { return len(ts.sync.queued()) == 2 })
+	wait.Until(t, 3*time.Second, "the second automatic sync", func() bool { return len(ts.sync.queued()) == 2 })
 	got := sink.received()
 	for i, want := range []string{TypeSessionQR, TypeSessionConnected, TypeMessageReceived, TypeContactUpdated,
 		TypeSessionDisconnected, TypeSessionConnected} {
@@ -615,7 +616,7 @@ func TestSessionEventFloodCostsBoundedReads(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	eventually(t, 3*time.Second, "a confirming read", func() bool { return ts.statuses.calls.Load() >= 1 })
+	wait.Until(t, 3*time.Second, "a confirming read", func() bool { return ts.statuses.calls.Load() >= 1 })
 	time.Sleep(300 * time.Millisecond) // room for reads beyond the bound to show
 	if n := ts.statuses.calls.Load(); n > 3 {
 		t.Errorf("%d upstream reads for 100 replays, want at most the burst of 3", n)
@@ -648,7 +649,7 @@ func TestHeaderOnlySession(t *testing.T) {
 	if err != nil || !rec.Hint || rec.SessionID != "known_1" {
 		t.Fatalf("%+v %v", rec, err)
 	}
-	eventually(t, 3*time.Second, "the drop confirmed", func() bool {
+	wait.Until(t, 3*time.Second, "the drop confirmed", func() bool {
 		st, _ := ts.rdb.Get(ctx, ts.k.status("known_1")).Result()
 		return st == StatusDisconnected
 	})

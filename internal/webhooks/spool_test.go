@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // outageService is a service over a private redis-server that the test stops and restarts, with
@@ -56,7 +57,7 @@ func TestSpoolKeepsDeliveriesWhileRedisIsDown(t *testing.T) {
 	if _, err := ts.Receive(ctx, signed(messageBody("abc_123", "M000"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "the first message forwarded", func() bool { return len(sink.received()) == 1 })
+	wait.Until(t, 3*time.Second, "the first message forwarded", func() bool { return len(sink.received()) == 1 })
 
 	rs.Stop()
 	for i := 1; i <= 3; i++ {
@@ -99,7 +100,7 @@ func TestSpoolKeepsDeliveriesWhileRedisIsDown(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	eventually(t, 3*time.Second, "the session event confirmed", func() bool {
+	wait.Until(t, 3*time.Second, "the session event confirmed", func() bool {
 		st, _ := ts.rdb.Get(ctx, ts.k.status("abc_123")).Result()
 		return st == StatusDisconnected
 	})
@@ -131,11 +132,11 @@ func TestSpoolSurvivesARestart(t *testing.T) {
 	first.Shutdown()
 	rs.Restart(t)
 	second := outageService(t, rs, dir, sink.forwardTo)
-	eventually(t, 5*time.Second, "the spooled message forwarded", func() bool { return len(sink.received()) == 1 })
+	wait.Until(t, 5*time.Second, "the spooled message forwarded", func() bool { return len(sink.received()) == 1 })
 	if ev := sink.received()[0]; ev.Data.Message == nil || ev.Data.Message.ID != "3EB0CRASH" {
 		t.Fatalf("%+v", ev)
 	}
-	eventually(t, time.Second, "the spool emptied", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	wait.Until(t, time.Second, "the spool emptied", func() bool { return len(spoolFiles(t, dir)) == 0 })
 	_ = second
 }
 
@@ -177,11 +178,11 @@ func TestSpoolRefusesForgedFiles(t *testing.T) {
 	}
 	sink := newCRMSink(t)
 	ts := outageService(t, rs, dir, sink.forwardTo)
-	eventually(t, 3*time.Second, "the forged file dropped", func() bool { return len(spoolFiles(t, dir)) == 0 })
+	wait.Until(t, 3*time.Second, "the forged file dropped", func() bool { return len(spoolFiles(t, dir)) == 0 })
 	if _, err := ts.Receive(context.Background(), signed(messageBody("abc_123", "3EB0REAL"))); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "the real message forwarded", func() bool { return len(sink.received()) == 1 })
+	wait.Until(t, 3*time.Second, "the real message forwarded", func() bool { return len(sink.received()) == 1 })
 	if id := sink.received()[0].Data.Message.ID; id != "3EB0REAL" {
 		t.Fatalf("forwarded %s", id)
 	}

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/inboxhub-gateway/gateway/internal/telemetry"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestForwardLinkedToItsReceiptAndMeasured: with tracing on, an event's forwarding runs in a
@@ -40,14 +41,14 @@ func TestForwardLinkedToItsReceiptAndMeasured(t *testing.T) {
 	if err := ts.Start(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "both events delivered", func() bool { return len(sink.received()) == 2 })
-	eventually(t, 5*time.Second, "the outbox gauge falls to 0", func() bool { return ts.counter("webhook_outbox_events", nil) == 0 })
+	wait.Until(t, 10*time.Second, "both events delivered", func() bool { return len(sink.received()) == 2 })
+	wait.Until(t, 5*time.Second, "the outbox gauge falls to 0", func() bool { return ts.counter("webhook_outbox_events", nil) == 0 })
 	if n := ts.histogramCount("webhook_forward_lag_seconds"); n != 2 {
 		t.Errorf("webhook_forward_lag_seconds observed %d deliveries, want 2", n)
 	}
 
 	var forwards []tracetest.SpanStub
-	eventually(t, 5*time.Second, "two forward spans", func() bool {
+	wait.Until(t, 5*time.Second, "two forward spans", func() bool {
 		forwards = forwards[:0]
 		for _, s := range exp.GetSpans() {
 			if s.Name == "webhooks forward" {

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestWebhooksOnEveryTopology runs the package's scripts on each topology's strict clients (a
@@ -42,7 +43,7 @@ func TestWebhooksOnEveryTopology(t *testing.T) {
 			if r, err := b.Receive(ctx, signed(messageBody("sess_00", "M000"))); err != nil || !r.Duplicate {
 				t.Fatalf("repeated delivery: %+v, %v", r, err)
 			}
-			eventually(t, 10*time.Second, "every event delivered", func() bool { return len(sink.received()) >= sessions*perSession })
+			wait.Until(t, 10*time.Second, "every event delivered", func() bool { return len(sink.received()) >= sessions*perSession })
 			next := map[string]int{}
 			for _, ev := range sink.received() {
 				if want := fmt.Sprintf("M%03d", next[ev.SessionID]); ev.Data.Message == nil || ev.Data.Message.ID != want {
@@ -56,7 +57,7 @@ func TestWebhooksOnEveryTopology(t *testing.T) {
 			if _, err := b.Receive(ctx, signed(sessionBody("session.connected", "sess_00"))); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 5*time.Second, "the session event confirmed", func() bool {
+			wait.Until(t, 5*time.Second, "the session event confirmed", func() bool {
 				st, err := a.KnownStatus(ctx, "sess_00")
 				n, _ := a.HintsWaiting(ctx)
 				return err == nil && st == StatusConnected && n == 0
@@ -67,7 +68,7 @@ func TestWebhooksOnEveryTopology(t *testing.T) {
 				t.Fatal(err)
 			}
 			var page DeadLetterPage
-			eventually(t, 5*time.Second, "the event dead-lettered", func() bool {
+			wait.Until(t, 5*time.Second, "the event dead-lettered", func() bool {
 				var err error
 				page, err = b.DeadLetters(ctx, 1, 10)
 				return err == nil && page.Total == 1
@@ -77,7 +78,7 @@ func TestWebhooksOnEveryTopology(t *testing.T) {
 			if _, err := b.Replay(ctx, dead); err != nil {
 				t.Fatalf("replay: %v", err)
 			}
-			eventually(t, 5*time.Second, "the replayed event delivered", func() bool {
+			wait.Until(t, 5*time.Second, "the replayed event delivered", func() bool {
 				for _, ev := range sink.received() {
 					if ev.ID == dead {
 						return true
