@@ -36,6 +36,12 @@ type syncTestAPI struct {
 
 func newSyncTestAPI(t *testing.T, o sim.Options, startWorkers bool) *syncTestAPI {
 	t.Helper()
+	return newSyncTestAPIOn(t, o, startWorkers, redistest.New(t))
+}
+
+// newSyncTestAPIOn is newSyncTestAPI on a given Redis client.
+func newSyncTestAPIOn(t *testing.T, o sim.Options, startWorkers bool, rdb *redis.Client) *syncTestAPI {
+	t.Helper()
 	o.Identifier, o.Password, o.APIKey = "gw@example.invalid", "pw-sync-test", "key-sync-test"
 	o.RateAuth, o.RateRead, o.RateSend, o.RateGlobal = sim.NoLimit(), sim.NoLimit(), sim.NoLimit(), sim.NoLimit()
 	s, err := sim.New(o)
@@ -49,7 +55,6 @@ func newSyncTestAPI(t *testing.T, o sim.Options, startWorkers bool) *syncTestAPI
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := redistest.New(t)
 	e, err := syncjob.New(syncjob.Config{Redis: rdb, Upstream: up, PollInterval: 100 * time.Millisecond,
 		OwnerLease: 3 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -385,5 +390,42 @@ func TestSyncCancelRunning(t *testing.T) {
 	}
 	if p := evs[len(evs)-1].job.Progress["contacts"]; p.Pages >= 30 {
 		t.Errorf("the job did not stop between pages: %+v", p)
+	}
+}
+
+// TestSyncRoutesAnswer503WhileTheStoreIsDown: while Redis is unreachable (its server killed, as in
+// a failover), every sync route answers 503 UPSTREAM_UNAVAILABLE problem+json with Retry-After,
+// never 500.
+func TestSyncRoutesAnswer503WhileTheStoreIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries, opts.DialTimeout, opts.DialerRetries = 0, 200*time.Millisecond, 1
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	api := newSyncTestAPIOn(t, sim.Options{Contacts: 20, Chats: 2, MessagesPerChat: 1}, false, rdb)
+	id := api.startJob(t)
+
+	srv.Stop()
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v1/sync-jobs/" + id, ""},
+		{http.MethodDelete, "/v1/sync-jobs/" + id, ""},
+		{http.MethodGet, "/v1/sync-jobs/" + id + "/items/contacts", ""},
+		{http.MethodGet, "/v1/sessions/demo_session/sync-jobs", ""},
+		{http.MethodPost, "/v1/sessions/demo_session/sync", "{}"},
+	} {
+		a := api.do(t, r.method, r.path, r.body)
+		if a.status != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s with Redis down: %d %s, want 503", r.method, r.path, a.status, a.body)
+		}
+		p := a.problem(t)
+		if p.Code != problem.CodeUpstreamUnavailable || p.RetryAfter <= 0 || a.header.Get("Retry-After") == "" {
+			t.Fatalf("%s %s: %+v, Retry-After %q", r.method, r.path, p, a.header.Get("Retry-After"))
+		}
+		if strings.Contains(string(a.body), srv.Addr) {
+			t.Fatalf("the answer names the store's address: %s", a.body)
+		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/storeerr"
 	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
@@ -330,7 +331,9 @@ func BodyLimit(n int64) gin.HandlerFunc {
 const keyProblemCode = "problemCode"
 
 // Errors answers the last error a handler recorded with c.Error as problem+json. 5xx causes are
-// logged in full with the request id; the body only says what the caller may know.
+// logged in full with the request id; the body only says what the caller may know. An error that
+// would be a 500 but says the store is unreachable (storeerr.Unavailable: a Redis failover or
+// restart) is answered 503 UPSTREAM_UNAVAILABLE with Retry-After, whichever route met it.
 func Errors(logger *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Next()
@@ -339,6 +342,10 @@ func Errors(logger *slog.Logger) gin.HandlerFunc {
 		}
 		err := c.Errors.Last().Err
 		p := problem.From(err)
+		if p.Code == problem.CodeInternal && storeerr.Unavailable(p.Cause) {
+			// The store (Redis) failing over or restarting: 503 with Retry-After, on every route.
+			p = problem.From(storeerr.Mark(p.Cause))
+		}
 		if p.Status >= 500 {
 			logger.ErrorContext(c.Request.Context(), "request failed", "requestId", RequestIDOf(c), "route", routeOf(c), "code", p.Code, "error", err.Error())
 		}

@@ -23,6 +23,7 @@ const (
 	KindConflict                   // 409 CONFLICT
 	KindUpstreamUnavailable        // 503 UPSTREAM_UNAVAILABLE
 	KindTokenStoreUnavailable      // 503 UPSTREAM_UNAVAILABLE: the token store (Redis), not Inbox Hub
+	KindStoreUnavailable           // 503 UPSTREAM_UNAVAILABLE: the gateway's store (Redis) is unreachable for now
 	KindTimeout                    // 504 UPSTREAM_TIMEOUT; so is context.DeadlineExceeded
 	KindUpstreamError              // 502 UPSTREAM_ERROR: a failure of Inbox Hub the gateway cannot pass on
 )

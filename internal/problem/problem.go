@@ -145,6 +145,10 @@ func From(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
 			Detail:     "The gateway cannot reach its token store; it will recover on its own. Retry after the time given.",
 			RetryAfter: 5 * time.Second, Cause: err}
+	case KindStoreUnavailable:
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUpstreamUnavailable,
+			Detail:     "The gateway cannot reach its store for now (a failover or a restart); it will recover on its own. Retry after the time given.",
+			RetryAfter: 2 * time.Second, Cause: err}
 	case KindTimeout:
 		return wrap(http.StatusGatewayTimeout, CodeUpstreamTimeout, "Inbox Hub did not answer in time.")
 	case KindUpstreamError:
