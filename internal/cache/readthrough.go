@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/inboxhub-gateway/gateway/internal/broadcast"
+	"github.com/inboxhub-gateway/gateway/internal/lease"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -47,7 +48,7 @@ func SessionScope(sessionID string) string { return "s:" + Part(sessionID) }
 const (
 	DefaultLocalSize    = 1024
 	DefaultLocalMaxAge  = time.Second
-	DefaultLockTTL      = 20 * time.Second
+	DefaultLockTTL      = 2 * time.Second
 	DefaultLoadTimeout  = 20 * time.Second
 	DefaultRedisTimeout = 500 * time.Millisecond
 	DefaultPollInterval = 50 * time.Millisecond
@@ -126,7 +127,8 @@ func Hash(s string) string {
 // Redis keys of a scope share a hash tag, so that the scripts below touch one cluster slot:
 //
 //	gw:cache:v1:{<scope>}:<kind>:<name>        the value: {"s": stored ms, "f": fresh-until ms, "v": JSON}
-//	gw:cache:v1:{<scope>}:lock:<kind>:<name>   the fill lock (SET NX PX), held by the one loader
+//	gw:cache:v1:{<scope>}:lock:<kind>:<name>   the fill lock (SET NX PX, a lease renewed while the
+//	                                           load runs), held by the one loader
 //	gw:cache:v1:{<scope>}:idx                  sorted set of the scope's value keys, by expiry
 //	gw:cache:v1:{<scope>}:epoch                invalidation counter: a load stores its value only
 //	                                           if no invalidation happened since it started
@@ -173,8 +175,10 @@ func WithLocal(size int, maxAge time.Duration) Option {
 	return func(rt *ReadThrough) { rt.local = newLocal(size, maxAge) }
 }
 
-// WithLockTTL bounds how long a replica holds a key's fill lock, so that a replica that dies
-// mid-load blocks the others at most that long; default DefaultLockTTL.
+// WithLockTTL is the lease of a key's fill lock: the loading replica renews it every third of it
+// while its load runs (package lease), so a load may take as long as the load timeout allows,
+// while a replica that dies mid-load blocks the others at most that long before one of them
+// takes the lock and loads in its turn; default DefaultLockTTL (2 s).
 func WithLockTTL(d time.Duration) Option { return func(rt *ReadThrough) { rt.lockTTL = d } }
 
 // WithLoadTimeout bounds one upstream load shared by coalesced readers (it runs detached from any
@@ -509,7 +513,7 @@ func (rt *ReadThrough) loadAndStore(ctx context.Context, k Key, rk string, pol P
 // entry kept, nil when none was.
 func (rt *ReadThrough) loadLocked(ctx context.Context, k Key, rk string, pol Policy, load loadFunc,
 	token, epoch string, gen uint64) (value []byte, stored *entry, err error) {
-	value, fresh, err := load(ctx)
+	value, fresh, err := rt.loadLeased(ctx, k, token, load)
 	if err != nil || fresh <= 0 || len(value) > maxStoredValue {
 		rt.release(ctx, k, token)
 		return value, nil, err
@@ -525,6 +529,15 @@ func (rt *ReadThrough) loadLocked(ctx context.Context, k Key, rk string, pol Pol
 		return value, &e, nil
 	}
 	return value, nil, nil
+}
+
+// loadLeased runs load while renewing the key's fill lock (token's), so that the lock outlives a
+// slow load but not a dead loader. A lost lease does not stop the load: another replica may load
+// too, and the store script keeps whichever value matches the epoch.
+func (rt *ReadThrough) loadLeased(ctx context.Context, k Key, token string, load loadFunc) ([]byte, time.Duration, error) {
+	kept := lease.Adopt(rt.rdb, k.lockKey(), token, rt.lockTTL).Start(ctx, lease.KeepOptions{})
+	defer kept.Stop()
+	return load(ctx)
 }
 
 func (rt *ReadThrough) stale(e *entry) *result {

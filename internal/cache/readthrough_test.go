@@ -641,3 +641,37 @@ func TestVersionNamesTheKeptValue(t *testing.T) {
 		t.Errorf("read with Redis failing: %+v, %v; want no version", degraded, err)
 	}
 }
+
+// TestDeadFillerCostsOneLease: the fill lock is a short lease (DefaultLockTTL) that the loading
+// replica renews while its load runs, so a slow load keeps it; when that replica dies mid-load
+// (its Redis connection gone, so it renews no more), a waiting replica takes the lock within the
+// lease and loads itself, instead of waiting for a long lock to expire and timing out (which
+// answered 504 for 20 s after a replica kill in the soak).
+func TestDeadFillerCostsOneLease(t *testing.T) {
+	rdb := redistest.New(t)
+	fake := newFake()
+	fake.set(func(f *fakeUpstream) { f.delay = time.Hour }) // the doomed replica's load never ends
+	doomedClient := secondClient(t, rdb)
+	doomed := NewCachedUpstream(fake, newRT(t, doomedClient, WithLoadTimeout(time.Hour)), DefaultPolicies(), nil)
+	go func() { _, _, _ = statusOf(t, doomed) }()
+	eventually(t, 5*time.Second, "the doomed replica's load started", func() bool { return fake.calls.Load() == 1 })
+	fake.set(func(f *fakeUpstream) { f.delay = 0 })
+
+	lock := Key{Scope: SessionScope(sid), Kind: KindStatus}.lockKey()
+	taken := time.Now()
+	if ttl := rdb.PTTL(context.Background(), lock).Val(); ttl <= 0 || ttl > DefaultLockTTL {
+		t.Fatalf("the fill lock's TTL is %v, want a lease of at most %v", ttl, DefaultLockTTL)
+	}
+	eventually(t, 10*time.Second, "the lock outlived three leases while its load ran", func() bool {
+		return time.Since(taken) > 3*DefaultLockTTL && rdb.Exists(context.Background(), lock).Val() == 1
+	})
+
+	_ = doomedClient.Close() // the replica dies: no renewal, no release
+	waiter := NewCachedUpstream(fake, newRT(t, rdb, WithLoadTimeout(10*time.Second)), DefaultPolicies(), nil)
+	if _, info, err := statusOf(t, waiter); err != nil || info.Status != StatusMiss {
+		t.Fatalf("the waiting replica: %v (%s), want its own load", err, info.Status)
+	}
+	if got := fake.calls.Load(); got != 2 {
+		t.Fatalf("upstream calls = %d, want 2 (the dead replica's and the waiter's)", got)
+	}
+}

@@ -3,7 +3,7 @@
 // compare-and-delete), and kept alive in the background while its work runs.
 //
 // It is the one mechanism behind the token refresh lock, the sync job's owner, the event
-// drainer of a session, the status poller's leadership and the upstream recovery probe; Start
+// drainer of a session, the read cache's fill lock, the status poller's leadership and the upstream recovery probe; Start
 // renews a lease in the background and tells its holder when it is lost. It holds no other state and takes no
 // decision of its own: what a lost lease means is its caller's business.
 package lease
@@ -36,6 +36,12 @@ func New(rdb redis.UniversalClient, key string, ttl time.Duration) *Lease {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return &Lease{rdb: rdb, key: key, token: hex.EncodeToString(b), ttl: ttl}
+}
+
+// Adopt returns the lease on key that a script of the caller's own took with token (SET NX PX
+// token), so that it can be renewed and released like one taken with Acquire.
+func Adopt(rdb redis.UniversalClient, key, token string, ttl time.Duration) *Lease {
+	return &Lease{rdb: rdb, key: key, token: token, ttl: ttl}
 }
 
 // Key is the Redis key of the lease (for scripts that check it beside other keys).
