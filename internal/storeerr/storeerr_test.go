@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -36,6 +37,10 @@ func TestUnavailableOnRealFailures(t *testing.T) {
 	master, replica := redistest.Start(t), redistest.Start(t)
 	mc, rc := client(t, master.URL()), client(t, replica.URL())
 
+	for _, s := range []*redistest.Server{master, replica} { // the replication writes RDB files here
+		_, p, _ := net.SplitHostPort(s.Addr)
+		t.Cleanup(func() { _ = os.Remove("dump-" + p + ".rdb") })
+	}
 	host, port, _ := net.SplitHostPort(master.Addr)
 	if err := rc.SlaveOf(ctx, host, port).Err(); err != nil {
 		t.Fatal(err)
