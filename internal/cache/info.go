@@ -76,7 +76,7 @@ type recorderKey struct{}
 // Track returns a context that records the cache facts of the reads made with it, and the
 // recorder to read them from once the reads are done:
 //
-//	ctx, rec := cache.Track(c.Request.Context())
+//	ctx, rec := cache.Track(middleware.Context(c))
 //	st, err := src.SessionStatus(ctx, id)
 //	info, ok := rec.Info() // ok is false when no cached read ran (an uncached source)
 func Track(ctx context.Context) (context.Context, *Recorder) {

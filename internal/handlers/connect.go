@@ -92,7 +92,7 @@ func (h sessionLifecycle) connect(c *gin.Context) {
 	if _, ok := queryParams(c); !ok {
 		return
 	}
-	ctx := c.Request.Context()
+	ctx := middleware.Context(c)
 	st, err := h.connector.SessionStatus(ctx, id)
 	if err != nil {
 		middleware.Fail(c, err)
@@ -166,7 +166,7 @@ func (h sessionLifecycle) getQR(c *gin.Context) {
 	if _, ok := queryParams(c); !ok {
 		return
 	}
-	ctx := c.Request.Context()
+	ctx := middleware.Context(c)
 	qr, err := h.qr.QR(ctx, id)
 	if err != nil {
 		if errors.Is(err, upstream.ErrNotFound) {

@@ -203,13 +203,13 @@ func (o operations) readyz(c *gin.Context) {
 //	@Router			/v1/admin/status [get]
 func (o operations) status(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, StatusAnswer{Data: o.readiness.Report(c.Request.Context())})
+	c.JSON(http.StatusOK, StatusAnswer{Data: o.readiness.Report(middleware.Context(c))})
 }
 
 // adminReadyz answers the detailed view on the admin listener: 200 when ready, 503 when degraded
 // or draining (for monitoring; load balancers probe the public /readyz).
 func (o operations) adminReadyz(c *gin.Context) {
-	rep := o.readiness.Report(c.Request.Context())
+	rep := o.readiness.Report(middleware.Context(c))
 	c.Header("Cache-Control", "no-store")
 	code := http.StatusOK
 	if rep.Status != StatusReady {

@@ -115,12 +115,12 @@ func (h sendHandlers) send(c *gin.Context) {
 	var resp idempotency.Response
 	var err error
 	if key == "" || h.idem == nil {
-		resp, err = run(c.Request.Context())
+		resp, err = run(middleware.Context(c))
 	} else {
 		canonical, _ := json.Marshal(req) // the fields as sent, without the body's whitespace or key order
 		fp := idempotency.Fingerprint(c.Request.Method, c.Request.URL.Path, canonical)
 		var replayed bool
-		resp, replayed, err = h.idem.Do(c.Request.Context(), callerScope(c), key, fp, run)
+		resp, replayed, err = h.idem.Do(middleware.Context(c), callerScope(c), key, fp, run)
 		if replayed {
 			c.Header(HeaderIdempotentReplayed, "true")
 		}

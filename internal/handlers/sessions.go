@@ -75,7 +75,7 @@ type CacheMeta struct {
 // ETag and Cache-Control; done is true when it answered 304 (If-None-Match named the value), and
 // the handler writes nothing more.
 func cacheFacts(c *gin.Context) (context.Context, func() (meta *CacheMeta, done bool)) {
-	ctx, rec := cache.Track(c.Request.Context())
+	ctx, rec := cache.Track(middleware.Context(c))
 	return ctx, func() (*CacheMeta, bool) {
 		info, ok := rec.Info()
 		if !ok {
@@ -199,7 +199,7 @@ type renderedList struct {
 //	@Failure		504				{object}	problem.Details	"UPSTREAM_TIMEOUT"
 //	@Router			/v1/sessions [get]
 func (h sessionHandlers) list(c *gin.Context) {
-	ctx, rec := cache.Track(c.Request.Context())
+	ctx, rec := cache.Track(middleware.Context(c))
 	// The read is done when the first session is yielded: from then on, when the encoding of this
 	// cached version is kept, the sessions are only counted. (One struct: what the loop's body
 	// captures goes to the heap, once.)

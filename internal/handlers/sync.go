@@ -227,7 +227,7 @@ func (h syncHandlers) start(c *gin.Context) {
 	if !ok {
 		return
 	}
-	job, created, err := h.jobs.Sync(c.Request.Context(), sid, req)
+	job, created, err := h.jobs.Sync(middleware.Context(c), sid, req)
 	if err != nil {
 		middleware.Fail(c, syncProblem(err))
 		return
@@ -266,7 +266,7 @@ func (h syncHandlers) list(c *gin.Context) {
 	if !ok {
 		return
 	}
-	jobs, err := h.jobs.SessionJobs(c.Request.Context(), sid, limit)
+	jobs, err := h.jobs.SessionJobs(middleware.Context(c), sid, limit)
 	if err != nil {
 		middleware.Fail(c, syncProblem(err))
 		return
@@ -314,7 +314,7 @@ func (h syncHandlers) get(c *gin.Context) {
 	if !ok {
 		return
 	}
-	job, err := h.jobs.Job(c.Request.Context(), id)
+	job, err := h.jobs.Job(middleware.Context(c), id)
 	if err != nil {
 		middleware.Fail(c, syncProblem(err))
 		return
@@ -346,7 +346,7 @@ func (h syncHandlers) cancel(c *gin.Context) {
 	if !ok {
 		return
 	}
-	job, err := h.jobs.Cancel(c.Request.Context(), id)
+	job, err := h.jobs.Cancel(middleware.Context(c), id)
 	if err != nil {
 		middleware.Fail(c, syncProblem(err))
 		return
@@ -398,7 +398,7 @@ func (h syncHandlers) items(c *gin.Context) {
 		middleware.Fail(c, problem.Invalid("The cursor is not valid.", problem.Field("cursor", "is too long")))
 		return
 	}
-	page, err := h.jobs.Items(c.Request.Context(), id, res, cursor, limit)
+	page, err := h.jobs.Items(middleware.Context(c), id, res, cursor, limit)
 	if err != nil {
 		middleware.Fail(c, syncProblem(err))
 		return
@@ -432,7 +432,7 @@ func (h syncHandlers) events(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ctx := c.Request.Context()
+	ctx := middleware.Context(c)
 	job, err := h.jobs.Job(ctx, id)
 	if err != nil {
 		middleware.Fail(c, syncProblem(err))

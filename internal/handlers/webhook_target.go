@@ -105,7 +105,7 @@ func (h webhookTargetHandlers) register(c *gin.Context) {
 		middleware.Fail(c, err)
 		return
 	}
-	if _, err := h.t.Registrar.SetWebhook(c.Request.Context(), id, target); err != nil {
+	if _, err := h.t.Registrar.SetWebhook(middleware.Context(c), id, target); err != nil {
 		middleware.Fail(c, err)
 		return
 	}

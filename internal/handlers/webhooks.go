@@ -107,7 +107,7 @@ type webhookHandlers struct{ recv WebhookReceiver }
 //	@Failure		503					{object}	problem.Details	"WEBHOOKS_DISABLED: INBOXHUB_WEBHOOK_SECRET is not configured; WEBHOOK_SPOOL_FULL: the store is unreachable and the local spool is full"
 //	@Router			/webhooks/inbox-hub [post]
 func (h webhookHandlers) receive(c *gin.Context) {
-	rec, err := h.recv.Receive(c.Request.Context(), webhooks.Delivery{
+	rec, err := h.recv.Receive(middleware.Context(c), webhooks.Delivery{
 		Event:     c.GetHeader(HeaderWebhookEvent),
 		Session:   c.GetHeader(HeaderWebhookSession),
 		Timestamp: c.GetHeader(HeaderWebhookTimestamp),
@@ -170,7 +170,7 @@ func (h deadLetterHandlers) list(c *gin.Context) {
 	if !ok {
 		return
 	}
-	page, err := h.admin.DeadLetters(c.Request.Context(), p.Page, p.Limit)
+	page, err := h.admin.DeadLetters(middleware.Context(c), p.Page, p.Limit)
 	if err != nil {
 		middleware.Fail(c, err)
 		return
@@ -204,7 +204,7 @@ func (h deadLetterHandlers) replay(c *gin.Context) {
 			problem.Field("eventId", "must be evt_ followed by 32 lower-case hex digits")))
 		return
 	}
-	d, err := h.admin.Replay(c.Request.Context(), id)
+	d, err := h.admin.Replay(middleware.Context(c), id)
 	if err != nil {
 		middleware.Fail(c, deadLetterProblem(err))
 		return
@@ -232,7 +232,7 @@ func (h deadLetterHandlers) replayAll(c *gin.Context) {
 	if _, ok := queryParams(c); !ok {
 		return
 	}
-	n, err := h.admin.ReplayAll(c.Request.Context())
+	n, err := h.admin.ReplayAll(middleware.Context(c))
 	if err != nil {
 		middleware.Fail(c, deadLetterProblem(err))
 		return

@@ -8,6 +8,7 @@
 package middleware
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -45,8 +46,9 @@ const (
 const HeaderRequestID = telemetry.HeaderRequestID
 
 // RequestID takes a well-formed X-Request-ID from the caller or makes a new one, stores it in the
-// gin context and in the request's context (where the outgoing calls made for the request find
-// it: package telemetry sends it on) and echoes it on the answer.
+// gin context and echoes it on the answer. The request's context does not carry it (that would
+// cost every request a copy of its http.Request): work done on the request's behalf takes its
+// context from Context, which does.
 func RequestID() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		id := c.GetHeader(HeaderRequestID)
@@ -54,10 +56,21 @@ func RequestID() gin.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Set(KeyRequestID, id)
-		c.Request = c.Request.WithContext(telemetry.WithRequestID(c.Request.Context(), id))
 		c.Writer.Header()["X-Request-Id"] = []string{id} // the canonical form of HeaderRequestID
 		c.Next()
 	}
+}
+
+// Context is the context for work done on the request's behalf: the request's own (its deadline,
+// cancellation and, while tracing is on, its span) carrying the request id, so that every
+// outgoing call made with it sends X-Request-ID and a queued job takes the id along (package
+// telemetry). Handlers pass it, never c.Request.Context(), to anything that may call out.
+func Context(c *gin.Context) context.Context {
+	ctx := c.Request.Context()
+	if id := RequestIDOf(c); id != "" {
+		return telemetry.WithRequestID(ctx, id)
+	}
+	return ctx
 }
 
 func validRequestID(id string) bool {

@@ -225,14 +225,14 @@ func (h *Handler) Handle(c *gin.Context) {
 		h.cached(c, r, params, req)
 		return
 	}
-	resp, err := h.doer.Do(c.Request.Context(), req)
+	resp, err := h.doer.Do(middleware.Context(c), req)
 	if err != nil {
 		middleware.Fail(c, err)
 		return
 	}
 	if method != http.MethodGet && resp.Status >= 200 && resp.Status < 300 && h.cache != nil {
-		if err := h.cache.Invalidate(c.Request.Context(), scopes(r, params)...); err != nil {
-			h.log.WarnContext(c.Request.Context(), "passthrough: could not drop cached reads after a write; they expire on their own",
+		if err := h.cache.Invalidate(middleware.Context(c), scopes(r, params)...); err != nil {
+			h.log.WarnContext(middleware.Context(c), "passthrough: could not drop cached reads after a write; they expire on their own",
 				"requestId", middleware.RequestIDOf(c), "route", r.Pattern, "error", err.Error())
 		}
 	}
@@ -274,7 +274,7 @@ func (h *Handler) cached(c *gin.Context, r *Route, params map[string]string, req
 	if r.NoStale {
 		pol.Revalidate, pol.StaleIfError = 0, 0
 	}
-	ctx, rec := cache.Track(c.Request.Context())
+	ctx, rec := cache.Track(middleware.Context(c))
 	a, err := cache.ReadUntil(ctx, h.cache, key, pol, func(ctx context.Context) (answer, error) {
 		resp, err := h.doer.Do(ctx, req)
 		if err != nil {

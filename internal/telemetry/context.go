@@ -19,15 +19,32 @@ const (
 	keyURLTemplate
 )
 
-// WithRequestID returns ctx carrying the request id.
+// WithRequestID returns ctx carrying the request id, in one allocation (context.WithValue would
+// take two: its own and the id's boxing).
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, keyRequestID, id)
+	return &requestIDContext{Context: ctx, id: id}
 }
 
 // RequestID returns the request id ctx carries, "" when none.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(keyRequestID).(string)
-	return id
+	if c, ok := ctx.Value(keyRequestID).(*requestIDContext); ok {
+		return c.id
+	}
+	return ""
+}
+
+// requestIDContext is a context carrying a request id; everything else comes from its parent.
+type requestIDContext struct {
+	context.Context
+	id string
+}
+
+// Value answers keyRequestID with the context itself (no boxing), anything else from the parent.
+func (c *requestIDContext) Value(key any) any {
+	if key == keyRequestID {
+		return c
+	}
+	return c.Context.Value(key)
 }
 
 // WithURLTemplate returns ctx naming the route pattern of the outgoing call about to be made
