@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -163,6 +164,19 @@ func TestTracingFollowsARequestAcrossSystems(t *testing.T) {
 	}
 	if !listed {
 		t.Fatal("the simulator saw no GET /api/sessions in the caller's trace")
+	}
+
+	// The request's duration links to its trace: an exemplar in the OpenMetrics exposition.
+	req, _ := http.NewRequest(http.MethodGet, g.adminURL+"/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	om, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(om), `route="/v1/sessions"`) || !strings.Contains(string(om), `# {trace_id="`+callerTraceID+`"}`) {
+		t.Errorf("no exemplar with the request's trace id on /v1/sessions' duration in the OpenMetrics exposition")
 	}
 
 	// A phone number in the path: the span is named by the pattern, and no attribute holds it.

@@ -218,10 +218,11 @@ func (o operations) adminReadyz(c *gin.Context) {
 	c.JSON(code, rep)
 }
 
-// metricsHandler serves the registry in the Prometheus text format, on the admin listener only:
-// its labels name callers (API key names, JWT subjects).
+// metricsHandler serves the registry, on the admin listener only: in the Prometheus text format,
+// or in OpenMetrics (with the exemplars that link request durations to traces) to a scraper that
+// asks for it.
 func metricsHandler(reg *prometheus.Registry) gin.HandlerFunc {
-	return gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return gin.WrapH(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
 }
 
 // AdminDeps is what the admin listener's router needs.

@@ -297,8 +297,20 @@ func (m *HTTPMetrics) Middleware() gin.HandlerFunc {
 		m.inFlight.Dec()
 		rm := routeMethod{routeOf(c), c.Request.Method}
 		m.counter(requestLabels{rm, c.Writer.Status(), c.GetString(KeyCaller)}).Inc()
-		m.observer(rm).Observe(time.Since(start).Seconds())
+		observe(c.Request.Context(), m.observer(rm), time.Since(start).Seconds())
 	}
+}
+
+// observe records v, with the request's trace id as the exemplar when the request is traced and
+// sampled (the histogram's buckets then link to a trace).
+func observe(ctx context.Context, o prometheus.Observer, v float64) {
+	if id, ok := telemetry.SampledTraceID(ctx); ok {
+		if eo, ok := o.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": id})
+			return
+		}
+	}
+	o.Observe(v)
 }
 
 // counter is the request counter's child of l, resolved once.

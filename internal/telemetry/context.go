@@ -133,3 +133,17 @@ func LinkTo(c Carrier) trace.SpanContext {
 	}
 	return trace.SpanContextFromContext(Propagator().Extract(context.Background(), propagation.MapCarrier(c)))
 }
+
+// SampledTraceID returns the trace id of the sampled span ctx carries, for a metric's exemplar;
+// ok is false while tracing is off or the request is not sampled (an exemplar then points
+// nowhere).
+func SampledTraceID(ctx context.Context) (id string, ok bool) {
+	if !Enabled() {
+		return "", false
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsSampled() {
+		return "", false
+	}
+	return sc.TraceID().String(), true
+}
