@@ -318,9 +318,14 @@ func (a *Authenticator) refuse(c *gin.Context, f *failure) {
 	middleware.Fail(c, problem.New(http.StatusUnauthorized, problem.CodeUnauthenticated, f.detail))
 }
 
+// canonicalAPIKey is HeaderAPIKey in the form net/http keys a request's header map by.
+var canonicalAPIKey = http.CanonicalHeaderKey(HeaderAPIKey)
+
 // authenticate finds the caller of a request from its headers.
 func (a *Authenticator) authenticate(h http.Header) (*Caller, *failure) {
-	keys, authz := h.Values(HeaderAPIKey), h.Values(HeaderAuthorization)
+	// The canonical forms, read directly: Values would canonicalise X-API-Key (a new string)
+	// on every request.
+	keys, authz := h[canonicalAPIKey], h[HeaderAuthorization]
 	switch {
 	case len(keys) > 0 && len(authz) > 0:
 		return nil, &failure{reason: "ambiguous", detail: "Send one credential: either the X-API-Key header or Authorization: Bearer, not both."}

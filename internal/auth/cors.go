@@ -36,10 +36,13 @@ var varyOrigin = middleware.Shared("Origin")
 // Mount it on the engine (gin's Use), not on a route group: a preflight matches no route, and only
 // engine middleware runs for it.
 func CORS(origins []string) gin.HandlerFunc {
-	allowed := map[string]bool{}
+	// The allowed origins in their browser form, each with its Access-Control-Allow-Origin value
+	// made once: a request whose Origin is written exactly so (as browsers send it) is matched
+	// without parsing, and answered without allocating.
+	allowed := map[string][]string{}
 	for _, o := range origins {
 		if n, ok := normalizeOrigin(o); ok {
-			allowed[n] = true
+			allowed[n] = middleware.Shared(n)
 		}
 	}
 	allowMethods := strings.Join(corsMethods, ", ")
@@ -59,11 +62,18 @@ func CORS(origins []string) gin.HandlerFunc {
 			h.Add("Vary", "Access-Control-Request-Method")
 			h.Add("Vary", "Access-Control-Request-Headers")
 		}
-		n, ok := normalizeOrigin(origin)
-		ok = ok && allowed[n]
+		allowValue, ok := allowed[origin]
+		if !ok {
+			n, valid := normalizeOrigin(origin)
+			_, ok = allowed[n]
+			ok = ok && valid
+		}
 		if !preflight {
 			if ok {
-				h["Access-Control-Allow-Origin"] = []string{origin}
+				if allowValue == nil { // allowed, but written otherwise: echoed as sent
+					allowValue = []string{origin}
+				}
+				h["Access-Control-Allow-Origin"] = allowValue
 				h["Access-Control-Expose-Headers"] = exposeValue
 			}
 			c.Next()

@@ -187,8 +187,7 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 		} else {
 			h["Ratelimit-Limit"] = []string{strconv.Itoa(d.Limit)}
 		}
-		h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
-		h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(d.Reset))}
+		h["Ratelimit-Remaining"], h["Ratelimit-Reset"] = counts(d.Remaining, ceilSeconds(d.Reset))
 		h["Ratelimit-Policy"] = l.policyValue
 		if !d.Allowed {
 			if l.limited != nil {
@@ -280,6 +279,28 @@ func (ls *lease) add(n int, d quota.KeyedDecision, now time.Time) {
 }
 
 // ceilSeconds rounds d up to whole seconds.
+// smallCounts are the header values of the numbers 0 to 1023, made once: most RateLimit-Reset
+// values, and RateLimit-Remaining of the usual bursts, cost no allocation.
+var smallCounts = func() (v [1024][]string) {
+	for i := range v {
+		v[i] = middleware.Shared(strconv.Itoa(i))
+	}
+	return v
+}()
+
+// counts are the header values of the numbers a and b, taken from smallCounts when they are
+// there and otherwise made in one allocation for both.
+func counts(a, b int) (va, vb []string) {
+	small := func(n int) bool { return n >= 0 && n < len(smallCounts) }
+	if small(a) && small(b) {
+		return smallCounts[a], smallCounts[b]
+	}
+	pair := make([]string, 2)
+	pair[0], pair[1] = strconv.Itoa(a), strconv.Itoa(b)
+	// Each value's capacity is its length, as Shared's: an Add to one copies it.
+	return pair[0:1:1], pair[1:2:2]
+}
+
 func ceilSeconds(d time.Duration) int {
 	return int((d + time.Second - 1) / time.Second)
 }

@@ -287,3 +287,19 @@ func TestCallerLimiterRemembersBoundedCallers(t *testing.T) {
 		}
 	}
 }
+
+// TestCounts: the RateLimit-Remaining and -Reset values are the decimal numbers, shared for small
+// ones, and an Add to one value (a later middleware) never writes into the other's.
+func TestCounts(t *testing.T) {
+	for _, tt := range []struct{ a, b int }{{0, 0}, {5, 1023}, {1024, 3600}, {99999999, 7}, {-1, 60}} {
+		va, vb := counts(tt.a, tt.b)
+		if len(va) != 1 || len(vb) != 1 || va[0] != strconv.Itoa(tt.a) || vb[0] != strconv.Itoa(tt.b) {
+			t.Errorf("counts(%d, %d) = %q, %q", tt.a, tt.b, va, vb)
+		}
+		h := http.Header{"A": va, "B": vb}
+		h.Add("A", "extra")
+		if h.Get("B") != strconv.Itoa(tt.b) || len(h["B"]) != 1 {
+			t.Errorf("counts(%d, %d): an Add to the first changed the second: %q", tt.a, tt.b, h["B"])
+		}
+	}
+}

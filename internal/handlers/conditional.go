@@ -31,13 +31,17 @@ func versionETag(version string) string {
 
 // answerConditional sets ETag and Cache-Control for an answer made from the cached value info
 // describes (nothing when it has no version) and reports whether the request's If-None-Match
-// matches it, in which case it has answered 304 and the caller writes nothing more.
-func answerConditional(c *gin.Context, info cache.Info, cached bool, etag string) bool {
+// matches it, in which case it has answered 304 and the caller writes nothing more. etagValue,
+// when not nil, is the header value of etag made once (middleware.Shared).
+func answerConditional(c *gin.Context, info cache.Info, cached bool, etag string, etagValue []string) bool {
 	if !cached || etag == "" {
 		return false
 	}
+	if etagValue == nil {
+		etagValue = []string{etag}
+	}
 	h := c.Writer.Header()
-	h["Etag"] = []string{etag} // the canonical form of ETag
+	h["Etag"] = etagValue // the canonical form of ETag
 	h["Cache-Control"] = privateMaxAge(freshSeconds(info.FreshUntil, time.Now()))
 	if !noneMatchFails(c.Request.Header.Values("If-None-Match"), etag) {
 		return false

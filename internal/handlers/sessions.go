@@ -81,7 +81,7 @@ func cacheFacts(c *gin.Context) (context.Context, func() (meta *CacheMeta, done 
 		if !ok {
 			return nil, false
 		}
-		return cacheMetaOf(info), answerConditional(c, info, ok, versionETag(info.Version))
+		return cacheMetaOf(info), answerConditional(c, info, ok, versionETag(info.Version), nil)
 	}
 }
 
@@ -175,6 +175,41 @@ type renderedList struct {
 	until  time.Time
 	data   []byte
 	etag   string
+	// etagValue is the ETag header's value, made once.
+	etagValue []string
+	// last is the whole answer body made last from data (its meta changes with the cache's
+	// status and the value's age in seconds), shared by the requests that answer the same.
+	last atomic.Pointer[listBody]
+}
+
+// listBody is an answer body of a session list, and the meta it was made with.
+type listBody struct {
+	total  int
+	cached bool
+	meta   CacheMeta
+	body   []byte
+}
+
+// body is the answer body of data with the meta total and cacheMeta (nil: no cached read), the
+// one made last when it had the same meta.
+func (r *renderedList) body(total int, cacheMeta *CacheMeta) []byte {
+	if b := r.last.Load(); b != nil && b.total == total && b.cached == (cacheMeta != nil) &&
+		(cacheMeta == nil || b.meta == *cacheMeta) {
+		return b.body
+	}
+	b := &listBody{total: total, cached: cacheMeta != nil, body: listAnswer(r.data, total, cacheMeta)}
+	if cacheMeta != nil {
+		b.meta = *cacheMeta
+	}
+	r.last.Store(b)
+	return b.body
+}
+
+// listAnswer is the answer body {"data": data, "meta": {"total": total, "cache": cacheMeta}}.
+func listAnswer(data []byte, total int, cacheMeta *CacheMeta) []byte {
+	body := make([]byte, 0, len(data)+96)
+	body = append(append(body, `{"data":`...), data...)
+	return append(appendListMeta(append(body, `,"meta":`...), total, cacheMeta), '}')
 }
 
 // list godoc
@@ -223,9 +258,9 @@ func (h sessionHandlers) list(c *gin.Context) {
 	}
 	out, kept, n := st.out, st.kept, st.n
 	info, cached := rec.Info()
-	data, etag := []byte(nil), ""
+	data, etag, etagValue := []byte(nil), "", []string(nil)
 	if kept != nil {
-		data, etag = kept.data, kept.etag
+		data, etag, etagValue = kept.data, kept.etag, kept.etagValue
 	} else {
 		var err error
 		if data, etag, err = h.renderList(nonNil(out), info, cached); err != nil {
@@ -233,17 +268,18 @@ func (h sessionHandlers) list(c *gin.Context) {
 			return
 		}
 	}
-	if answerConditional(c, info, cached, etag) {
+	if answerConditional(c, info, cached, etag, etagValue) {
 		return
 	}
 	var cacheMeta *CacheMeta
 	if cached {
 		cacheMeta = cacheMetaOf(info)
 	}
-	body := make([]byte, 0, len(data)+96)
-	body = append(append(body, `{"data":`...), data...)
-	body = append(appendListMeta(append(body, `,"meta":`...), n, cacheMeta), '}')
-	writeJSON(c, http.StatusOK, body)
+	if kept != nil {
+		writeJSON(c, http.StatusOK, kept.body(n, cacheMeta))
+		return
+	}
+	writeJSON(c, http.StatusOK, listAnswer(data, n, cacheMeta))
 }
 
 // nonNil is s, or an empty slice (encoded [] rather than null) when s is nil.
@@ -300,7 +336,7 @@ func (h sessionHandlers) renderList(out []Session, info cache.Info, cached bool)
 			until = *s.QR.ExpiresAt
 		}
 	}
-	h.rendered.Store(&renderedList{stored: info.Stored, until: until, data: data, etag: etag})
+	h.rendered.Store(&renderedList{stored: info.Stored, until: until, data: data, etag: etag, etagValue: middleware.Shared(etag)})
 	return data, etag, nil
 }
 

@@ -215,7 +215,9 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 		case status >= 400:
 			level = slog.LevelWarn
 		}
-		attrs := []slog.Attr{
+		// Room for every attribute a line may have: the slice stays on the stack.
+		attrs := make([]slog.Attr, 0, 11)
+		attrs = append(attrs,
 			slog.String("requestId", RequestIDOf(c)),
 			slog.String("method", c.Request.Method),
 			slog.String("route", routeOf(c)),
@@ -224,7 +226,7 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
 			slog.Int("bytes", max(c.Writer.Size(), 0)),
 			slog.String("clientIp", c.ClientIP()),
-		}
+		)
 		if q := RedactQuery(c.Request.URL.RawQuery); q != "" {
 			attrs = append(attrs, slog.String("query", q))
 		}
@@ -346,7 +348,8 @@ func BodyLimit(n int64) gin.HandlerFunc {
 			Fail(c, problem.From(&http.MaxBytesError{Limit: n}))
 			return
 		}
-		if c.Request.Body != nil {
+		// A request without a body (the server gives it http.NoBody) has nothing to cap.
+		if c.Request.Body != nil && c.Request.Body != http.NoBody {
 			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
 		}
 		c.Next()
