@@ -752,16 +752,8 @@ type apiKeyEntry struct {
 // apiKeys reads the callers' key file. Problems name the entry by its position and name, never by
 // its key.
 func (r *reader) apiKeys(name, path string) []APIKey {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		r.bad(name, "cannot read "+path+": "+pathError(err))
-		return nil
-	}
-	var entries []apiKeyEntry
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&entries); err != nil {
-		r.bad(name, path+" is not a JSON list of {name, sha256|key, scopes}: "+jsonProblem(err))
+	entries, ok := r.apiKeyEntries(name, path)
+	if !ok {
 		return nil
 	}
 	var keys []APIKey
@@ -772,60 +764,79 @@ func (r *reader) apiKeys(name, path string) []APIKey {
 		if e.Name != "" {
 			where += fmt.Sprintf(" (%q)", e.Name)
 		}
-		k := APIKey{Name: e.Name}
-		ok := true
+		var problems []string
 		switch {
 		case e.Name == "":
-			r.bad(name, where+": name is missing")
-			ok = false
+			problems = append(problems, "name is missing")
 		case seenName[e.Name]:
-			r.bad(name, where+": name is used twice")
-			ok = false
+			problems = append(problems, "name is used twice")
 		}
-		switch {
-		case e.SHA256 != "" && e.Key != "":
-			r.bad(name, where+": give sha256 or key, not both")
-			ok = false
-		case e.SHA256 != "":
-			h, err := hex.DecodeString(e.SHA256)
-			if err != nil || len(h) != 32 {
-				r.bad(name, where+": sha256 is not 64 hex digits")
-				ok = false
-			}
-			copy(k.SHA256[:], h)
-		case e.Key != "":
-			if len(e.Key) < 16 {
-				r.bad(name, where+": key is shorter than 16 characters")
-				ok = false
-			}
-			k.SHA256 = sha256.Sum256([]byte(e.Key))
-			k.Plain = true
-		default:
-			r.bad(name, where+": sha256 (or key, for development) is missing")
-			ok = false
+		k, keyProblems := e.apiKey()
+		problems = append(problems, keyProblems...)
+		if len(problems) == 0 && seenHash[k.SHA256] {
+			problems = append(problems, "the same key is listed twice")
 		}
-		if len(e.Scopes) == 0 {
-			r.bad(name, where+": scopes is empty")
-			ok = false
+		for _, p := range problems {
+			r.bad(name, where+": "+p)
 		}
-		for _, s := range e.Scopes {
-			if !slices.Contains(Scopes, s) {
-				r.bad(name, fmt.Sprintf("%s: unknown scope %q (known: %s)", where, s, strings.Join(Scopes, ", ")))
-				ok = false
-			}
-		}
-		if ok && seenHash[k.SHA256] {
-			r.bad(name, where+": the same key is listed twice")
-			ok = false
-		}
-		if ok {
-			k.Scopes = slices.Clone(e.Scopes)
+		if len(problems) == 0 {
 			seenName[e.Name] = true
 			seenHash[k.SHA256] = true
 			keys = append(keys, k)
 		}
 	}
 	return keys
+}
+
+// apiKeyEntries reads the key file as a JSON list of entries; ok is false (the problem reported)
+// when it cannot be read or is not such a list.
+func (r *reader) apiKeyEntries(name, path string) (entries []apiKeyEntry, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		r.bad(name, "cannot read "+path+": "+pathError(err))
+		return nil, false
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&entries); err != nil {
+		r.bad(name, path+" is not a JSON list of {name, sha256|key, scopes}: "+jsonProblem(err))
+		return nil, false
+	}
+	return entries, true
+}
+
+// apiKey is the key an entry gives (its secret's hash and its scopes), with what is wrong with its
+// secret and scopes, never quoting the secret.
+func (e apiKeyEntry) apiKey() (k APIKey, problems []string) {
+	k = APIKey{Name: e.Name}
+	switch {
+	case e.SHA256 != "" && e.Key != "":
+		problems = append(problems, "give sha256 or key, not both")
+	case e.SHA256 != "":
+		h, err := hex.DecodeString(e.SHA256)
+		if err != nil || len(h) != 32 {
+			problems = append(problems, "sha256 is not 64 hex digits")
+		}
+		copy(k.SHA256[:], h)
+	case e.Key != "":
+		if len(e.Key) < 16 {
+			problems = append(problems, "key is shorter than 16 characters")
+		}
+		k.SHA256 = sha256.Sum256([]byte(e.Key))
+		k.Plain = true
+	default:
+		problems = append(problems, "sha256 (or key, for development) is missing")
+	}
+	if len(e.Scopes) == 0 {
+		problems = append(problems, "scopes is empty")
+	}
+	for _, s := range e.Scopes {
+		if !slices.Contains(Scopes, s) {
+			problems = append(problems, fmt.Sprintf("unknown scope %q (known: %s)", s, strings.Join(Scopes, ", ")))
+		}
+	}
+	k.Scopes = slices.Clone(e.Scopes)
+	return k, problems
 }
 
 func checkHTTPURL(raw string) string {

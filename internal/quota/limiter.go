@@ -192,54 +192,57 @@ func New(rdb redis.UniversalClient, limits map[upstream.Category]Rate, opts ...O
 	if l.fallbackShare > 0 {
 		l.local = newLocalGCRA()
 	}
+	l.buckets, l.global = l.newBuckets(limits)
+	return l
+}
 
-	made := map[upstream.Category]*bucket{}
-	mk := func(c upstream.Category, r Rate) *bucket {
-		if b, ok := made[c]; ok {
-			return b
-		}
-		b := &bucket{key: l.prefix + string(c)}
-		if err := r.Validate(); err != nil {
-			b.invalid = err
-		} else {
-			margin := l.margin
-			if !l.marginSet {
-				margin = min(margin, r.Per/10)
-			}
-			b.p = r.params(l.burst, l.reserve, margin)
-			lr := r
-			lr.N = max(1, int(float64(r.N)*l.fallbackShare))
-			lr.Burst = min(lr.Burst, lr.N)
-			b.local = lr.params(l.burst, l.reserve, margin)
-		}
-		made[c] = b
-		return b
-	}
-	l.buckets = map[upstream.Category][]*bucket{}
-	global, hasGlobal := limits[CategoryGlobal]
-	hasGlobal = hasGlobal && !global.Unlimited()
+// newBuckets makes the buckets each category's calls take from: its own rate (when limited) and
+// the global one (when limited), shared by every category. Auth, read and send always have an
+// entry, empty when unlimited.
+func (l *Limiter) newBuckets(limits map[upstream.Category]Rate) (buckets map[upstream.Category][]*bucket, global *bucket) {
+	buckets = map[upstream.Category][]*bucket{}
 	for _, c := range []upstream.Category{upstream.CategoryAuth, upstream.CategoryRead, upstream.CategorySend} {
-		l.buckets[c] = nil
+		buckets[c] = nil
 	}
 	for c := range limits {
 		if c != CategoryGlobal {
-			l.buckets[c] = nil
+			buckets[c] = nil
 		}
 	}
-	if hasGlobal {
-		l.global = mk(CategoryGlobal, global)
+	if r, ok := limits[CategoryGlobal]; ok && !r.Unlimited() {
+		global = l.newBucket(CategoryGlobal, r)
 	}
-	for c := range l.buckets {
+	for c := range buckets {
 		var bs []*bucket
 		if r, ok := limits[c]; ok && !r.Unlimited() {
-			bs = append(bs, mk(c, r))
+			bs = append(bs, l.newBucket(c, r))
 		}
-		if l.global != nil {
-			bs = append(bs, l.global)
+		if global != nil {
+			bs = append(bs, global)
 		}
-		l.buckets[c] = bs
+		buckets[c] = bs
 	}
-	return l
+	return buckets, global
+}
+
+// newBucket is category c's bucket at rate r, with its share for the local fallback; an invalid
+// rate makes a bucket that refuses every call with the rate's problem.
+func (l *Limiter) newBucket(c upstream.Category, r Rate) *bucket {
+	b := &bucket{key: l.prefix + string(c)}
+	if err := r.Validate(); err != nil {
+		b.invalid = err
+		return b
+	}
+	margin := l.margin
+	if !l.marginSet {
+		margin = min(margin, r.Per/10)
+	}
+	b.p = r.params(l.burst, l.reserve, margin)
+	lr := r
+	lr.N = max(1, int(float64(r.N)*l.fallbackShare))
+	lr.Burst = min(lr.Burst, lr.N)
+	b.local = lr.params(l.burst, l.reserve, margin)
+	return b
 }
 
 // Allow asks once whether a call of category c may go out now, and if so takes its place. The

@@ -164,42 +164,10 @@ type Client struct {
 // the /api suffix: the client adds it). Only the API key is required; Login also needs the
 // identifier and password. Error messages never contain the credentials.
 func New(baseURL string, creds Credentials, opts ...Option) (*Client, error) {
-	s := settings{
-		timeout:         DefaultTimeout,
-		maxAttempts:     DefaultMaxAttempts,
-		retryBase:       DefaultRetryBase,
-		retryCap:        DefaultRetryCap,
-		breakerFailures: DefaultBreakerFailures,
-		breakerOpenFor:  DefaultBreakerOpenFor,
-		maxBody:         DefaultMaxBodyBytes,
-	}
-	for _, o := range opts {
-		if o != nil {
-			o(&s)
-		}
-	}
-	var errs []error
-	base, err := parseBaseURL(baseURL)
+	s := newSettings(opts)
+	base, err := s.check(baseURL, creds)
 	if err != nil {
-		errs = append(errs, err)
-	}
-	if creds.APIKey == "" {
-		errs = append(errs, errors.New("upstream: the API key is empty"))
-	}
-	if s.timeout <= 0 {
-		errs = append(errs, errors.New("upstream: the attempt timeout must be positive"))
-	}
-	if s.maxAttempts < 1 || s.retryBase <= 0 || s.retryCap < s.retryBase {
-		errs = append(errs, errors.New("upstream: retry needs at least 1 attempt and 0 < base <= cap"))
-	}
-	if s.breakerFailures < 1 || s.breakerOpenFor <= 0 {
-		errs = append(errs, errors.New("upstream: the breaker needs at least 1 failure and a positive open time"))
-	}
-	if s.maxBody <= 0 {
-		errs = append(errs, errors.New("upstream: the body limit must be positive"))
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, err
 	}
 	log := s.log
 	if log == nil {
@@ -227,6 +195,50 @@ func New(baseURL string, creds Credentials, opts ...Option) (*Client, error) {
 	}
 	c.breaker = newBreaker(s.breakerFailures, s.breakerOpenFor, m, log)
 	return c, nil
+}
+
+// newSettings applies opts over the defaults.
+func newSettings(opts []Option) settings {
+	s := settings{
+		timeout:         DefaultTimeout,
+		maxAttempts:     DefaultMaxAttempts,
+		retryBase:       DefaultRetryBase,
+		retryCap:        DefaultRetryCap,
+		breakerFailures: DefaultBreakerFailures,
+		breakerOpenFor:  DefaultBreakerOpenFor,
+		maxBody:         DefaultMaxBodyBytes,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&s)
+		}
+	}
+	return s
+}
+
+// check returns the base URL without a trailing slash, or every problem of the settings at once.
+func (s settings) check(baseURL string, creds Credentials) (string, error) {
+	var errs []error
+	base, err := parseBaseURL(baseURL)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if creds.APIKey == "" {
+		errs = append(errs, errors.New("upstream: the API key is empty"))
+	}
+	if s.timeout <= 0 {
+		errs = append(errs, errors.New("upstream: the attempt timeout must be positive"))
+	}
+	if s.maxAttempts < 1 || s.retryBase <= 0 || s.retryCap < s.retryBase {
+		errs = append(errs, errors.New("upstream: retry needs at least 1 attempt and 0 < base <= cap"))
+	}
+	if s.breakerFailures < 1 || s.breakerOpenFor <= 0 {
+		errs = append(errs, errors.New("upstream: the breaker needs at least 1 failure and a positive open time"))
+	}
+	if s.maxBody <= 0 {
+		errs = append(errs, errors.New("upstream: the body limit must be positive"))
+	}
+	return base, errors.Join(errs...)
 }
 
 // Authorized returns a client whose bearer calls carry src's tokens and that shares everything
