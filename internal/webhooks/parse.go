@@ -78,59 +78,105 @@ func ValidSessionID(id string) bool { return sessionIDPattern.MatchString(id) }
 // sentAt is the delivery's X-Webhook-Timestamp, checked against the clock by the caller; it
 // becomes the event's OccurredAt and is no part of its identity. Unknown event names give Ignored.
 func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Parsed, error) {
-	var top object
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return Parsed{}, invalid("body", "must be a JSON object")
+	d, err := readDelivery(body)
+	if err != nil {
+		return Parsed{}, err
 	}
-	data, ok := top.obj("data")
-	if !ok {
-		if raw, present := top["data"]; present && !isNull(raw) {
-			return Parsed{}, invalid("data", "must be a JSON object")
-		}
-		data = object{}
+	name, nameFromHeader, err := eventName(d.top, headerEvent)
+	if err != nil {
+		return Parsed{}, err
 	}
-	name := top.str("event")
-	nameFromHeader := name == ""
-	if nameFromHeader {
-		name = strings.TrimSpace(headerEvent)
-	}
-	if name == "" {
-		return Parsed{}, invalid("event", "missing: neither the body's event nor X-Webhook-Event names the event")
-	}
-	name = clip.Bytes(name, 100, "")
-	msg, isMsgObj := data.obj("message")
-	if !isMsgObj {
-		msg = data // the older shape: data is the message itself
-	}
-	typ := eventType(strings.ToLower(name), data, msg)
 	p := Parsed{RawEvent: name}
+	typ := eventType(strings.ToLower(name), d.data, d.msg)
 	if typ == "" {
 		p.Ignored = true
 		return p, nil
 	}
-	if nameFromHeader && !isSessionType(typ) {
-		return Parsed{}, invalid("event", "missing from the signed body: X-Webhook-Event alone may name only a session event")
-	}
-	sid, fromHeader, err := sessionIDOf(headerSession, top, data)
+	sid, fromHeader, err := signedSession(typ, nameFromHeader, headerSession, d)
 	if err != nil {
 		return Parsed{}, err
 	}
-	if fromHeader && !isSessionType(typ) {
-		return Parsed{}, invalid("sessionId", "missing from the signed body: X-Webhook-Session alone may name only the session of a session event")
-	}
 	p.SessionFromHeader = fromHeader
 	ev := Event{Type: typ, SessionID: sid, OccurredAt: sentAt.UTC(), Source: SourceWebhook}
-	identity := ""
+	identity := d.fillData(&ev)
+	if identity == "" {
+		identity = rawIdentity(typ, sid, body)
+	}
+	ev.ID = eventID(identity)
+	p.Event, p.Identity = ev, identity
+	return p, nil
+}
+
+// delivery is a webhook body read as JSON: its top level, its data and the message in it.
+type delivery struct {
+	top, data object
+	// msg is data.message, or data itself in the older shape (msgIsObj false).
+	msg      object
+	msgIsObj bool
+}
+
+// readDelivery reads the body: a JSON object whose data, when present and not null, is an object.
+func readDelivery(body []byte) (delivery, error) {
+	var d delivery
+	if err := json.Unmarshal(body, &d.top); err != nil || d.top == nil {
+		return delivery{}, invalid("body", "must be a JSON object")
+	}
+	var ok bool
+	if d.data, ok = d.top.obj("data"); !ok {
+		if raw, present := d.top["data"]; present && !isNull(raw) {
+			return delivery{}, invalid("data", "must be a JSON object")
+		}
+		d.data = object{}
+	}
+	if d.msg, d.msgIsObj = d.data.obj("message"); !d.msgIsObj {
+		d.msg = d.data // the older shape: data is the message itself
+	}
+	return d, nil
+}
+
+// eventName is the body's event name, else X-Webhook-Event's (fromHeader), clipped to 100 bytes.
+func eventName(top object, header string) (name string, fromHeader bool, err error) {
+	name = top.str("event")
+	fromHeader = name == ""
+	if fromHeader {
+		name = strings.TrimSpace(header)
+	}
+	if name == "" {
+		return "", false, invalid("event", "missing: neither the body's event nor X-Webhook-Event names the event")
+	}
+	return clip.Bytes(name, 100, ""), fromHeader, nil
+}
+
+// signedSession finds the session id (sessionIDOf) and refuses an event of type typ other than a
+// session event whose name or session only the unsigned headers give.
+func signedSession(typ string, nameFromHeader bool, headerSession string, d delivery) (sid string, fromHeader bool, err error) {
+	if nameFromHeader && !isSessionType(typ) {
+		return "", false, invalid("event", "missing from the signed body: X-Webhook-Event alone may name only a session event")
+	}
+	sid, fromHeader, err = sessionIDOf(headerSession, d.top, d.data)
+	if err != nil {
+		return "", false, err
+	}
+	if fromHeader && !isSessionType(typ) {
+		return "", false, invalid("sessionId", "missing from the signed body: X-Webhook-Session alone may name only the session of a session event")
+	}
+	return sid, fromHeader, nil
+}
+
+// fillData reads the event's data for its type into ev.Data and returns the identity of a message
+// or an ack ("" for other events, and for a message without an id).
+func (d delivery) fillData(ev *Event) (identity string) {
+	typ, sid := ev.Type, ev.SessionID
 	switch typ {
 	case TypeMessageReceived, TypeMessageSent:
-		m := parseMessage(typ, msg, msgRaw(data, msg, isMsgObj))
+		m := parseMessage(typ, d.msg, msgRaw(d.data, d.msg, d.msgIsObj))
 		ev.Data.Message = &m
 		if m.ID != "" {
 			identity = typ + "|" + sid + "|" + m.ID
 		}
 	case TypeMessageAck:
-		m := parseMessage(typ, msg, msgRaw(data, msg, isMsgObj))
-		level := ackLevel(msg, data)
+		m := parseMessage(typ, d.msg, msgRaw(d.data, d.msg, d.msgIsObj))
+		level := ackLevel(d.msg, d.data)
 		ack := Ack{MessageID: m.ID, ChatID: m.ChatID, Level: level, Status: ackStatus(level)}
 		m.Status = ack.Status
 		ev.Data.Message, ev.Data.Ack = &m, &ack
@@ -138,21 +184,22 @@ func Parse(headerEvent, headerSession string, sentAt time.Time, body []byte) (Pa
 			identity = typ + "|" + sid + "|" + m.ID + "|" + strconv.Itoa(level)
 		}
 	case TypeContactCreated, TypeContactUpdated:
-		c := parseContact(data)
+		c := parseContact(d.data)
 		ev.Data.Contact = &c
 	case TypeConversationCreated, TypeConversationUpdated:
-		c := parseChat(data)
+		c := parseChat(d.data)
 		ev.Data.Chat = &c
 	default: // session.*
-		ev.Data.Session = parseSession(typ, data)
+		ev.Data.Session = parseSession(typ, d.data)
 	}
-	if identity == "" {
-		sum := sha256.Sum256(body)
-		identity = "raw|" + typ + "|" + sid + "|" + hex.EncodeToString(sum[:])
-	}
-	ev.ID = eventID(identity)
-	p.Event, p.Identity = ev, identity
-	return p, nil
+	return identity
+}
+
+// rawIdentity is the identity of an event without a message id: its type, session and a hash of
+// the signed body.
+func rawIdentity(typ, sid string, body []byte) string {
+	sum := sha256.Sum256(body)
+	return "raw|" + typ + "|" + sid + "|" + hex.EncodeToString(sum[:])
 }
 
 // eventType maps an upstream event name (lower case) to an event type, "" when unknown. The
