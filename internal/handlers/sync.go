@@ -438,35 +438,55 @@ func (h syncHandlers) events(c *gin.Context) {
 		middleware.Fail(c, syncProblem(err))
 		return
 	}
-	w := c.Writer
+	s := openEventStream(c.Writer)
+	if !s.job("progress", job) {
+		return
+	}
+	if syncjob.Final(job.State) {
+		s.job("done", job)
+		return
+	}
+	h.follow(ctx, s, id, job.Revision)
+}
+
+// eventStream is an open text/event-stream answer.
+type eventStream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// openEventStream answers 200 with the headers of an unbuffered, uncached event stream.
+func openEventStream(w http.ResponseWriter) eventStream {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Connection", "keep-alive")
 	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	// The server's WriteTimeout would cut a long stream: every write pushes the deadline on.
-	// Writers without deadlines (tests' recorders) answer ErrNotSupported, which is fine.
-	send := func(chunk string) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteWindow))
-		if _, err := io.WriteString(w, chunk); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
+	return eventStream{w: w, rc: http.NewResponseController(w)}
+}
+
+// send writes and flushes chunk; false when the client is gone.
+//
+// The server's WriteTimeout would cut a long stream: every write pushes the deadline on.
+// Writers without deadlines (tests' recorders) answer ErrNotSupported, which is fine.
+func (s eventStream) send(chunk string) bool {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(sseWriteWindow))
+	if _, err := io.WriteString(s.w, chunk); err != nil {
+		return false
 	}
-	event := func(name string, j syncjob.Job) bool {
-		raw, _ := json.Marshal(j)
-		return send("id: " + strconv.FormatInt(j.Revision, 10) + "\nevent: " + name + "\ndata: " + string(raw) + "\n\n")
-	}
-	if !event("progress", job) {
-		return
-	}
-	last := job.Revision
-	if syncjob.Final(job.State) {
-		event("done", job)
-		return
-	}
+	return s.rc.Flush() == nil
+}
+
+// job sends the event name with the job as its data and the job's revision as its id.
+func (s eventStream) job(name string, j syncjob.Job) bool {
+	raw, _ := json.Marshal(j)
+	return s.send("id: " + strconv.FormatInt(j.Revision, 10) + "\nevent: " + name + "\ndata: " + string(raw) + "\n\n")
+}
+
+// follow sends heartbeats and the job's changes after revision last, until the job ends, the client
+// goes or the replica stops.
+func (h syncHandlers) follow(ctx context.Context, s eventStream, id string, last int64) {
 	poll := time.NewTicker(h.poll)
 	defer poll.Stop()
 	beat := time.NewTicker(h.heartbeat)
@@ -476,31 +496,37 @@ func (h syncHandlers) events(c *gin.Context) {
 		case <-ctx.Done():
 			return
 		case <-h.streams.Closing():
-			send(sseReconnect)
+			s.send(sseReconnect)
 			return
 		case <-beat.C:
-			if !send(": keep-alive\n\n") {
+			if !s.send(": keep-alive\n\n") {
 				return
 			}
 		case <-poll.C:
-			j, err := h.jobs.Job(ctx, id)
-			if err != nil {
-				if ctx.Err() == nil {
-					send("event: error\ndata: {\"detail\":\"the job can no longer be read\"}\n\n")
-				}
-				return
-			}
-			if j.Revision == last && !syncjob.Final(j.State) {
-				continue
-			}
-			last = j.Revision
-			if syncjob.Final(j.State) {
-				event("done", j)
-				return
-			}
-			if !event("progress", j) {
+			if !h.sendChange(ctx, s, id, &last) {
 				return
 			}
 		}
 	}
+}
+
+// sendChange reads the job again and sends it when its revision moved on from *last, "done" when it
+// is final; false when the stream is over.
+func (h syncHandlers) sendChange(ctx context.Context, s eventStream, id string, last *int64) bool {
+	j, err := h.jobs.Job(ctx, id)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.send("event: error\ndata: {\"detail\":\"the job can no longer be read\"}\n\n")
+		}
+		return false
+	}
+	if j.Revision == *last && !syncjob.Final(j.State) {
+		return true
+	}
+	*last = j.Revision
+	if syncjob.Final(j.State) {
+		s.job("done", j)
+		return false
+	}
+	return s.job("progress", j)
 }
