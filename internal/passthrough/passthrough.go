@@ -170,41 +170,33 @@ func (h *Handler) Handle(c *gin.Context) {
 			Cause:  errors.New("passthrough: no authenticated caller: mount it behind the authentication middleware")})
 		return
 	}
-	segs, err := cleanPath(c.Request.URL)
+	r, params, req, err := h.request(c, caller)
 	if err != nil {
 		middleware.Fail(c, err)
 		return
 	}
-	if segs[1] == "auth" {
-		middleware.Fail(c, problem.New(http.StatusForbidden, problem.CodeForbidden,
-			"The gateway holds the Inbox Hub login and tokens itself: /api/auth routes are not available through it. "+
-				"Authenticate to the gateway with your gateway key in X-API-Key and call the other /api routes directly."))
+	if req.Method == http.MethodGet && h.cache != nil {
+		h.cached(c, r, params, req)
 		return
+	}
+	h.forward(c, r, params, req)
+}
+
+// request reads the caller's request into the upstream request of its allowed route, with its path
+// parameters; the error is the problem to answer.
+func (h *Handler) request(c *gin.Context, caller auth.Caller) (*Route, map[string]string, upstream.RawRequest, error) {
+	segs, err := cleanPath(c.Request.URL)
+	if err != nil {
+		return nil, nil, upstream.RawRequest{}, err
 	}
 	method := c.Request.Method
-	r, params := match(method, segs)
-	if r == nil {
-		// The path is not repeated: it may hold a phone number or a chat id.
-		middleware.Fail(c, problem.New(http.StatusNotFound, problem.CodeNotFound,
-			clip.Bytes(method, 16, clip.Ellipsis)+" on this path is not available through the gateway (the API reference lists the relayed routes)."))
-		return
+	r, params, err := route(method, segs, caller)
+	if err != nil {
+		return nil, nil, upstream.RawRequest{}, err
 	}
-	if !caller.Has(r.Scope) {
-		middleware.Fail(c, problem.New(http.StatusForbidden, problem.CodeForbidden,
-			fmt.Sprintf("%s %s needs the scope %q, which the caller %q does not hold.", r.Method, r.Pattern, r.Scope, caller.Name)))
-		return
-	}
-	var fields []problem.FieldError
-	for _, name := range slices.Sorted(maps.Keys(params)) {
-		if msg := paramProblem(name, params[name]); msg != "" {
-			fields = append(fields, problem.Field(name, msg))
-		}
-	}
-	query, qfields := h.query(c.Request.URL.RawQuery)
-	fields = append(fields, qfields...)
-	if len(fields) > 0 {
-		middleware.Fail(c, problem.Invalid("The request is not valid.", fields...))
-		return
+	query, err := h.input(params, c.Request.URL.RawQuery)
+	if err != nil {
+		return nil, nil, upstream.RawRequest{}, err
 	}
 	req := upstream.RawRequest{Method: method, Path: "/" + strings.Join(segs, "/"), Query: query, Route: r.Pattern}
 	if method == http.MethodPost || method == http.MethodPut {
@@ -213,24 +205,62 @@ func (h *Handler) Handle(c *gin.Context) {
 			body, err = h.ownWebhook(body, caller.Has(ScopeAdmin))
 		}
 		if err != nil {
-			middleware.Fail(c, err)
-			return
+			return nil, nil, upstream.RawRequest{}, err
 		}
 		if len(body) > 0 {
 			req.Body, req.ContentType = body, "application/json"
 		}
 	}
+	return r, params, req, nil
+}
 
-	if method == http.MethodGet && h.cache != nil {
-		h.cached(c, r, params, req)
-		return
+// route finds the allow-listed route of method on the clean path segs, which caller must hold the
+// scope of: /api/auth/* is refused, and any other path off the list is not found.
+func route(method string, segs []string, caller auth.Caller) (*Route, map[string]string, error) {
+	if segs[1] == "auth" {
+		return nil, nil, problem.New(http.StatusForbidden, problem.CodeForbidden,
+			"The gateway holds the Inbox Hub login and tokens itself: /api/auth routes are not available through it. "+
+				"Authenticate to the gateway with your gateway key in X-API-Key and call the other /api routes directly.")
 	}
+	r, params := match(method, segs)
+	if r == nil {
+		// The path is not repeated: it may hold a phone number or a chat id.
+		return nil, nil, problem.New(http.StatusNotFound, problem.CodeNotFound,
+			clip.Bytes(method, 16, clip.Ellipsis)+" on this path is not available through the gateway (the API reference lists the relayed routes).")
+	}
+	if !caller.Has(r.Scope) {
+		return nil, nil, problem.New(http.StatusForbidden, problem.CodeForbidden,
+			fmt.Sprintf("%s %s needs the scope %q, which the caller %q does not hold.", r.Method, r.Pattern, r.Scope, caller.Name))
+	}
+	return r, params, nil
+}
+
+// input checks the path parameters (by name) and then the query, and answers all their problems
+// at once; it returns the query to send.
+func (h *Handler) input(params map[string]string, rawQuery string) (url.Values, error) {
+	var fields []problem.FieldError
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if msg := paramProblem(name, params[name]); msg != "" {
+			fields = append(fields, problem.Field(name, msg))
+		}
+	}
+	query, qfields := h.query(rawQuery)
+	fields = append(fields, qfields...)
+	if len(fields) > 0 {
+		return nil, problem.Invalid("The request is not valid.", fields...)
+	}
+	return query, nil
+}
+
+// forward sends req to the upstream, drops the cached reads that a successful write changed, and
+// relays the answer.
+func (h *Handler) forward(c *gin.Context, r *Route, params map[string]string, req upstream.RawRequest) {
 	resp, err := h.doer.Do(middleware.Context(c), req)
 	if err != nil {
 		middleware.Fail(c, err)
 		return
 	}
-	if method != http.MethodGet && resp.Status >= 200 && resp.Status < 300 && h.cache != nil {
+	if req.Method != http.MethodGet && resp.Status >= 200 && resp.Status < 300 && h.cache != nil {
 		if err := h.cache.Invalidate(middleware.Context(c), scopes(r, params)...); err != nil {
 			h.log.WarnContext(middleware.Context(c), "passthrough: could not drop cached reads after a write; they expire on their own",
 				"requestId", middleware.RequestIDOf(c), "route", r.Pattern, "error", err.Error())
