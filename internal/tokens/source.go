@@ -368,68 +368,96 @@ func (s *Source) acquire(ctx context.Context, accept acceptFunc) (*token, error)
 // renew takes the renewal lock, or waits for its holder to publish a token: on the pub/sub
 // notification, or at the latest after the poll interval, never in a tight loop.
 func (s *Source) renew(ctx context.Context, accept acceptFunc) (*token, error) {
-	var (
-		ps        *redis.PubSub
-		updates   <-chan *redis.Message
-		waitStart time.Time
-	)
-	defer func() {
-		if ps != nil {
-			_ = ps.Close()
-		}
-	}()
-	waited := func() {
-		if !waitStart.IsZero() {
-			s.m.lockWaitSeconds.Observe(time.Since(waitStart).Seconds())
-			waitStart = time.Time{}
-		}
-	}
-	defer waited()
+	w := &lockWait{s: s}
+	defer w.close()
 	for {
 		owner, ok, err := s.tryLock(ctx)
 		if err != nil {
 			return s.storeFailed(ctx, err, accept)
 		}
 		if ok {
-			waited()
+			w.observe()
 			t, err := s.renewHolding(ctx, owner, accept)
 			if errors.Is(err, errLockLost) {
 				continue
 			}
 			return t, err
 		}
-		if ps == nil {
-			waitStart = time.Now()
-			s.m.lockWaits.Inc()
-			s.log.Debug("waiting for another process to renew the token")
-			ps = broadcast.Subscribe(ctx, s.rdb, s.channel)
-			if _, err := ps.Receive(ctx); err == nil {
-				updates = ps.Channel()
-			}
-			// Without a subscription the poll below still finds the token.
-		} else {
-			timer := time.NewTimer(s.cfg.pollInterval)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return nil, s.waitFailed(ctx)
-			case <-updates:
-			case <-timer.C:
-			}
-			timer.Stop()
-		}
-		rec, err := s.load(ctx)
-		if err != nil {
-			return s.storeFailed(ctx, err, accept)
-		}
-		now := s.now()
-		if t := s.adopt(ctx, rec); accept(t, now) {
-			return t, nil
-		}
-		if err := s.blocked(now); err != nil {
+		if err := w.next(ctx); err != nil {
 			return nil, err
 		}
+		if t, done, err := s.reread(ctx, accept); done {
+			return t, err
+		}
 	}
+}
+
+// lockWait is a wait for another process's renewal: the subscription to its notification, and
+// since when it has waited (for the lock wait metric).
+type lockWait struct {
+	s       *Source
+	ps      *redis.PubSub
+	updates <-chan *redis.Message
+	start   time.Time
+}
+
+// next starts the wait at its first call (counted, and subscribed to the notification); at later
+// calls it waits for the notification or, at the latest, the poll interval.
+func (w *lockWait) next(ctx context.Context) error {
+	if w.ps == nil {
+		w.start = time.Now()
+		w.s.m.lockWaits.Inc()
+		w.s.log.Debug("waiting for another process to renew the token")
+		w.ps = broadcast.Subscribe(ctx, w.s.rdb, w.s.channel)
+		if _, err := w.ps.Receive(ctx); err == nil {
+			w.updates = w.ps.Channel()
+		}
+		// Without a subscription the poll still finds the token.
+		return nil
+	}
+	timer := time.NewTimer(w.s.cfg.pollInterval)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return w.s.waitFailed(ctx)
+	case <-w.updates:
+	case <-timer.C:
+	}
+	return nil
+}
+
+// observe records how long the wait lasted, once per wait.
+func (w *lockWait) observe() {
+	if !w.start.IsZero() {
+		w.s.m.lockWaitSeconds.Observe(time.Since(w.start).Seconds())
+		w.start = time.Time{}
+	}
+}
+
+// close observes the wait and ends the subscription.
+func (w *lockWait) close() {
+	w.observe()
+	if w.ps != nil {
+		_ = w.ps.Close()
+	}
+}
+
+// reread reads the token another process may have renewed: done with the token if accept takes
+// it, or with the error if the store failed or renewing is blocked; not done otherwise.
+func (s *Source) reread(ctx context.Context, accept acceptFunc) (t *token, done bool, err error) {
+	rec, err := s.load(ctx)
+	if err != nil {
+		t, err = s.storeFailed(ctx, err, accept)
+		return t, true, err
+	}
+	now := s.now()
+	if t := s.adopt(ctx, rec); accept(t, now) {
+		return t, true, nil
+	}
+	if err := s.blocked(now); err != nil {
+		return nil, true, err
+	}
+	return nil, false, nil
 }
 
 // renewHolding runs with the lock held: it re-reads the token (another process may have just
