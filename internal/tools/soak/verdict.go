@@ -397,20 +397,75 @@ func sendCheck(keys []*sendKey, texts map[string]int, upstreamSends int) sendFig
 
 // judge gathers the simulator's side and the CRM's, and builds the verdict.
 func judge(ctx context.Context, f *fleet, l *load, samples []sample, ws []window, start, end time.Time) (*verdict, error) {
-	// The soak reads the simulator with the gateway's upstream key: start from fresh windows.
-	_ = f.simAdminPost(ctx, "/_sim/ratelimits/reset", `{}`)
-	var counters struct {
-		Logins        int              `json:"logins"`
-		LoginFailures int              `json:"loginFailures"`
-		Refreshes     int              `json:"refreshes"`
-		RateLimited   int              `json:"rateLimited"`
-		Requests      map[string]int64 `json:"requests"`
-	}
-	if err := f.simGet(ctx, "/_sim/counters", &counters); err != nil {
+	g, err := gather(ctx, f, l, ws)
+	if err != nil {
 		return nil, err
 	}
+	rows, expected, unexpected := requestFigures(samples, ws)
+	kills, failovers := windowCounts(ws)
+	v := &verdict{expected: expected, unexpected: unexpected, phases: rows,
+		header: fmt.Sprintf("%s of load, %d replicas, %d replica kills, %d Redis failovers, %d webhooks/s target",
+			end.Sub(start).Round(time.Second), len(f.replicas), kills, failovers, l.o.webhookRate)}
+	unexp := 0
+	for _, n := range unexpected {
+		unexp += n
+	}
+	v.checks = g.checks(failovers, unexp)
+	v.notes = g.notes(ws, start, end)
+	return v, nil
+}
+
+// simCounters is the simulator's /_sim/counters.
+type simCounters struct {
+	Logins        int              `json:"logins"`
+	LoginFailures int              `json:"loginFailures"`
+	Refreshes     int              `json:"refreshes"`
+	RateLimited   int              `json:"rateLimited"`
+	Requests      map[string]int64 `json:"requests"`
+}
+
+// soakFigures is what the simulator, the gateway's dead letters and the CRM hold after the load,
+// compared with what the soak sent.
+type soakFigures struct {
+	counters                 simCounters
+	deadLetters              int // -1: the gateway did not answer
+	ev                       eventFigures
+	sy                       syncFigures
+	se                       sendFigures
+	badSig, stale, malformed int // the CRM's refusals
+}
+
+// gather reads the simulator's side, the dead letters and the CRM's, and compares them with the load.
+func gather(ctx context.Context, f *fleet, l *load, ws []window) (soakFigures, error) {
+	// The soak reads the simulator with the gateway's upstream key: start from fresh windows.
+	_ = f.simAdminPost(ctx, "/_sim/ratelimits/reset", `{}`)
+	var g soakFigures
+	if err := f.simGet(ctx, "/_sim/counters", &g.counters); err != nil {
+		return soakFigures{}, err
+	}
+	sim, err := jobSessionTotals(ctx, f, l.jobs)
+	if err != nil {
+		return soakFigures{}, err
+	}
+	texts, err := sentTexts(ctx, f)
+	if err != nil {
+		return soakFigures{}, err
+	}
+	g.deadLetters = deadLetters(ctx, l)
+
+	f.crm.mu.Lock()
+	g.ev = eventCheck(l.webhooks, f.crm.events, ws)
+	g.sy = syncCheck(l.jobs, f.crm.jobs, sim, f.crm.deliveries)
+	g.badSig, g.stale, g.malformed = f.crm.badSig, f.crm.stale, f.crm.malformed
+	f.crm.mu.Unlock()
+	g.se = sendCheck(l.sends, texts, int(g.counters.Requests["POST /api/messages/{sessionId}/send"]))
+	return g, nil
+}
+
+// jobSessionTotals reads what the simulator holds of each session a sync job started on.
+func jobSessionTotals(ctx context.Context, f *fleet, jobs []*jobRun) (map[string]simTotals, error) {
 	sim := map[string]simTotals{}
-	for _, j := range l.jobs {
+	for _, j := range jobs {
 		if j.id == "" || sim[j.session] != (simTotals{}) {
 			continue
 		}
@@ -420,30 +475,26 @@ func judge(ctx context.Context, f *fleet, l *load, samples []sample, ws []window
 		}
 		sim[j.session] = t
 	}
-	texts, err := sentTexts(ctx, f)
-	if err != nil {
-		return nil, err
-	}
+	return sim, nil
+}
+
+// deadLetters is the gateway's count of dead letters, -1 when it does not answer.
+func deadLetters(ctx context.Context, l *load) int {
 	var dead struct {
 		Meta struct {
 			Total int `json:"total"`
 		} `json:"meta"`
 	}
-	if a := l.do(ctx, kindSync, nil, http.MethodGet, "/v1/admin/dead-letters?limit=1", nil, nil); a.status == http.StatusOK {
-		_ = json.Unmarshal(a.body, &dead)
-	} else {
-		dead.Meta.Total = -1
+	a := l.do(ctx, kindSync, nil, http.MethodGet, "/v1/admin/dead-letters?limit=1", nil, nil)
+	if a.status != http.StatusOK {
+		return -1
 	}
+	_ = json.Unmarshal(a.body, &dead)
+	return dead.Meta.Total
+}
 
-	f.crm.mu.Lock()
-	ev := eventCheck(l.webhooks, f.crm.events, ws)
-	sy := syncCheck(l.jobs, f.crm.jobs, sim, f.crm.deliveries)
-	badSig, stale, malformed := f.crm.badSig, f.crm.stale, f.crm.malformed
-	f.crm.mu.Unlock()
-	se := sendCheck(l.sends, texts, int(counters.Requests["POST /api/messages/{sessionId}/send"]))
-	rows, expected, unexpected := requestFigures(samples, ws)
-
-	kills, failovers := 0, 0
+// windowCounts counts the chaos windows: replica kills and Redis failovers.
+func windowCounts(ws []window) (kills, failovers int) {
 	for _, w := range ws {
 		if w.kind == windowKill {
 			kills++
@@ -451,14 +502,13 @@ func judge(ctx context.Context, f *fleet, l *load, samples []sample, ws []window
 			failovers++
 		}
 	}
-	v := &verdict{expected: expected, unexpected: unexpected, phases: rows,
-		header: fmt.Sprintf("%s of load, %d replicas, %d replica kills, %d Redis failovers, %d webhooks/s target",
-			end.Sub(start).Round(time.Second), len(f.replicas), kills, failovers, l.o.webhookRate)}
-	unexp := 0
-	for _, n := range unexpected {
-		unexp += n
-	}
-	v.checks = []check{
+	return kills, failovers
+}
+
+// checks are the verdict's lines; failovers bounds the logins, unexp counts the unexpected answers.
+func (g soakFigures) checks(failovers, unexp int) []check {
+	ev, sy, se, counters := g.ev, g.sy, g.se, g.counters
+	return []check{
 		{"sync jobs: items at the CRM = simulator", fmt.Sprintf("%d of %d jobs exact (%d not succeeded)", sy.exact, sy.jobs, sy.unfinished),
 			"every job exact", sy.jobs > 0 && sy.exact == sy.jobs},
 		{"sync batches delivered again", fmt.Sprintf("%d", sy.redelivered), "any (after a takeover; ids make them upserts)", true},
@@ -472,35 +522,39 @@ func judge(ctx context.Context, f *fleet, l *load, samples []sample, ws []window
 		{"upstream logins", fmt.Sprintf("%d logins (%d refused), %d refreshes", counters.Logins, counters.LoginFailures, counters.Refreshes),
 			fmt.Sprintf("1, at most 1 more per failover (%d)", failovers), counters.Logins >= 1 && counters.Logins <= 1+failovers && counters.LoginFailures == 0},
 		{"upstream 429s (the shared quota must prevent them)", fmt.Sprintf("%d", counters.RateLimited), "0", counters.RateLimited == 0},
-		{"dead letters", fmt.Sprintf("%d", dead.Meta.Total), "0", dead.Meta.Total == 0},
-		{"CRM refusals (bad signature, stale, malformed)", fmt.Sprintf("%d, %d, %d", badSig, stale, malformed), "0, 0, 0", badSig+stale+malformed == 0},
+		{"dead letters", fmt.Sprintf("%d", g.deadLetters), "0", g.deadLetters == 0},
+		{"CRM refusals (bad signature, stale, malformed)", fmt.Sprintf("%d, %d, %d", g.badSig, g.stale, g.malformed), "0, 0, 0", g.badSig+g.stale+g.malformed == 0},
 		{"unexpected non-2xx answers", fmt.Sprintf("%d", unexp), "0", unexp == 0},
 	}
+}
+
+// notes are the verdict's notes: upstream calls, rates, the chaos windows and the first problems.
+func (g soakFigures) notes(ws []window, start, end time.Time) []string {
 	var calls []string
-	for route, n := range counters.Requests {
+	for route, n := range g.counters.Requests {
 		calls = append(calls, fmt.Sprintf("%s %d", route, n))
 	}
 	slices.Sort(calls)
-	v.notes = append(v.notes, "upstream calls by route: "+strings.Join(calls, ", "))
-	v.notes = append(v.notes, fmt.Sprintf("webhooks: %.0f/s accepted on average, %d sync jobs, %d send keys",
-		float64(ev.accepted)/end.Sub(start).Seconds(), sy.jobs, se.keys))
-	v.notes = append(v.notes, fmt.Sprintf("webhooks: %d accepted, %d of them spooled (Redis unreachable), %d other events at the CRM (the status poller's)",
-		ev.accepted, ev.spooled, ev.other))
+	notes := []string{"upstream calls by route: " + strings.Join(calls, ", "),
+		fmt.Sprintf("webhooks: %.0f/s accepted on average, %d sync jobs, %d send keys",
+			float64(g.ev.accepted)/end.Sub(start).Seconds(), g.sy.jobs, g.se.keys),
+		fmt.Sprintf("webhooks: %d accepted, %d of them spooled (Redis unreachable), %d other events at the CRM (the status poller's)",
+			g.ev.accepted, g.ev.spooled, g.ev.other)}
 	for _, w := range ws {
-		v.notes = append(v.notes, fmt.Sprintf("%s at +%s, window %s%s", w.kind, w.start.Sub(start).Round(time.Second),
+		notes = append(notes, fmt.Sprintf("%s at +%s, window %s%s", w.kind, w.start.Sub(start).Round(time.Second),
 			w.end.Sub(w.start).Round(time.Second), map[bool]string{true: " (" + w.detail + ")"}[w.detail != ""]))
 	}
-	if len(ev.lostSeqs) > 0 {
-		v.notes = append(v.notes, "first lost events: "+strings.Join(ev.lostSeqs, "; "))
+	if len(g.ev.lostSeqs) > 0 {
+		notes = append(notes, "first lost events: "+strings.Join(g.ev.lostSeqs, "; "))
 	}
-	for i, p := range sy.problems {
+	for i, p := range g.sy.problems {
 		if i == 10 {
-			v.notes = append(v.notes, fmt.Sprintf("... %d more sync problems", len(sy.problems)-10))
+			notes = append(notes, fmt.Sprintf("... %d more sync problems", len(g.sy.problems)-10))
 			break
 		}
-		v.notes = append(v.notes, p)
+		notes = append(notes, p)
 	}
-	return v, nil
+	return notes
 }
 
 // sessionTotals reads what the simulator holds of a session, straight from it.
