@@ -180,6 +180,21 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
+	if err := c.required(); err != nil {
+		return err
+	}
+	c.jobDefaults()
+	c.pageDefaults()
+	c.sinkDefaults()
+	if err := c.storeDefaults(); err != nil {
+		return err
+	}
+	c.workerDefaults()
+	return nil
+}
+
+// required reports every missing dependency at once.
+func (c *Config) required() error {
 	var errs []error
 	if c.Redis == nil {
 		errs = append(errs, errors.New("syncjob: Config.Redis is required"))
@@ -190,28 +205,31 @@ func (c *Config) defaults() error {
 	if c.SinkURL != "" && c.SigningSecret == "" {
 		errs = append(errs, errors.New("syncjob: a sink URL needs a signing secret (CRM_SIGNING_SECRET)"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+	return errors.Join(errs...)
+}
+
+// orDefault sets *p to v when it is zero or negative.
+func orDefault[T int | time.Duration](p *T, v T) {
+	if *p <= 0 {
+		*p = v
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	defInt := func(n *int, v int) {
-		if *n <= 0 {
-			*n = v
-		}
-	}
-	defInt(&c.Workers, DefaultWorkers)
+}
+
+// jobDefaults fills the jobs' queue, lifetimes and retries.
+func (c *Config) jobDefaults() {
+	orDefault(&c.Workers, DefaultWorkers)
 	if c.Queue == "" {
 		c.Queue = DefaultQueue
 	}
-	def(&c.ItemTTL, DefaultItemTTL)
-	def(&c.JobTTL, DefaultJobTTL)
+	orDefault(&c.ItemTTL, DefaultItemTTL)
+	orDefault(&c.JobTTL, DefaultJobTTL)
 	c.JobTTL = max(c.JobTTL, c.ItemTTL)
-	def(&c.JobTimeout, DefaultJobTimeout)
-	defInt(&c.MaxRetry, DefaultMaxRetry)
+	orDefault(&c.JobTimeout, DefaultJobTimeout)
+	orDefault(&c.MaxRetry, DefaultMaxRetry)
+}
+
+// pageDefaults fills the upstream pages' size and retries.
+func (c *Config) pageDefaults() {
 	if c.PageLimit <= 0 || c.PageLimit > upstream.MaxLimit {
 		c.PageLimit = upstream.MaxLimit
 	}
@@ -220,34 +238,48 @@ func (c *Config) defaults() error {
 	} else if c.PageRetries == 0 {
 		c.PageRetries = DefaultPageRetries
 	}
-	def(&c.PageBackoff, DefaultPageBackoff)
-	defInt(&c.SinkBatch, DefaultSinkBatch)
-	defInt(&c.SinkAttempts, DefaultSinkAttempts)
-	def(&c.SinkBackoff, DefaultSinkBackoff)
-	def(&c.SinkMaxWait, DefaultSinkMaxWait)
+	orDefault(&c.PageBackoff, DefaultPageBackoff)
+}
+
+// sinkDefaults fills the sink's batches, retries and client.
+func (c *Config) sinkDefaults() {
+	orDefault(&c.SinkBatch, DefaultSinkBatch)
+	orDefault(&c.SinkAttempts, DefaultSinkAttempts)
+	orDefault(&c.SinkBackoff, DefaultSinkBackoff)
+	orDefault(&c.SinkMaxWait, DefaultSinkMaxWait)
 	if c.SinkClient == nil {
 		c.SinkClient = &http.Client{Timeout: DefaultSinkTimeout}
 	}
-	def(&c.OwnerLease, DefaultOwnerLease)
-	def(&c.StaleAfter, DefaultStaleAfter)
-	defInt(&c.JobsKept, DefaultJobsKept)
+}
+
+// storeDefaults fills the runners' leases, the jobs kept and the key prefix, which must hold no
+// braces.
+func (c *Config) storeDefaults() error {
+	orDefault(&c.OwnerLease, DefaultOwnerLease)
+	orDefault(&c.StaleAfter, DefaultStaleAfter)
+	orDefault(&c.JobsKept, DefaultJobsKept)
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
 	if strings.ContainsAny(c.KeyPrefix, "{}") {
 		return errors.New("syncjob: KeyPrefix must not hold braces (the keys carry their own hash tags)")
 	}
-	def(&c.PollInterval, time.Second)
-	def(&c.ClaimIdle, DefaultClaimIdle)
-	def(&c.RedisRetry, DefaultRedisRetry)
-	def(&c.ShutdownGrace, DefaultShutdownGrace)
+	return nil
+}
+
+// workerDefaults fills the workers' polling, takeover, Redis retries and shutdown, the logger and
+// the clock.
+func (c *Config) workerDefaults() {
+	orDefault(&c.PollInterval, time.Second)
+	orDefault(&c.ClaimIdle, DefaultClaimIdle)
+	orDefault(&c.RedisRetry, DefaultRedisRetry)
+	orDefault(&c.ShutdownGrace, DefaultShutdownGrace)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
-	return nil
 }
 
 // Engine queues, runs and reports sync jobs. Every replica builds one over the shared Redis; Start
