@@ -66,20 +66,9 @@ func (e *Engine) onArchived(ctx context.Context, t jobs.Task, err error) {
 // runJob runs one attempt of a job: it takes the job (a lease renewed in the background), resumes
 // from its checkpoint, and ends it unless the worker stops first.
 func (e *Engine) runJob(ctx context.Context, jobID, sessionID string) error {
-	load := e.st.load // a task of an earlier release may lack the session
-	if sessionID != "" {
-		load = func(ctx context.Context, id string) (Job, checkpoint, error) { return e.st.loadIn(ctx, sessionID, id) }
-	}
-	j, cp, err := load(ctx, jobID)
-	if errors.Is(err, ErrJobNotFound) {
-		e.log.Warn("sync task of an unknown or expired job dropped", "jobId", jobID)
-		return nil
-	}
-	if err != nil {
+	j, cp, pending, err := e.pendingJob(ctx, jobID, sessionID)
+	if !pending || err != nil {
 		return err
-	}
-	if Final(j.State) {
-		return nil
 	}
 	owner, err := e.st.acquireOwner(ctx, jobMeta{ID: j.ID, SessionID: j.SessionID}, e.cfg.OwnerLease)
 	if err != nil {
@@ -88,49 +77,90 @@ func (e *Engine) runJob(ctx context.Context, jobID, sessionID string) error {
 	if owner == nil {
 		return errBusy
 	}
+	runCtx, release := e.hold(ctx, owner, jobID)
+	defer release()
+	r := newRunner(e, j, cp, owner.Token())
+	ended, err := e.attempt(runCtx, r, j.CancelRequested)
+	if ended || err != nil {
+		return err
+	}
+	return e.endJob(ctx, r, jobID)
+}
+
+// pendingJob loads the job and its checkpoint; not pending when it is unknown, expired or already
+// ended. A task of an earlier release may lack the session.
+func (e *Engine) pendingJob(ctx context.Context, jobID, sessionID string) (j Job, cp checkpoint, pending bool, err error) {
+	load := e.st.load
+	if sessionID != "" {
+		load = func(ctx context.Context, id string) (Job, checkpoint, error) { return e.st.loadIn(ctx, sessionID, id) }
+	}
+	j, cp, err = load(ctx, jobID)
+	if errors.Is(err, ErrJobNotFound) {
+		e.log.Warn("sync task of an unknown or expired job dropped", "jobId", jobID)
+		return Job{}, checkpoint{}, false, nil
+	}
+	if err != nil {
+		return Job{}, checkpoint{}, false, err
+	}
+	return j, cp, !Final(j.State), nil
+}
+
+// hold keeps the job's owner lease renewed in the background. The run's context is cancelled
+// (errLostOwnership) when the lease is lost; release ends the run and gives the lease back.
+func (e *Engine) hold(ctx context.Context, owner *lease.Lease, jobID string) (runCtx context.Context, release func()) {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	kept := owner.Start(runCtx, lease.KeepOptions{Patient: true, OnLost: func(error) {
 		e.log.Warn("sync job lease lost; stopping this runner", "jobId", jobID)
 		cancel(errLostOwnership)
 	}})
-	defer func() {
+	return runCtx, func() {
 		cancel(nil)
 		// A no-op when the job ended (the owner key is gone) or was taken over.
 		_ = kept.Release(ctx, 2*time.Second)
-	}()
-	token := owner.Token()
+	}
+}
 
-	r := newRunner(e, j, cp, token)
+// attempt starts the runner and, unless a cancel was asked, runs the job; a run past the job's
+// timeout is to end as timed out. ended: the job ended meanwhile, there is nothing to finish; an
+// error says what the queue should do with the task of a run stopped early.
+func (e *Engine) attempt(runCtx context.Context, r *runner, cancelRequested bool) (ended bool, err error) {
 	if err := r.start(runCtx); err != nil {
 		if errors.Is(err, errJobEnded) {
-			return nil
+			return true, nil
 		}
-		return e.stopReason(runCtx, err)
+		return false, e.stopReason(runCtx, err)
 	}
-	if j.CancelRequested {
+	if cancelRequested {
 		r.canceled = true
-	} else if err := r.run(runCtx); err != nil {
-		if errors.Is(err, errJobEnded) {
-			return nil
-		}
-		if errors.Is(context.Cause(runCtx), context.DeadlineExceeded) && !errors.Is(err, errLostOwnership) {
-			r.jobErr = fmt.Sprintf("the job ran longer than its timeout (%s)", e.cfg.JobTimeout)
-			r.timedOut = true
-		} else {
-			return e.stopReason(runCtx, err)
-		}
+		return false, nil
 	}
+	err = r.run(runCtx)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, errJobEnded):
+		return true, nil
+	case errors.Is(context.Cause(runCtx), context.DeadlineExceeded) && !errors.Is(err, errLostOwnership):
+		r.jobErr = fmt.Sprintf("the job ran longer than its timeout (%s)", e.cfg.JobTimeout)
+		r.timedOut = true
+		return false, nil
+	}
+	return false, e.stopReason(runCtx, err)
+}
+
+// endJob stores the job's final state, still as its owner, and counts and logs its end.
+func (e *Engine) endJob(ctx context.Context, r *runner, jobID string) error {
 	state := r.finalState()
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer fcancel()
-	if _, err := e.st.finish(fctx, r.meta, token, state, e.cfg.Clock(), r.finalFields()...); err != nil {
+	if _, err := e.st.finish(fctx, r.meta, r.token, state, e.cfg.Clock(), r.finalFields()...); err != nil {
 		if errors.Is(err, errLostOwnership) {
 			return errStopping
 		}
 		return err
 	}
 	e.metrics.jobEnded(state, r.meta.Trigger, r.prog, e.cfg.Clock().Sub(r.meta.CreatedAt))
-	e.log.Info("sync job ended", "jobId", jobID, "sessionId", j.SessionID, "state", state)
+	e.log.Info("sync job ended", "jobId", jobID, "sessionId", r.meta.SessionID, "state", state)
 	return nil
 }
 
