@@ -398,62 +398,88 @@ func (r *runner) deliver(ctx context.Context, res string, flush bool) error {
 		return nil
 	}
 	size := r.e.cfg.SinkBatch
-	ik := r.st.k.items(r.meta.SessionID, r.meta.ID, res)
 	for {
 		cursor := r.cp.sinkCursor[res]
 		pending := r.stored[res] - cursor
 		if pending <= 0 || (!flush && pending < size) {
 			return nil
 		}
-		raws, err := retryRedis(ctx, r.st, func() ([]string, error) {
-			return r.st.rdb.LRange(ctx, ik, int64(cursor), int64(cursor+min(pending, size)-1)).Result()
-		})
+		recs, err := r.undelivered(ctx, res, cursor, min(pending, size))
 		if err != nil {
-			return fmt.Errorf("syncjob: read items to deliver: %w", err)
+			return err
 		}
-		if len(raws) == 0 {
-			return &sinkFailure{errors.New("the job's items expired before they could be delivered")}
+		if err := r.push(ctx, res, cursor, recs); err != nil {
+			return err
 		}
-		recs := make([]record, len(raws))
-		items := make([]json.RawMessage, len(raws))
-		for i, raw := range raws {
-			if recs[i], err = parseRecord(raw); err != nil {
-				return err
-			}
-			items[i] = recs[i].Item
-		}
-		if err := r.e.sink.Deliver(ctx, crm.Batch{JobID: r.meta.ID, SessionID: r.meta.SessionID, Resource: res,
-			Offset: cursor, Items: items}); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return &sinkFailure{err}
-		}
-		b := &batch{}
-		pairs := make([]any, 0, 2*len(recs))
-		for _, rec := range recs {
-			pairs = append(pairs, rec.Key, rec.Digest)
-		}
-		b.add("HSET", r.st.k.hashes(r.meta.SessionID, res), pairs...)
-		next := cursor + len(recs)
-		b.add("HSET", r.st.k.job(r.meta.SessionID, r.meta.ID), fSinkCursor+res, next)
-		if res == ResourceMessages {
-			done := 0
-			for done < len(r.marks) && r.marks[done].end <= next {
-				b.add("HSET", r.st.k.chatState(r.meta.SessionID), r.marks[done].chatID, r.marks[done].state)
-				done++
-			}
-			if done > 0 {
-				b.add("LTRIM", r.st.k.marks(r.meta.SessionID, r.meta.ID), done, -1)
-				r.marks = r.marks[done:]
-			}
-		}
-		r.cp.sinkCursor[res] = next
-		r.prog[res].Delivered += len(recs)
-		if err := r.commit(ctx, b, res); err != nil {
+		if err := r.commit(ctx, r.delivered(res, cursor, recs), res); err != nil {
 			return err
 		}
 	}
+}
+
+// undelivered reads n of the resource's items from the sink cursor on.
+func (r *runner) undelivered(ctx context.Context, res string, cursor, n int) ([]record, error) {
+	ik := r.st.k.items(r.meta.SessionID, r.meta.ID, res)
+	raws, err := retryRedis(ctx, r.st, func() ([]string, error) {
+		return r.st.rdb.LRange(ctx, ik, int64(cursor), int64(cursor+n-1)).Result()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("syncjob: read items to deliver: %w", err)
+	}
+	if len(raws) == 0 {
+		return nil, &sinkFailure{errors.New("the job's items expired before they could be delivered")}
+	}
+	recs := make([]record, len(raws))
+	for i, raw := range raws {
+		if recs[i], err = parseRecord(raw); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+// push sends the items to the sink as the batch at offset cursor; a sink that gave up is a
+// *sinkFailure.
+func (r *runner) push(ctx context.Context, res string, cursor int, recs []record) error {
+	items := make([]json.RawMessage, len(recs))
+	for i, rec := range recs {
+		items[i] = rec.Item
+	}
+	if err := r.e.sink.Deliver(ctx, crm.Batch{JobID: r.meta.ID, SessionID: r.meta.SessionID, Resource: res,
+		Offset: cursor, Items: items}); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return &sinkFailure{err}
+	}
+	return nil
+}
+
+// delivered moves the session's hashes, the sink cursor and (messages) the states of the chats the
+// acknowledged items complete, in one write to commit, and counts the items delivered.
+func (r *runner) delivered(res string, cursor int, recs []record) *batch {
+	b := &batch{}
+	pairs := make([]any, 0, 2*len(recs))
+	for _, rec := range recs {
+		pairs = append(pairs, rec.Key, rec.Digest)
+	}
+	b.add("HSET", r.st.k.hashes(r.meta.SessionID, res), pairs...)
+	next := cursor + len(recs)
+	b.add("HSET", r.st.k.job(r.meta.SessionID, r.meta.ID), fSinkCursor+res, next)
+	if res == ResourceMessages {
+		done := 0
+		for done < len(r.marks) && r.marks[done].end <= next {
+			b.add("HSET", r.st.k.chatState(r.meta.SessionID), r.marks[done].chatID, r.marks[done].state)
+			done++
+		}
+		if done > 0 {
+			b.add("LTRIM", r.st.k.marks(r.meta.SessionID, r.meta.ID), done, -1)
+			r.marks = r.marks[done:]
+		}
+	}
+	r.cp.sinkCursor[res] = next
+	r.prog[res].Delivered += len(recs)
+	return b
 }
 
 // deliverOrFail delivers; a sink that gave up fails the resource (its undelivered items count as
