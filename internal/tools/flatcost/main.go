@@ -4,6 +4,7 @@
 //
 //	sync      peak RSS of the gateway during a full sync of 1x and of 10x today's scale run
 //	          (25,000 contacts, 2,000 chats, 60,000 messages) to a counting CRM sink
+//	webhooks  gateway CPU time per accepted signed webhook at 100/s and at 2,000/s
 //
 // The simulator (cmd/inboxhub-sim) and Redis run in processes of their own; the load generator
 // and the CRM stand-in run here. Nothing is asserted: the figures are for docs/benchmarks.md.
@@ -53,7 +54,7 @@ func main() {
 	flag.IntVar(&o.manyCallers, "read-callers", 10000, "reads: the number of distinct API keys of the large case")
 	flag.IntVar(&o.readInFlight, "read-inflight", 64, "reads: most requests in flight")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: flatcost -gateway BIN -sim BIN [flags] sync|all")
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: flatcost -gateway BIN -sim BIN [flags] sync|webhooks|all")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -84,11 +85,12 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	measures := map[string]func(context.Context, *harness) error{
-		"sync": func(ctx context.Context, h *harness) error { return measureSync(ctx, h, o) },
+		"sync":     func(ctx context.Context, h *harness) error { return measureSync(ctx, h, o) },
+		"webhooks": func(ctx context.Context, h *harness) error { return measureWebhooks(ctx, h, o) },
 	}
 	order := []string{o.what}
 	if o.what == "all" {
-		order = []string{"sync"}
+		order = []string{"sync", "webhooks"}
 	}
 	h, err := newHarness(o)
 	if err != nil {
@@ -98,7 +100,7 @@ func run(ctx context.Context, o options) error {
 	for _, name := range order {
 		m, ok := measures[name]
 		if !ok {
-			return fmt.Errorf("unknown measurement %q (sync or all)", name)
+			return fmt.Errorf("unknown measurement %q (sync, webhooks or all)", name)
 		}
 		h.logf("%s: start, %s", name, loadavg())
 		if err := m(ctx, h); err != nil {
