@@ -126,7 +126,7 @@ func (t *FailureThrottle) admit(c *gin.Context) bool {
 	if t.rate.Unlimited() {
 		return true
 	}
-	key, now := clientKey(c.ClientIP()), time.Now()
+	key, now := clientKey(middleware.ClientIP(c)), time.Now()
 	until, locked, clear := t.known(key, now)
 	switch {
 	case locked:
@@ -164,7 +164,7 @@ func (t *FailureThrottle) failed(c *gin.Context) bool {
 	if t.invalid != nil || t.rate.Unlimited() {
 		return true
 	}
-	key, now := clientKey(c.ClientIP()), time.Now()
+	key, now := clientKey(middleware.ClientIP(c)), time.Now()
 	// Before and after the count: a "not locked" read by a concurrent request of key while the
 	// count is under way is not remembered.
 	t.forgetClear(key)
@@ -231,7 +231,7 @@ func (t *FailureThrottle) lockOut(c *gin.Context, key string, now time.Time, wai
 	t.clear.Remove(key)
 	t.mu.Unlock()
 	t.log.Warn("failed-authentication throttle: client address locked out",
-		"requestId", middleware.RequestIDOf(c), "clientIp", c.ClientIP(), "retryAfter", wait.Round(time.Second).String())
+		"requestId", middleware.RequestIDOf(c), "clientIp", middleware.ClientIP(c), "retryAfter", wait.Round(time.Second).String())
 }
 
 // refuse answers 429 RATE_LIMITED with Retry-After; the answer says nothing of the credential.

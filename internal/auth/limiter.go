@@ -289,14 +289,19 @@ var smallCounts = func() (v [1024][]string) {
 }()
 
 // counts are the header values of the numbers a and b, taken from smallCounts when they are
-// there and otherwise made in one allocation for both.
+// there and otherwise made in two allocations for both: the pair of slices, and one text holding
+// both numbers, which the two values share.
 func counts(a, b int) (va, vb []string) {
 	small := func(n int) bool { return n >= 0 && n < len(smallCounts) }
 	if small(a) && small(b) {
 		return smallCounts[a], smallCounts[b]
 	}
+	var buf [40]byte
+	digits := strconv.AppendInt(buf[:0], int64(a), 10)
+	cut := len(digits)
+	both := string(strconv.AppendInt(digits, int64(b), 10))
 	pair := make([]string, 2)
-	pair[0], pair[1] = strconv.Itoa(a), strconv.Itoa(b)
+	pair[0], pair[1] = both[:cut], both[cut:]
 	// Each value's capacity is its length, as Shared's: an Add to one copies it.
 	return pair[0:1:1], pair[1:2:2]
 }

@@ -80,8 +80,23 @@ type recorderKey struct{}
 //	st, err := src.SessionStatus(ctx, id)
 //	info, ok := rec.Info() // ok is false when no cached read ran (an uncached source)
 func Track(ctx context.Context) (context.Context, *Recorder) {
-	r := &Recorder{}
-	return context.WithValue(ctx, recorderKey{}, r), r
+	t := &trackedContext{Context: ctx}
+	return t, &t.rec
+}
+
+// trackedContext is a context carrying a Recorder, both in one allocation (context.WithValue and
+// a separate Recorder would take two); everything else comes from its parent.
+type trackedContext struct {
+	context.Context
+	rec Recorder
+}
+
+// Value answers recorderKey with the recorder, anything else from the parent.
+func (t *trackedContext) Value(key any) any {
+	if _, ok := key.(recorderKey); ok {
+		return &t.rec
+	}
+	return t.Context.Value(key)
 }
 
 // Info returns the facts recorded so far; ok is false when no cached read recorded any. A

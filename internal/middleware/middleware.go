@@ -36,7 +36,7 @@ import (
 
 // Context keys set by the middleware.
 const (
-	// KeyRequestID holds the request id (string).
+	// KeyRequestID holds the request's state, of which the request id (read it with RequestIDOf).
 	KeyRequestID = "requestId"
 	// KeyCaller holds the authenticated caller's name (string), set by authentication.
 	KeyCaller = "caller"
@@ -51,14 +51,48 @@ const HeaderRequestID = telemetry.HeaderRequestID
 // context from Context, which does.
 func RequestID() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id := c.GetHeader(HeaderRequestID)
+		// The canonical form of HeaderRequestID, read directly: Header.Get would canonicalise
+		// the name (an allocation) on every request.
+		id := ""
+		if v := c.Request.Header["X-Request-Id"]; len(v) > 0 {
+			id = v[0]
+		}
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		c.Set(KeyRequestID, id)
-		c.Writer.Header()["X-Request-Id"] = []string{id} // the canonical form of HeaderRequestID
+		st := &requestState{id: [1]string{id}}
+		c.Set(KeyRequestID, st)
+		c.Writer.Header()["X-Request-Id"] = st.id[:] // the canonical form of HeaderRequestID
 		c.Next()
 	}
+}
+
+// requestState is what the middleware keeps of a request, in one allocation: the request id
+// (its array is also X-Request-Id's header value, capacity 1 like Shared's) and the client
+// address once computed.
+type requestState struct {
+	id       [1]string
+	clientIP string
+	ipKnown  bool
+}
+
+func stateOf(c *gin.Context) *requestState {
+	v, _ := c.Get(KeyRequestID)
+	st, _ := v.(*requestState)
+	return st
+}
+
+// ClientIP is c.ClientIP(), computed once per request (the failed-authentication throttle and
+// the access log both need it; each computation parses the address and allocates its text).
+func ClientIP(c *gin.Context) string {
+	st := stateOf(c)
+	if st == nil {
+		return c.ClientIP()
+	}
+	if !st.ipKnown {
+		st.clientIP, st.ipKnown = c.ClientIP(), true
+	}
+	return st.clientIP
 }
 
 // Context is the context for work done on the request's behalf: the request's own (its deadline,
@@ -92,8 +126,13 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// RequestIDOf returns the request id of a gin context.
-func RequestIDOf(c *gin.Context) string { return c.GetString(KeyRequestID) }
+// RequestIDOf returns the request id of a gin context, "" before RequestID ran.
+func RequestIDOf(c *gin.Context) string {
+	if st := stateOf(c); st != nil {
+		return st.id[0]
+	}
+	return ""
+}
 
 // Recovery turns a panic into a logged 500 INTERNAL problem answer. The stack goes to the log with
 // the request id, never to the caller.
@@ -225,7 +264,7 @@ func AccessLog(logger *slog.Logger) gin.HandlerFunc {
 			slog.Int("status", status),
 			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
 			slog.Int("bytes", max(c.Writer.Size(), 0)),
-			slog.String("clientIp", c.ClientIP()),
+			slog.String("clientIp", ClientIP(c)),
 		)
 		if q := RedactQuery(c.Request.URL.RawQuery); q != "" {
 			attrs = append(attrs, slog.String("query", q))
