@@ -36,73 +36,100 @@ var varyOrigin = middleware.Shared("Origin")
 // Mount it on the engine (gin's Use), not on a route group: a preflight matches no route, and only
 // engine middleware runs for it.
 func CORS(origins []string) gin.HandlerFunc {
-	// The allowed origins in their browser form, each with its Access-Control-Allow-Origin value
-	// made once: a request whose Origin is written exactly so (as browsers send it) is matched
-	// without parsing, and answered without allocating.
-	allowed := map[string][]string{}
+	p := &corsPolicy{allowed: map[string][]string{},
+		allowMethods: strings.Join(corsMethods, ", "), allowHeaders: strings.Join(corsHeaders, ", "),
+		exposeValue: middleware.Shared(strings.Join(corsExposed, ", "))}
 	for _, o := range origins {
 		if n, ok := normalizeOrigin(o); ok {
-			allowed[n] = middleware.Shared(n)
+			p.allowed[n] = middleware.Shared(n)
 		}
 	}
-	allowMethods := strings.Join(corsMethods, ", ")
-	allowHeaders := strings.Join(corsHeaders, ", ")
-	expose := strings.Join(corsExposed, ", ")
-	exposeValue := middleware.Shared(expose)
-	return func(c *gin.Context) {
-		h := c.Writer.Header()
-		if _, ok := h["Vary"]; ok {
-			h.Add("Vary", "Origin")
-		} else {
-			h["Vary"] = varyOrigin
-		}
-		origin := c.Request.Header.Get("Origin")
-		preflight := c.Request.Method == http.MethodOptions && c.Request.Header.Get("Access-Control-Request-Method") != ""
-		if preflight {
-			h.Add("Vary", "Access-Control-Request-Method")
-			h.Add("Vary", "Access-Control-Request-Headers")
-		}
-		allowValue, ok := allowed[origin]
-		if !ok {
-			n, valid := normalizeOrigin(origin)
-			_, ok = allowed[n]
-			ok = ok && valid
-		}
-		if !preflight {
-			if ok {
-				if allowValue == nil { // allowed, but written otherwise: echoed as sent
-					allowValue = []string{origin}
-				}
-				h["Access-Control-Allow-Origin"] = allowValue
-				h["Access-Control-Expose-Headers"] = exposeValue
+	return p.handle
+}
+
+// corsPolicy is what CORS allows, and the values it answers with, made once.
+type corsPolicy struct {
+	// allowed: the allowed origins in their browser form, each with its Access-Control-Allow-Origin
+	// value: a request whose Origin is written exactly so (as browsers send it) is matched without
+	// parsing, and answered without allocating.
+	allowed                    map[string][]string
+	allowMethods, allowHeaders string
+	exposeValue                []string
+}
+
+// handle answers a preflight, or lets any other request through with the CORS headers its origin
+// is due.
+func (p *corsPolicy) handle(c *gin.Context) {
+	h := c.Writer.Header()
+	preflight := c.Request.Method == http.MethodOptions && c.Request.Header.Get("Access-Control-Request-Method") != ""
+	varyOnCORS(h, preflight)
+	origin := c.Request.Header.Get("Origin")
+	allowValue, ok := p.match(origin)
+	if !preflight {
+		if ok {
+			if allowValue == nil { // allowed, but written otherwise: echoed as sent
+				allowValue = []string{origin}
 			}
-			c.Next()
-			return
+			h["Access-Control-Allow-Origin"] = allowValue
+			h["Access-Control-Expose-Headers"] = p.exposeValue
 		}
-		switch {
-		case origin == "":
-			middleware.Fail(c, problem.New(http.StatusForbidden, problem.CodeForbidden, "A CORS preflight must name its Origin."))
-			return
-		case !ok:
-			middleware.Fail(c, problem.New(http.StatusForbidden, problem.CodeForbidden, "This origin may not call the gateway from a browser."))
-			return
-		}
-		if m := c.Request.Header.Get("Access-Control-Request-Method"); !slices.Contains(corsMethods, m) {
-			middleware.Fail(c, problem.New(http.StatusForbidden, problem.CodeForbidden,
-				"CORS requests may use the methods "+allowMethods+" only."))
-			return
-		}
-		if bad := unlistedHeader(c.Request.Header.Values("Access-Control-Request-Headers")); bad {
-			middleware.Fail(c, problem.New(http.StatusForbidden, problem.CodeForbidden,
-				"CORS requests may send the headers "+allowHeaders+" only."))
-			return
-		}
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Allow-Methods", allowMethods)
-		h.Set("Access-Control-Allow-Headers", allowHeaders)
-		h.Set("Access-Control-Max-Age", strconv.Itoa(corsMaxAge))
-		c.AbortWithStatus(http.StatusNoContent)
+		c.Next()
+		return
 	}
+	if err := p.refusePreflight(c.Request.Header, origin, ok); err != nil {
+		middleware.Fail(c, err)
+		return
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Methods", p.allowMethods)
+	h.Set("Access-Control-Allow-Headers", p.allowHeaders)
+	h.Set("Access-Control-Max-Age", strconv.Itoa(corsMaxAge))
+	c.AbortWithStatus(http.StatusNoContent)
+}
+
+// varyOnCORS says that the answer varies with the request's Origin and, for a preflight, with what
+// it asks for.
+func varyOnCORS(h http.Header, preflight bool) {
+	if _, ok := h["Vary"]; ok {
+		h.Add("Vary", "Origin")
+	} else {
+		h["Vary"] = varyOrigin
+	}
+	if preflight {
+		h.Add("Vary", "Access-Control-Request-Method")
+		h.Add("Vary", "Access-Control-Request-Headers")
+	}
+}
+
+// match reports whether origin is allowed, with its Access-Control-Allow-Origin value when it is
+// written as browsers send it (nil when it is written otherwise).
+func (p *corsPolicy) match(origin string) (allowValue []string, ok bool) {
+	if allowValue, ok = p.allowed[origin]; ok {
+		return allowValue, true
+	}
+	n, valid := normalizeOrigin(origin)
+	_, ok = p.allowed[n]
+	return nil, ok && valid
+}
+
+// refusePreflight is the problem of a preflight that names no origin or one not allowed (ok), or
+// asks for a method or header outside the lists; nil when it may go on.
+func (p *corsPolicy) refusePreflight(req http.Header, origin string, ok bool) error {
+	switch {
+	case origin == "":
+		return problem.New(http.StatusForbidden, problem.CodeForbidden, "A CORS preflight must name its Origin.")
+	case !ok:
+		return problem.New(http.StatusForbidden, problem.CodeForbidden, "This origin may not call the gateway from a browser.")
+	}
+	if m := req.Get("Access-Control-Request-Method"); !slices.Contains(corsMethods, m) {
+		return problem.New(http.StatusForbidden, problem.CodeForbidden,
+			"CORS requests may use the methods "+p.allowMethods+" only.")
+	}
+	if bad := unlistedHeader(req.Values("Access-Control-Request-Headers")); bad {
+		return problem.New(http.StatusForbidden, problem.CodeForbidden,
+			"CORS requests may send the headers "+p.allowHeaders+" only.")
+	}
+	return nil
 }
 
 // unlistedHeader reports whether a preflight asks for a header outside corsHeaders.
