@@ -167,73 +167,105 @@ type apiKey struct {
 // secret shorter than 32 bytes.
 func New(o Options) (*Authenticator, error) {
 	a := &Authenticator{callerClaim: o.JWT.CallerClaim, throttle: o.Throttle}
-	for _, k := range o.APIKeys {
+	var err error
+	if a.keys, err = apiKeys(o.APIKeys); err != nil {
+		return nil, err
+	}
+	if a.alg, a.verifyBy, err = jwtKey(o.JWT); err != nil {
+		return nil, err
+	}
+	if a.alg != nil {
+		a.parser = jwtParser(a.alg, o)
+		a.issuer, a.audience = o.JWT.Issuer, o.JWT.Audience
+	}
+	if o.Registerer != nil {
+		if a.failures, err = failuresMetric(o.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// apiKeys makes each key's caller once; every key must have a name.
+func apiKeys(keys []config.APIKey) ([]apiKey, error) {
+	var out []apiKey
+	for _, k := range keys {
 		if k.Name == "" {
 			return nil, errors.New("auth: an API key has no name")
 		}
 		caller := newCaller(k.Name, slices.Clip(slices.Clone(k.Scopes)), MethodAPIKey, "")
 		caller.boxedLabel = caller.Label
-		a.keys = append(a.keys, apiKey{hash: k.SHA256, caller: &caller})
+		out = append(out, apiKey{hash: k.SHA256, caller: &caller})
 	}
-	hs, rs := o.JWT.HS256Secret.IsSet(), len(o.JWT.RS256PublicKey) > 0
+	return out, nil
+}
+
+// jwtKey is the algorithm of bearer tokens and the key that verifies them: an HS256 secret of at
+// least 32 bytes or an RS256 public key of at least 2048 bits, never both; nil for neither.
+func jwtKey(j config.JWT) (alg jwt.SigningMethod, verifyBy any, err error) {
+	hs, rs := j.HS256Secret.IsSet(), len(j.RS256PublicKey) > 0
 	switch {
 	case hs && rs:
-		return nil, errors.New("auth: both an HS256 secret and an RS256 public key are configured: choose one algorithm")
+		return nil, nil, errors.New("auth: both an HS256 secret and an RS256 public key are configured: choose one algorithm")
 	case hs:
-		if len(o.JWT.HS256Secret.Reveal()) < 32 {
-			return nil, errors.New("auth: the HS256 secret is shorter than 32 bytes")
+		if len(j.HS256Secret.Reveal()) < 32 {
+			return nil, nil, errors.New("auth: the HS256 secret is shorter than 32 bytes")
 		}
-		a.alg, a.verifyBy = jwt.SigningMethodHS256, []byte(o.JWT.HS256Secret.Reveal())
+		return jwt.SigningMethodHS256, []byte(j.HS256Secret.Reveal()), nil
 	case rs:
-		pub, err := jwt.ParseRSAPublicKeyFromPEM(o.JWT.RS256PublicKey)
+		pub, err := jwt.ParseRSAPublicKeyFromPEM(j.RS256PublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("auth: the RS256 public key is not a PEM RSA public key: %w", err)
+			return nil, nil, fmt.Errorf("auth: the RS256 public key is not a PEM RSA public key: %w", err)
 		}
 		if pub.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("auth: the RS256 public key has %d bits, want at least 2048", pub.N.BitLen())
+			return nil, nil, fmt.Errorf("auth: the RS256 public key has %d bits, want at least 2048", pub.N.BitLen())
 		}
-		a.alg, a.verifyBy = jwt.SigningMethodRS256, pub
+		return jwt.SigningMethodRS256, pub, nil
 	}
-	if a.alg != nil {
-		clock := o.Clock
-		if clock == nil {
-			clock = time.Now
-		}
-		leeway := o.Leeway
-		switch {
-		case leeway == 0:
-			leeway = DefaultLeeway
-		case leeway < 0:
-			leeway = 0
-		}
-		popts := []jwt.ParserOption{
-			jwt.WithValidMethods([]string{a.alg.Alg()}),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithLeeway(leeway),
-			jwt.WithTimeFunc(clock),
-			jwt.WithStrictDecoding(),
-		}
-		if o.JWT.Issuer != "" {
-			popts = append(popts, jwt.WithIssuer(o.JWT.Issuer))
-		}
-		if o.JWT.Audience != "" {
-			popts = append(popts, jwt.WithAudience(o.JWT.Audience))
-		}
-		a.parser = jwt.NewParser(popts...)
-		a.issuer, a.audience = o.JWT.Issuer, o.JWT.Audience
+	return nil, nil, nil
+}
+
+// jwtParser checks a bearer token's algorithm, its required exp, its iat and nbf, and its iss
+// and aud when configured, against o's clock with o's leeway; it decodes strictly.
+func jwtParser(alg jwt.SigningMethod, o Options) *jwt.Parser {
+	clock := o.Clock
+	if clock == nil {
+		clock = time.Now
 	}
-	if o.Registerer != nil {
-		failures, err := promreg.Register(o.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "auth_failures_total",
-			Help: "Requests refused with 401 because of their credentials, by reason.",
-		}, []string{"reason"}))
-		if err != nil {
-			return nil, fmt.Errorf("auth: metrics: %w", err)
-		}
-		a.failures = failures
+	leeway := o.Leeway
+	switch {
+	case leeway == 0:
+		leeway = DefaultLeeway
+	case leeway < 0:
+		leeway = 0
 	}
-	return a, nil
+	popts := []jwt.ParserOption{
+		jwt.WithValidMethods([]string{alg.Alg()}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(clock),
+		jwt.WithStrictDecoding(),
+	}
+	if o.JWT.Issuer != "" {
+		popts = append(popts, jwt.WithIssuer(o.JWT.Issuer))
+	}
+	if o.JWT.Audience != "" {
+		popts = append(popts, jwt.WithAudience(o.JWT.Audience))
+	}
+	return jwt.NewParser(popts...)
+}
+
+// failuresMetric registers auth_failures_total{reason}.
+func failuresMetric(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	failures, err := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "auth_failures_total",
+		Help: "Requests refused with 401 because of their credentials, by reason.",
+	}, []string{"reason"}))
+	if err != nil {
+		return nil, fmt.Errorf("auth: metrics: %w", err)
+	}
+	return failures, nil
 }
 
 // callerKey is the gin context key of the authenticated Caller.
