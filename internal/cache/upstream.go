@@ -201,19 +201,32 @@ func (c *CachedUpstream) Disconnect(ctx context.Context, sessionID string) (upst
 	return st, err
 }
 
-// SendText sends a message and drops the session's cached reads (its chats and messages changed).
+// SendText sends a message and drops the session's cached contents (its chats and messages
+// changed; the session list did not).
 func (c *CachedUpstream) SendText(ctx context.Context, sessionID, toJID, text string) (upstream.Message, error) {
 	m, err := c.up.SendText(ctx, sessionID, toJID, text)
 	if err == nil {
-		c.invalidate(ctx, sessionID)
+		if err := c.InvalidateContent(ctx, sessionID); err != nil {
+			c.log.WarnContext(ctx, "could not drop a session's cached reads; they expire on their own", "error", err.Error())
+		}
 	}
 	return m, err
 }
 
 // Invalidate drops everything cached about a session, and the session list, fleet-wide. Call it
-// when the session changed (a webhook, a status poll that saw a change).
+// when the session itself changed (its status: a confirmed session webhook, a status poll that saw
+// a change, a connect or disconnect).
 func (c *CachedUpstream) Invalidate(ctx context.Context, sessionID string) error {
 	return c.rt.Invalidate(ctx, SessionScope(sessionID), ScopeSessions)
+}
+
+// InvalidateContent drops what is cached of one session's contents (its contacts, chats and
+// messages pages, and its own entries), fleet-wide, but not the session list, which a message, a
+// contact or a chat does not change. Call it for message, contact and conversation events and
+// after a send: dropping the fleet-wide list on each of them made every list read an upstream
+// call under webhook load, spending the read quota.
+func (c *CachedUpstream) InvalidateContent(ctx context.Context, sessionID string) error {
+	return c.rt.Invalidate(ctx, SessionScope(sessionID))
 }
 
 // invalidate is Invalidate after a write: a failure is logged (the values expire on their own).

@@ -119,7 +119,8 @@ func (ts *testService) counter(name string, labels map[string]string) float64 {
 // fakeCache records invalidations.
 type fakeCache struct {
 	mu    sync.Mutex
-	calls map[string]int
+	calls       map[string]int
+	contentOnly int // of the calls, those that left the session list alone
 }
 
 func (c *fakeCache) Invalidate(_ context.Context, sid string) error {
@@ -129,6 +130,18 @@ func (c *fakeCache) Invalidate(_ context.Context, sid string) error {
 		c.calls = map[string]int{}
 	}
 	c.calls[sid]++
+	return nil
+}
+
+// InvalidateContent counts as an invalidation of the session, and not of the list.
+func (c *fakeCache) InvalidateContent(_ context.Context, sid string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[sid]++
+	c.contentOnly++
 	return nil
 }
 

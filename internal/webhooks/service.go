@@ -92,9 +92,12 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
-// CacheInvalidator drops a session's cached reads fleet-wide (*cache.CachedUpstream).
+// CacheInvalidator drops a session's cached reads fleet-wide (*cache.CachedUpstream): Invalidate
+// when the session's status changed (its reads and the session list), InvalidateContent when only
+// its contents did (a message, contact or conversation event: the session list stays).
 type CacheInvalidator interface {
 	Invalidate(ctx context.Context, sessionID string) error
+	InvalidateContent(ctx context.Context, sessionID string) error
 }
 
 // AutoSync queues the automatic sync of a session that just connected; it returns the id of the
@@ -735,12 +738,12 @@ func (s *Service) processTask(ctx context.Context, t jobs.Task) error {
 	return nil
 }
 
-// process does an accepted event's work: the session's cached reads are dropped (a message,
-// contact or conversation changes the lists; session events did it on arrival), and a session that
-// connected gets its automatic sync.
+// process does an accepted event's work: the session's cached contents are dropped (a message,
+// contact or conversation changes its lists, not the session list; session events dropped the
+// session and the list on arrival), and a session that connected gets its automatic sync.
 func (s *Service) process(ctx context.Context, ev Event) error {
 	if !isSessionType(ev.Type) && s.cfg.Cache != nil {
-		if err := s.cfg.Cache.Invalidate(ctx, ev.SessionID); err != nil {
+		if err := s.cfg.Cache.InvalidateContent(ctx, ev.SessionID); err != nil {
 			return fmt.Errorf("invalidate cached reads: %w", err)
 		}
 	}
