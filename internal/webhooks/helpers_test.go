@@ -116,39 +116,45 @@ func (ts *testService) counter(name string, labels map[string]string) float64 {
 	return sum
 }
 
-// fakeCache records invalidations.
+// fakeCache records invalidations: of a session and the session list (Invalidate), or of the
+// session's contents only (InvalidateContent).
 type fakeCache struct {
-	mu    sync.Mutex
-	calls       map[string]int
-	contentOnly int // of the calls, those that left the session list alone
+	mu       sync.Mutex
+	withList map[string]int
+	content  map[string]int
 }
 
 func (c *fakeCache) Invalidate(_ context.Context, sid string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.calls == nil {
-		c.calls = map[string]int{}
-	}
-	c.calls[sid]++
+	c.record(&c.withList, sid)
 	return nil
 }
 
-// InvalidateContent counts as an invalidation of the session, and not of the list.
 func (c *fakeCache) InvalidateContent(_ context.Context, sid string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.calls == nil {
-		c.calls = map[string]int{}
-	}
-	c.calls[sid]++
-	c.contentOnly++
+	c.record(&c.content, sid)
 	return nil
 }
 
+func (c *fakeCache) record(m *map[string]int, sid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if *m == nil {
+		*m = map[string]int{}
+	}
+	(*m)[sid]++
+}
+
+// count is how many times the session's cached reads were dropped, either way.
 func (c *fakeCache) count(sid string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.calls[sid]
+	return c.withList[sid] + c.content[sid]
+}
+
+// listDrops is how many of those dropped the session list too.
+func (c *fakeCache) listDrops(sid string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.withList[sid]
 }
 
 // fakeSync records queued syncs.

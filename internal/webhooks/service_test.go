@@ -106,6 +106,9 @@ func TestSessionEventsInvalidateAndQueueTheSync(t *testing.T) {
 	wait.Until(t, 3*time.Second, "session.qr confirmed and the cached reads dropped", func() bool {
 		return ts.cache.count("sess_qr") == 1
 	})
+	if n := ts.cache.listDrops("sess_qr"); n != 1 {
+		t.Errorf("a status change dropped the session list %d times, want 1", n)
+	}
 	ts.statuses.set("sess_qr", "connected")
 	if _, err := ts.Receive(ctx, signed(sessionBody("session.connected", "sess_qr"))); err != nil {
 		t.Fatal(err)
@@ -116,12 +119,15 @@ func TestSessionEventsInvalidateAndQueueTheSync(t *testing.T) {
 	if st, _ := ts.rdb.Get(ctx, ts.k.status("sess_qr")).Result(); st != StatusConnected {
 		t.Errorf("last known status %q", st)
 	}
-	// A message invalidates the session's lists, in its task.
+	// A message invalidates the session's lists, in its task, and leaves the session list alone.
 	before := ts.cache.count("sess_msg")
 	if _, err := ts.Receive(ctx, signed(messageBody("sess_msg", "3EB0INV"))); err != nil {
 		t.Fatal(err)
 	}
 	wait.Until(t, 3*time.Second, "the message's task dropped the lists", func() bool { return ts.cache.count("sess_msg") > before })
+	if n := ts.cache.listDrops("sess_msg"); n != 0 {
+		t.Errorf("a message dropped the session list %d times, want 0", n)
+	}
 }
 
 func TestNoSyncOnConnectWhenDisabled(t *testing.T) {
