@@ -101,6 +101,22 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err
 	}
+	useMiddleware(r, d)
+	ops := operations{readiness: d.Readiness, version: d.Version}
+	r.GET("/healthz", ops.healthz)
+	r.GET("/readyz", ops.readyz)
+	// /metrics and the detailed readiness are on the admin listener (NewAdminRouter); an admin
+	// caller reads the detailed readiness here too.
+	v1 := r.Group("/v1", d.Authenticate...)
+	registerV1(v1, d, ops)
+	registerOptional(r, v1, d)
+	registerDocuments(r)
+	console.Register(r) // GET /console: the operator console (a static page; its API calls authenticate)
+	return r, nil
+}
+
+// useMiddleware puts the middleware on the engine, in the order NewRouter tells.
+func useMiddleware(r *gin.Engine, d Deps) {
 	r.Use(middleware.RequestID())
 	if telemetry.Enabled() {
 		r.Use(middleware.Trace()) // off: no tracing step at all
@@ -114,14 +130,11 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 		d.CORS,
 		middleware.BodyLimit(d.MaxBodyBytes),
 	)
+}
 
-	ops := operations{readiness: d.Readiness, version: d.Version}
-	r.GET("/healthz", ops.healthz)
-	r.GET("/readyz", ops.readyz)
-	// /metrics and the detailed readiness are on the admin listener (NewAdminRouter); an admin
-	// caller reads the detailed readiness here too.
-
-	v1 := r.Group("/v1", d.Authenticate...)
+// registerV1 adds the gateway's own /v1 routes, each behind its scope: sessions, contacts, chats,
+// messages, sending and the admin status.
+func registerV1(v1 *gin.RouterGroup, d Deps, ops operations) {
 	sessions := sessionHandlers{src: d.Sessions, rendered: &atomic.Pointer[renderedList]{}}
 	v1.GET("/sessions", d.Require("sessions:read"), sessions.list)
 	v1.GET("/sessions/:sessionId", d.Require("sessions:read"), sessions.get)
@@ -136,7 +149,11 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	v1.POST("/sessions/:sessionId/messages", d.Require("messages:send"), send.send)
 
 	v1.GET("/admin/status", d.Require("admin"), ops.status)
+}
 
+// registerOptional adds the routes of the parts this replica has: sync jobs, the webhook receiver,
+// dead letters, the webhook target and the passthrough of /api/*.
+func registerOptional(r *gin.Engine, v1 *gin.RouterGroup, d Deps) {
 	if d.Sync != nil {
 		registerSync(v1, d.Require, d.Sync, d.Streams)
 	}
@@ -149,19 +166,18 @@ func NewRouter(d Deps) (*gin.Engine, error) {
 	if d.WebhookTarget != nil {
 		registerWebhookTarget(v1, d.Require, *d.WebhookTarget)
 	}
-
 	if d.Passthrough != nil {
 		r.Any("/api/*path", append(append([]gin.HandlerFunc{}, d.Authenticate...), d.Passthrough)...)
 	}
+}
 
-	// The API's documents: OpenAPI 3 (what Swagger UI shows) and the Swagger 2.0 it is converted
-	// from (still at /swagger/doc.json).
+// registerDocuments adds the API's documents: OpenAPI 3 (what Swagger UI shows) and the Swagger
+// 2.0 it is converted from (still at /swagger/doc.json).
+func registerDocuments(r *gin.Engine) {
 	r.GET("/openapi.json", document(contentTypeJSON, docs.OpenAPIJSON()))
 	r.GET("/openapi.yaml", document(contentTypeYAML, docs.OpenAPIYAML()))
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })
 	r.GET("/swagger/*any", middleware.SecurityHeaders(middleware.PolicySwaggerUI), swaggerUI(docs.SwaggerJSON()))
-	console.Register(r) // GET /console: the operator console (a static page; its API calls authenticate)
-	return r, nil
 }
 
 // newEngine is the base of every listener's router: problem answers for unknown routes and
