@@ -54,12 +54,6 @@ type exporterConfig struct {
 // (key=value pairs, comma separated, values URL-encoded), timeout in milliseconds (10 s), gzip or
 // no compression, and the PEM files of the CA and of the client's certificate and key.
 func readExporter(getenv func(string) string) (exporterConfig, error) {
-	get := func(name string) string {
-		if v := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_" + name)); v != "" {
-			return v
-		}
-		return strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_" + name))
-	}
 	var c exporterConfig
 	var errs []error
 	c.url = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
@@ -80,7 +74,7 @@ func readExporter(getenv func(string) string) (exporterConfig, error) {
 	}
 
 	c.timeout = 10 * time.Second
-	if v := get("TIMEOUT"); v != "" {
+	if v := otlpVar(getenv, "TIMEOUT"); v != "" {
 		ms, err := strconv.Atoi(v)
 		if err != nil || ms <= 0 {
 			errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_TIMEOUT: %q is not a positive number of milliseconds", v))
@@ -89,7 +83,7 @@ func readExporter(getenv func(string) string) (exporterConfig, error) {
 		}
 	}
 
-	switch v := get("COMPRESSION"); v {
+	switch v := otlpVar(getenv, "COMPRESSION"); v {
 	case "", "none":
 	case "gzip":
 		c.gzip = true
@@ -98,7 +92,7 @@ func readExporter(getenv func(string) string) (exporterConfig, error) {
 	}
 
 	var err error
-	if c.tls, err = readTLS(get("CERTIFICATE"), get("CLIENT_CERTIFICATE"), get("CLIENT_KEY")); err != nil {
+	if c.tls, err = readTLS(otlpVar(getenv, "CERTIFICATE"), otlpVar(getenv, "CLIENT_CERTIFICATE"), otlpVar(getenv, "CLIENT_KEY")); err != nil {
 		errs = append(errs, err)
 	}
 	return c, errors.Join(errs...)

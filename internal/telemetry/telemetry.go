@@ -75,53 +75,66 @@ type Settings struct {
 // variables are read; a wrong value is an error naming the variable.
 func Read(getenv func(string) string) (Settings, error) {
 	var s Settings
-	var errs []error
-	exporter := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")))
-	switch exporter {
-	case "", "otlp", "none":
-	default:
-		errs = append(errs, fmt.Errorf("OTEL_TRACES_EXPORTER: %q is not supported (otlp or none)", exporter))
-	}
-	endpoint := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-	if endpoint == "" {
-		endpoint = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
-	}
-	disabled := strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true")
-	s.On = exporter != "none" && endpoint != "" && !disabled
-
-	s.Protocol = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
-	if s.Protocol == "" {
-		s.Protocol = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_PROTOCOL"))
-	}
-	switch s.Protocol {
-	case "":
-		s.Protocol = "http/protobuf"
-	case "http/protobuf":
-	case "grpc":
-		errs = append(errs, errors.New("OTEL_EXPORTER_OTLP_PROTOCOL: grpc is not built into the gateway: "+
-			"use http/protobuf (a collector's OTLP/HTTP port, 4318 by default)"))
-	default:
-		errs = append(errs, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not supported (http/protobuf)", s.Protocol))
-	}
+	var onErr, protocolErr, exporterErr, samplerErr, propagatorErr error
+	s.On, onErr = tracesOn(getenv)
+	s.Protocol, protocolErr = readProtocol(getenv)
 	if s.On {
-		var err error
-		if s.exporter, err = readExporter(getenv); err != nil {
-			errs = append(errs, err)
-		}
+		s.exporter, exporterErr = readExporter(getenv)
 	}
-
 	s.Service = strings.TrimSpace(getenv("OTEL_SERVICE_NAME"))
 	if s.Service == "" {
 		s.Service = DefaultServiceName
 	}
-	sampler, err := readSampler(getenv("OTEL_TRACES_SAMPLER"), getenv("OTEL_TRACES_SAMPLER_ARG"))
-	if err != nil {
-		errs = append(errs, err)
-	}
-	s.Sampler = sampler
+	s.Sampler, samplerErr = readSampler(getenv("OTEL_TRACES_SAMPLER"), getenv("OTEL_TRACES_SAMPLER_ARG"))
+	s.Propagator, propagatorErr = readPropagator(getenv("OTEL_PROPAGATORS"))
+	return s, errors.Join(onErr, protocolErr, exporterErr, samplerErr, propagatorErr)
+}
 
+// otlpVar is the exporter variable OTEL_EXPORTER_OTLP_TRACES_<name>, else OTEL_EXPORTER_OTLP_<name>,
+// as the specification says, trimmed.
+func otlpVar(getenv func(string) string, name string) string {
+	if v := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_" + name)); v != "" {
+		return v
+	}
+	return strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_" + name))
+}
+
+// tracesOn: tracing is on when the exporter is otlp (or unset), an endpoint is set and the SDK is
+// not disabled; an exporter other than otlp or none is an error.
+func tracesOn(getenv func(string) string) (bool, error) {
+	var err error
+	exporter := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_EXPORTER")))
+	switch exporter {
+	case "", "otlp", "none":
+	default:
+		err = fmt.Errorf("OTEL_TRACES_EXPORTER: %q is not supported (otlp or none)", exporter)
+	}
+	endpoint := otlpVar(getenv, "ENDPOINT")
+	disabled := strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true")
+	return exporter != "none" && endpoint != "" && !disabled, err
+}
+
+// readProtocol is the OTLP protocol, http/protobuf by default and the only one built in; the
+// value read is returned with its error.
+func readProtocol(getenv func(string) string) (string, error) {
+	switch p := otlpVar(getenv, "PROTOCOL"); p {
+	case "":
+		return "http/protobuf", nil
+	case "http/protobuf":
+		return p, nil
+	case "grpc":
+		return p, errors.New("OTEL_EXPORTER_OTLP_PROTOCOL: grpc is not built into the gateway: " +
+			"use http/protobuf (a collector's OTLP/HTTP port, 4318 by default)")
+	default:
+		return p, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not supported (http/protobuf)", p)
+	}
+}
+
+// readPropagator makes the propagator of the comma-separated names in OTEL_PROPAGATORS (default
+// tracecontext and baggage).
+func readPropagator(list string) (propagation.TextMapPropagator, error) {
 	var names []string
-	for n := range strings.SplitSeq(getenv("OTEL_PROPAGATORS"), ",") {
+	for n := range strings.SplitSeq(list, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
@@ -129,11 +142,11 @@ func Read(getenv func(string) string) (Settings, error) {
 	if len(names) == 0 {
 		names = []string{"tracecontext", "baggage"}
 	}
-	s.Propagator, err = autoprop.TextMapPropagator(names...)
+	p, err := autoprop.TextMapPropagator(names...)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("OTEL_PROPAGATORS: %w", err))
+		return p, fmt.Errorf("OTEL_PROPAGATORS: %w", err)
 	}
-	return s, errors.Join(errs...)
+	return p, nil
 }
 
 // readSampler builds the sampler the OpenTelemetry specification names (default
