@@ -5,6 +5,7 @@
 //	sync      peak RSS of the gateway during a full sync of 1x and of 10x today's scale run
 //	          (25,000 contacts, 2,000 chats, 60,000 messages) to a counting CRM sink
 //	webhooks  gateway CPU time per accepted signed webhook at 100/s and at 2,000/s
+//	reads     p50/p99 of cached GET /v1/sessions at one rate from 1 and from 10,000 API keys
 //
 // The simulator (cmd/inboxhub-sim) and Redis run in processes of their own; the load generator
 // and the CRM stand-in run here. Nothing is asserted: the figures are for docs/benchmarks.md.
@@ -38,6 +39,7 @@ type options struct {
 	readSeconds  int
 	manyCallers  int
 	readInFlight int
+	callerRate   string
 }
 
 func main() {
@@ -49,12 +51,13 @@ func main() {
 	flag.IntVar(&o.lowRate, "hook-low", 100, "webhooks: the low rate, deliveries per second")
 	flag.IntVar(&o.highRate, "hook-high", 2000, "webhooks: the high rate, deliveries per second")
 	flag.IntVar(&o.hookSeconds, "hook-seconds", 10, "webhooks: seconds of sending at each rate")
-	flag.IntVar(&o.readRate, "read-rate", 1000, "reads: requests per second, in both cases")
+	flag.IntVar(&o.readRate, "read-rate", 500, "reads: requests per second, in both cases")
 	flag.IntVar(&o.readSeconds, "read-seconds", 20, "reads: seconds measured in each case")
 	flag.IntVar(&o.manyCallers, "read-callers", 10000, "reads: the number of distinct API keys of the large case")
 	flag.IntVar(&o.readInFlight, "read-inflight", 64, "reads: most requests in flight")
+	flag.StringVar(&o.callerRate, "read-caller-rate", "1000000/1m", "reads: the gateway's GATEWAY_CALLER_RATE (on, too high to refuse; 0: off)")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: flatcost -gateway BIN -sim BIN [flags] sync|webhooks|all")
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: flatcost -gateway BIN -sim BIN [flags] sync|webhooks|reads|all")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -87,10 +90,11 @@ func run(ctx context.Context, o options) error {
 	measures := map[string]func(context.Context, *harness) error{
 		"sync":     func(ctx context.Context, h *harness) error { return measureSync(ctx, h, o) },
 		"webhooks": func(ctx context.Context, h *harness) error { return measureWebhooks(ctx, h, o) },
+		"reads":    func(ctx context.Context, h *harness) error { return measureReads(ctx, h, o) },
 	}
 	order := []string{o.what}
 	if o.what == "all" {
-		order = []string{"sync", "webhooks"}
+		order = []string{"sync", "webhooks", "reads"}
 	}
 	h, err := newHarness(o)
 	if err != nil {
@@ -100,7 +104,7 @@ func run(ctx context.Context, o options) error {
 	for _, name := range order {
 		m, ok := measures[name]
 		if !ok {
-			return fmt.Errorf("unknown measurement %q (sync, webhooks or all)", name)
+			return fmt.Errorf("unknown measurement %q (sync, webhooks, reads or all)", name)
 		}
 		h.logf("%s: start, %s", name, loadavg())
 		if err := m(ctx, h); err != nil {
