@@ -247,60 +247,14 @@ type eventFigures struct {
 // fell within a chaos window or the two seconds before it.
 func eventCheck(streams map[string]*whSession, got map[string][]receivedEvent, ws []window) eventFigures {
 	var f eventFigures
-	inChaos := func(t time.Time) bool {
-		for _, w := range ws {
-			if !t.Before(w.start.Add(-2*time.Second)) && !t.After(w.end) {
-				return true
-			}
-		}
-		return false
-	}
 	for _, sid := range sortedSessions(streams) {
 		st := streams[sid]
 		f.accepted += len(st.accepted)
 		f.gaveUp += len(st.gaveUp)
 		f.rejected += len(st.rejected)
 		f.spooled += len(st.spooled)
-		first := map[int]time.Time{}
-		maxSeq := 0
-		for _, e := range got[sid] {
-			idx, seq, ok := parseMessageID(e.messageID)
-			if !ok || idx != st.index {
-				f.other++
-				continue
-			}
-			if at, seen := first[seq]; seen {
-				f.duplicates++
-				if inChaos(at) {
-					f.expectedDups++
-				}
-				continue
-			}
-			first[seq] = e.at
-			f.received++
-			if seq < maxSeq {
-				f.outOfOrder++
-				if st.spooled[seq] {
-					f.outOfOrderSpooled++
-				}
-			}
-			maxSeq = max(maxSeq, seq)
-		}
-		var lost []int
-		for seq := range st.accepted {
-			if _, ok := first[seq]; !ok {
-				lost = append(lost, seq)
-			}
-		}
-		slices.Sort(lost)
-		f.lost += len(lost)
-		for _, seq := range lost {
-			if len(f.lostSeqs) < 10 {
-				at := st.accepted[seq]
-				f.lostSeqs = append(f.lostSeqs, fmt.Sprintf("%s#%d (%s, accepted %s, %s, spooled %v, %s)", sid, seq,
-					messageID(st.index, seq), at.UTC().Format("15:04:05.000"), phaseName(at, ws), st.spooled[seq], st.by[seq]))
-			}
-		}
+		first := f.countReceived(st, got[sid], ws)
+		f.countLost(sid, st, first, ws)
 	}
 	for sid, evs := range got {
 		if streams[sid] == nil {
@@ -308,6 +262,68 @@ func eventCheck(streams map[string]*whSession, got map[string][]receivedEvent, w
 		}
 	}
 	return f
+}
+
+// inChaos reports whether t fell within a chaos window or the two seconds before it.
+func inChaos(t time.Time, ws []window) bool {
+	for _, w := range ws {
+		if !t.Before(w.start.Add(-2*time.Second)) && !t.After(w.end) {
+			return true
+		}
+	}
+	return false
+}
+
+// countReceived counts a session's events at the CRM: those received, repeats (expected when the
+// first came around chaos), those out of order, and the events of other streams. It returns when
+// each of the session's webhooks first arrived, by sequence number.
+func (f *eventFigures) countReceived(st *whSession, evs []receivedEvent, ws []window) map[int]time.Time {
+	first := map[int]time.Time{}
+	maxSeq := 0
+	for _, e := range evs {
+		idx, seq, ok := parseMessageID(e.messageID)
+		if !ok || idx != st.index {
+			f.other++
+			continue
+		}
+		if at, seen := first[seq]; seen {
+			f.duplicates++
+			if inChaos(at, ws) {
+				f.expectedDups++
+			}
+			continue
+		}
+		first[seq] = e.at
+		f.received++
+		if seq < maxSeq {
+			f.outOfOrder++
+			if st.spooled[seq] {
+				f.outOfOrderSpooled++
+			}
+		}
+		maxSeq = max(maxSeq, seq)
+	}
+	return first
+}
+
+// countLost counts the session's accepted webhooks that never arrived (not in first), and names
+// the first ten of all sessions.
+func (f *eventFigures) countLost(sid string, st *whSession, first map[int]time.Time, ws []window) {
+	var lost []int
+	for seq := range st.accepted {
+		if _, ok := first[seq]; !ok {
+			lost = append(lost, seq)
+		}
+	}
+	slices.Sort(lost)
+	f.lost += len(lost)
+	for _, seq := range lost {
+		if len(f.lostSeqs) < 10 {
+			at := st.accepted[seq]
+			f.lostSeqs = append(f.lostSeqs, fmt.Sprintf("%s#%d (%s, accepted %s, %s, spooled %v, %s)", sid, seq,
+				messageID(st.index, seq), at.UTC().Format("15:04:05.000"), phaseName(at, ws), st.spooled[seq], st.by[seq]))
+		}
+	}
 }
 
 func phaseName(t time.Time, ws []window) string {
