@@ -48,61 +48,82 @@ func start(dir, envFile string, replicas int) (stop func(), err error) {
 			return nil, err
 		}
 	}
-	type result struct {
-		url, what string
-		took      time.Duration
-		stop      func()
-		err       error
-	}
-	results := make(chan result, 2)
-	go func() {
-		t0 := time.Now()
+	results := make(chan launched, 2)
+	go launch(results, redistest.ClusterURLEnv, func() (string, func(), error) {
 		c, err := redistest.LaunchCluster(clusterDir, 3, replicas)
 		if err != nil {
-			results <- result{err: err}
-			return
+			return "", nil, err
 		}
-		results <- result{url: c.URL(), what: redistest.ClusterURLEnv, took: time.Since(t0), stop: c.Stop}
-	}()
-	go func() {
-		t0 := time.Now()
+		return c.URL(), c.Stop, nil
+	})
+	go launch(results, redistest.SentinelURLEnv, func() (string, func(), error) {
 		s, err := redistest.LaunchSentinel(sentinelDir)
 		if err != nil {
-			results <- result{err: err}
-			return
+			return "", nil, err
 		}
-		results <- result{url: s.URL(0), what: redistest.SentinelURLEnv, took: time.Since(t0), stop: s.Stop}
-	}()
+		return s.URL(0), s.Stop, nil
+	})
+	stopAll, exports, err := collect(results, 2)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeEnv(envFile, exports); err != nil {
+		stopAll()
+		return nil, err
+	}
+	return stopAll, nil
+}
+
+// launched is a topology started, with the variable that carries its URL, or why it did not start.
+type launched struct {
+	url, what string
+	took      time.Duration
+	stop      func()
+	err       error
+}
+
+// launch starts a topology with up and sends the result, its URL named what, on results.
+func launch(results chan<- launched, what string, up func() (url string, stop func(), err error)) {
+	t0 := time.Now()
+	url, stop, err := up()
+	if err != nil {
+		results <- launched{err: err}
+		return
+	}
+	results <- launched{url: url, what: what, took: time.Since(t0), stop: stop}
+}
+
+// collect waits for n launches and returns their exports and what stops them all; when any failed,
+// it stops those that started and returns the error.
+func collect(results <-chan launched, n int) (stopAll func(), exports string, err error) {
 	var stops []func()
-	stopAll := func() {
+	stopAll = func() {
 		for _, s := range stops {
 			s()
 		}
 	}
-	exports := ""
-	var firstErr error
-	for range 2 {
+	for range n {
 		r := <-results
 		if r.err != nil {
-			firstErr = r.err
+			err = r.err
 			continue
 		}
 		stops = append(stops, r.stop)
 		exports += fmt.Sprintf("export %s=%q\n", r.what, r.url)
 		fmt.Fprintf(os.Stderr, "redis-topologies: %s ready in %.1fs\n", r.what, r.took.Seconds())
 	}
-	if firstErr != nil {
+	if err != nil {
 		stopAll()
-		return nil, firstErr
+		return nil, "", err
 	}
+	return stopAll, exports, nil
+}
+
+// writeEnv writes the exports to envFile at once (a rename), so that a reader never sees half.
+func writeEnv(envFile, exports string) error {
 	tmp := envFile + ".tmp"
 	if err := os.WriteFile(tmp, []byte(exports), 0o600); err != nil {
-		stopAll()
-		return nil, err
+		return err
 	}
-	if err := os.Rename(tmp, envFile); err != nil {
-		stopAll()
-		return nil, err
-	}
-	return stopAll, nil
+	return os.Rename(tmp, envFile)
 }
