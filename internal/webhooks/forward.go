@@ -113,12 +113,10 @@ func (f *forwarder) start(ctx context.Context, sid string) {
 // drain delivers the session's events in outbox order until the outbox is empty, the lock is lost
 // or ctx ends. The lock is renewed meanwhile and released on the way out.
 func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
-	s := f.s
-	lock, token := l.Key(), l.Token()
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	kept := l.Start(ctx, lease.KeepOptions{OnLost: func(error) {
-		s.log.Warn("event forwarder: lost the outbox lock", "sessionId", sid)
+		f.s.log.Warn("event forwarder: lost the outbox lock", "sessionId", sid)
 		cancel()
 	}})
 	released := false // by releaseIfEmptyScript
@@ -130,59 +128,87 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 		}
 		_ = kept.Release(context.Background(), 2*time.Second)
 	}()
-	outbox := s.k.outbox(sid)
+	o := outboxDrain{f: f, sid: sid, lock: l.Key(), token: l.Token(), outbox: f.s.k.outbox(sid)}
 	for ctx.Err() == nil {
-		head, err := s.cfg.Redis.LIndex(ctx, outbox, 0).Result()
+		head, err := f.s.cfg.Redis.LIndex(ctx, o.outbox, 0).Result()
 		if errors.Is(err, redis.Nil) {
-			// Out of the index first: an event appended after the release is indexed again by
-			// its ingest, one appended before keeps this drainer going.
-			if err := s.cfg.Redis.SRem(ctx, s.k.pending(), sid).Err(); err != nil {
-				return
-			}
-			n, err := releaseIfEmptyScript.Run(ctx, s.cfg.Redis, []string{lock, outbox}, token).Int()
-			if err != nil || n != 1 {
-				s.cfg.Redis.SAdd(context.WithoutCancel(ctx), s.k.pending(), sid)
-			}
-			if err != nil || n != 0 {
-				released = err == nil && n == 1
+			var stop bool
+			if stop, released = o.releaseIfEmpty(ctx); stop {
 				return
 			}
 			continue // an event arrived meanwhile
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				s.log.Warn("event forwarder: could not read an outbox", "sessionId", sid, "error", err.Error())
+				f.s.log.Warn("event forwarder: could not read an outbox", "sessionId", sid, "error", err.Error())
 			}
 			return // the lock is released; the next sweep tries again
 		}
-		event, meta := splitEntry(head)
-		attempts, lastErr := f.deliver(ctx, event, meta)
-		if ctx.Err() != nil {
-			return // stopped or lost the lock: the event stays at the head for the next drainer
-		}
-		deadID, record := "", ""
-		now := s.cfg.Clock()
-		if lastErr != nil {
-			deadID, record = deadLetterOf(event, sid, attempts, lastErr, now)
-		}
-		if deadID != "" {
-			// Kept before it leaves the outbox: a drainer that dies between the two delivers it
-			// again rather than losing it.
-			if err := deadScript.Run(ctx, s.cfg.Redis, []string{s.k.dead(), s.k.deadIndex()},
-				deadID, record, now.UnixMilli(), s.cfg.MaxDeadLetters).Err(); err != nil {
-				return
-			}
-		}
-		n, err := popScript.Run(ctx, s.cfg.Redis, []string{outbox, lock}, token, head).Int()
-		if err != nil || n < 0 {
+		if !o.forwardHead(ctx, head) {
 			return
 		}
-		if deadID != "" && n == 1 {
-			s.m.dead.Inc()
-			s.log.Warn("event dead-lettered", "eventId", deadID, "sessionId", sid, "attempts", attempts,
-				"error", lastErr.Error())
+	}
+}
+
+// outboxDrain is the drain of one session's outbox under its lock.
+type outboxDrain struct {
+	f                        *forwarder
+	sid, lock, token, outbox string
+}
+
+// releaseIfEmpty takes the session out of the pending index and releases the lock if the outbox
+// is still empty. stop: the drain ends (released: with the lock released); not stop when an event
+// arrived meanwhile.
+func (o outboxDrain) releaseIfEmpty(ctx context.Context) (stop, released bool) {
+	s := o.f.s
+	// Out of the index first: an event appended after the release is indexed again by its ingest,
+	// one appended before keeps this drainer going.
+	if err := s.cfg.Redis.SRem(ctx, s.k.pending(), o.sid).Err(); err != nil {
+		return true, false
+	}
+	n, err := releaseIfEmptyScript.Run(ctx, s.cfg.Redis, []string{o.lock, o.outbox}, o.token).Int()
+	if err != nil || n != 1 {
+		s.cfg.Redis.SAdd(context.WithoutCancel(ctx), s.k.pending(), o.sid)
+	}
+	if err != nil || n != 0 {
+		return true, err == nil && n == 1
+	}
+	return false, false
+}
+
+// forwardHead delivers the outbox's head entry, dead-letters it when delivery gave up, and pops it;
+// false when the drain ends (stopped, the lock lost, or Redis failed: the entry stays for the next
+// drainer).
+func (o outboxDrain) forwardHead(ctx context.Context, head string) bool {
+	s := o.f.s
+	event, meta := splitEntry(head)
+	attempts, lastErr := o.f.deliver(ctx, event, meta)
+	if ctx.Err() != nil {
+		return false // stopped or lost the lock: the event stays at the head for the next drainer
+	}
+	deadID, record := "", ""
+	now := s.cfg.Clock()
+	if lastErr != nil {
+		deadID, record = deadLetterOf(event, o.sid, attempts, lastErr, now)
+	}
+	if deadID != "" {
+		// Kept before it leaves the outbox: a drainer that dies between the two delivers it
+		// again rather than losing it.
+		if err := deadScript.Run(ctx, s.cfg.Redis, []string{s.k.dead(), s.k.deadIndex()},
+			deadID, record, now.UnixMilli(), s.cfg.MaxDeadLetters).Err(); err != nil {
+			return false
 		}
 	}
+	n, err := popScript.Run(ctx, s.cfg.Redis, []string{o.outbox, o.lock}, o.token, head).Int()
+	if err != nil || n < 0 {
+		return false
+	}
+	if deadID != "" && n == 1 {
+		s.m.dead.Inc()
+		s.log.Warn("event dead-lettered", "eventId", deadID, "sessionId", o.sid, "attempts", attempts,
+			"error", lastErr.Error())
+	}
+	return true
 }
 
 // errRejected: the CRM refused the event for good (a 4xx other than 408, 425 and 429).
