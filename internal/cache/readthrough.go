@@ -683,8 +683,10 @@ return {'', won, redis.call('GET', KEYS[3]) or ''}
 `)
 
 	// storeScript: KEYS value, index, epoch, lock; ARGV expected epoch, entry, keep ms, now ms,
-	// lock token. The value is stored only when no invalidation happened since the load began;
-	// the lock is released if still ours. Answers 1 when the value was stored.
+	// lock token, notices channel ("": none), notice when stored, notice when not. The value is
+	// stored only when no invalidation happened since the load began; the lock is released if
+	// still ours; the notice of the outcome is published on the channel. Answers 1 when the value
+	// was stored.
 	storeScript = redis.NewScript(`
 local stored = 0
 local epoch = redis.call('GET', KEYS[3]) or ''
@@ -699,6 +701,13 @@ if epoch == ARGV[1] then
 end
 if redis.call('GET', KEYS[4]) == ARGV[5] then
   redis.call('DEL', KEYS[4])
+end
+if ARGV[6] ~= '' then
+  if stored == 1 then
+    redis.call('PUBLISH', ARGV[6], ARGV[7])
+  else
+    redis.call('PUBLISH', ARGV[6], ARGV[8])
+  end
 end
 return stored`)
 
@@ -738,18 +747,27 @@ func (rt *ReadThrough) store(ctx context.Context, k Key, rk string, e *entry, ke
 	}
 	rctx, cancel := rt.redisCtx(ctx)
 	defer cancel()
+	// Outside a cluster the script publishes the notice itself: one round trip less. A cluster's
+	// notices are sharded (SPUBLISH), which a script on the key's node cannot send.
+	channel, sharded := eventsChannel, broadcast.Sharded(rt.rdb)
+	if sharded {
+		channel = ""
+	}
 	n, err := storeScript.Run(rctx, rt.rdb,
 		[]string{rk, indexKey(k.Scope), epochKey(k.Scope), k.lockKey()},
-		epoch, b, keep.Milliseconds(), time.Now().UnixMilli(), token).Int()
+		epoch, b, keep.Milliseconds(), time.Now().UnixMilli(), token,
+		channel, rt.notice(opSet, rk), rt.notice(opDone, rk)).Int()
 	if err != nil {
 		return false, err
 	}
-	op := opDone
-	if n == 1 {
-		op = opSet
-	}
-	if err := rt.publish(ctx, op, rk); err != nil {
-		rt.redisFailed(k.Kind, err)
+	if sharded {
+		op := opDone
+		if n == 1 {
+			op = opSet
+		}
+		if err := rt.publish(ctx, op, rk); err != nil {
+			rt.redisFailed(k.Kind, err)
+		}
 	}
 	return n == 1, nil
 }
