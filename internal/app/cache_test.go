@@ -3,6 +3,8 @@ package app_test
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +15,10 @@ import (
 )
 
 // TestConcurrentMissesOneUpstreamCall: 200 concurrent identical requests on a cold cache, spread
-// over two replicas, reach the upstream once.
+// over two replicas, reach the upstream once. The one allowance is the documented degraded read: a
+// replica whose cache command to Redis failed (on an overloaded machine, its 500 ms timeout ran
+// out) loads from the upstream directly, once per failed command (its own readers still share
+// that load), and counts it in cache_redis_errors_total.
 func TestConcurrentMissesOneUpstreamCall(t *testing.T) {
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
@@ -29,14 +34,41 @@ func TestConcurrentMissesOneUpstreamCall(t *testing.T) {
 	if got := statuses(answers); got[http.StatusOK] != 200 {
 		t.Fatalf("answers by status = %v; first: %+v", got, firstNot(answers, 200))
 	}
-	if n := s.Counters().Requests["GET /api/contacts/{sessionId}"]; n != 1 {
-		t.Errorf("upstream contacts calls = %d for 200 identical requests, want 1", n)
+	degraded := 0
+	for _, g := range fleet {
+		degraded += metricSum(t, g, `inboxhub_gateway_cache_redis_errors_total{kind="contacts"}`)
+	}
+	if degraded > 0 {
+		t.Logf("%d cache commands to Redis failed (machine overloaded?); each may cost an upstream call", degraded)
+	}
+	if n := s.Counters().Requests["GET /api/contacts/{sessionId}"]; n < 1 || n > int64(1+degraded) {
+		t.Errorf("upstream contacts calls = %d for 200 identical requests, want 1 (plus at most %d degraded loads)", n, degraded)
 	}
 	for _, a := range answers[1:] {
 		if a.body != answers[0].body && stripMeta(t, a.body) != stripMeta(t, answers[0].body) {
 			t.Fatalf("answers differ:\n%s\n%s", a.body, answers[0].body)
 		}
 	}
+}
+
+// metricSum is the value of one series (name and labels exactly as exposed) on a replica's
+// /metrics, 0 when absent.
+func metricSum(t *testing.T, g *gateway, series string) int {
+	t.Helper()
+	m := g.adminGet(t, "/metrics")
+	if m.status != http.StatusOK {
+		t.Fatalf("/metrics = %d", m.status)
+	}
+	for line := range strings.Lines(m.body) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return int(f)
+		}
+	}
+	return 0
 }
 
 // TestStaleWhenUpstreamDown: after a warm cache, the upstream fails; sessions are still answered,
