@@ -19,6 +19,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // syncBuffer is an io.Writer safe for the server goroutine and the test to share.
@@ -274,7 +275,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 
 	var base, key string
 	keyRE := regexp.MustCompile(`Demo API key:  (demo_[0-9a-f]{32})`)
-	waitUntil(t, 30*time.Second, "the gateway listens", func() bool {
+	wait.Until(t, 30*time.Second, "the gateway listens", func() bool {
 		m, k := listeningRE.FindStringSubmatch(out.String()), keyRE.FindStringSubmatch(out.String())
 		if m != nil && k != nil {
 			base, key = "http://"+m[1], k[1]
@@ -322,12 +323,12 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		}
 	}()
 	seen := func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(events) }
-	waitUntil(t, 10*time.Second, "the stream's first event", func() bool { return len(seen()) > 0 })
+	wait.Until(t, 10*time.Second, "the stream's first event", func() bool { return len(seen()) > 0 })
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 10*time.Second, "/readyz answers 503", func() bool {
+	wait.Until(t, 10*time.Second, "/readyz answers 503", func() bool {
 		code, _ := get(t, base+"/readyz", nil)
 		return code == http.StatusServiceUnavailable
 	})
@@ -356,17 +357,5 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	}
 	if logs := out.String(); !strings.Contains(logs, `"msg":"draining`) || !strings.Contains(logs, `"msg":"stopped"`) {
 		t.Errorf("no drain or stop logged:\n%s", logs)
-	}
-}
-
-// waitUntil polls cond until it holds, failing the test after within.
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

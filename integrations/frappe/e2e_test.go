@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/inboxhub-gateway/gateway/internal/sim"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 const (
@@ -163,7 +164,7 @@ func TestEventsUpdateTheSession(t *testing.T) {
 	relay.target.Store(&gatewayHandler{h: g.app.Handler()})
 	// A change before the status poller's first poll is that poll's first sighting, not a change:
 	// start once the gateway knows the session's status.
-	eventually(t, 20*time.Second, "the gateway knows demo_session's status", func() bool {
+	wait.Until(t, 20*time.Second, "the gateway knows demo_session's status", func() bool {
 		st, err := g.app.Webhooks.KnownStatus(context.Background(), "demo_session")
 		return err == nil && st != ""
 	})
@@ -171,14 +172,14 @@ func TestEventsUpdateTheSession(t *testing.T) {
 	if err := s.SetSessionStatus("demo_session", "disconnected"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the session is Disconnected in the site", func() bool {
+	wait.Until(t, 20*time.Second, "the session is Disconnected in the site", func() bool {
 		st := site.state(t, "demo_session").Session
 		return st["status"] == "Disconnected" && toInt(st["is_connected"]) == 0 && st["last_seen"] != nil
 	})
 	if err := s.SetSessionStatus("demo_session", "connected"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the session is Connected again in the site", func() bool {
+	wait.Until(t, 20*time.Second, "the session is Connected again in the site", func() bool {
 		st := site.state(t, "demo_session").Session
 		return st["status"] == "Connected" && toInt(st["is_connected"]) == 1
 	})
@@ -191,7 +192,7 @@ func TestEventsUpdateTheSession(t *testing.T) {
 	if err := s.AddMessages("demo_session", chat, 3); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "three received messages in the site", func() bool {
+	wait.Until(t, 20*time.Second, "three received messages in the site", func() bool {
 		return site.state(t, "demo_session").Counts.Messages == 3
 	})
 	st = site.state(t, "demo_session")

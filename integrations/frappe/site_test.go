@@ -21,6 +21,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // siteUser and siteSession describe what the stand-in site holds when it starts.
@@ -310,7 +311,7 @@ func (g *gatewayUnderTest) runSync(t *testing.T, sessionID string) syncJob {
 		t.Fatalf("sync %s: %d", sessionID, code)
 	}
 	var job syncJob
-	eventually(t, 3*time.Minute, "the sync job ends", func() bool {
+	wait.Until(t, 3*time.Minute, "the sync job ends", func() bool {
 		var got struct{ Data syncJob }
 		g.call(t, http.MethodGet, "/v1/sync-jobs/"+started.Data.ID, nil, &got)
 		job = got.Data
@@ -321,20 +322,6 @@ func (g *gatewayUnderTest) runSync(t *testing.T, sessionID string) syncJob {
 		return false
 	})
 	return job
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", within, what)
-		}
-		<-tick.C
-	}
 }
 
 // redisURL is a Redis database of this test's own.

@@ -16,6 +16,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestKeysSpreadOverTheClusterMasters: three replicas on a private 3-master Redis Cluster run "sync
@@ -64,7 +65,7 @@ func TestKeysSpreadOverTheClusterMasters(t *testing.T) {
 	ctx := context.Background()
 	for i, id := range ids {
 		var j syncjob.Job
-		eventually(t, 60*time.Second, "the sync job ends", func() bool {
+		wait.Until(t, 60*time.Second, "the sync job ends", func() bool {
 			var err error
 			j, err = replicas[(i+1)%3].app.Sync.Job(ctx, id)
 			return err == nil && syncjob.Final(j.State)
@@ -74,7 +75,7 @@ func TestKeysSpreadOverTheClusterMasters(t *testing.T) {
 				j.Progress["contacts"].Delivered, j.Progress["messages"].Delivered, j.Error)
 		}
 	}
-	eventually(t, 10*time.Second, "every event forwarded", func() bool { return len(crm.received()) >= hooked*perSession })
+	wait.Until(t, 10*time.Second, "every event forwarded", func() bool { return len(crm.received()) >= hooked*perSession })
 	if n := len(crm.received()); n != hooked*perSession || crm.badDeliveries() != 0 {
 		t.Errorf("the CRM got %d events (%d badly signed), want %d", n, crm.badDeliveries(), hooked*perSession)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestSyncSurvivesASentinelFailover: a replica on a Sentinel-managed Redis runs "sync now"; in
@@ -40,7 +41,7 @@ func TestSyncSurvivesASentinelFailover(t *testing.T) {
 	}
 	ctx := context.Background()
 	job := func() (syncjob.Job, error) { return g.app.Sync.Job(ctx, started.Data.ID) }
-	eventually(t, 60*time.Second, "the job has read some pages", func() bool {
+	wait.Until(t, 60*time.Second, "the job has read some pages", func() bool {
 		j, err := job()
 		return err == nil && j.Progress["contacts"] != nil && j.Progress["contacts"].Pages >= 5
 	})
@@ -51,7 +52,7 @@ func TestSyncSurvivesASentinelFailover(t *testing.T) {
 	}
 	killed := time.Now()
 	var j syncjob.Job
-	eventually(t, 3*time.Minute, "the job ends after the failover", func() bool {
+	wait.Until(t, 3*time.Minute, "the job ends after the failover", func() bool {
 		j, err = job()
 		return err == nil && syncjob.Final(j.State)
 	})

@@ -258,18 +258,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // request sends one request to the replica. X-API-Key is the full caller's key unless headers
 // set it; a header given as "" is not sent (so {"X-API-Key": ""} sends no credential).
 func (g *gateway) request(t testing.TB, method, path string, body io.Reader, headers map[string]string) answer {

@@ -12,6 +12,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // metricsUsedFile lists the metrics the chart's alert rules and Grafana dashboard read, written
@@ -49,7 +50,7 @@ func TestMonitoringMetricsExported(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &ans); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the job ends", func() bool {
+	wait.Until(t, 60*time.Second, "the job ends", func() bool {
 		j, err := g.app.Sync.Job(t.Context(), ans.Data.ID)
 		return err == nil && syncjob.Final(j.State)
 	})
@@ -59,7 +60,7 @@ func TestMonitoringMetricsExported(t *testing.T) {
 	if a := g.post(t, "/webhooks/inbox-hub", body, signedHook(body, time.Now())); a.status != http.StatusAccepted {
 		t.Fatalf("webhook = %d %s", a.status, a.body)
 	}
-	eventually(t, 10*time.Second, "the event forwarded", func() bool { return len(crm.received()) == 1 })
+	wait.Until(t, 10*time.Second, "the event forwarded", func() bool { return len(crm.received()) == 1 })
 
 	// The caller over its limit (3 a minute, two spent above).
 	for limited := false; !limited; {

@@ -8,6 +8,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/app"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -34,7 +35,7 @@ func TestFleetRecoversByHealthProbe(t *testing.T) {
 
 	s.SetFaults(sim.Faults{AllStatus: http.StatusServiceUnavailable})
 	for i, g := range fleet {
-		eventually(t, 10*time.Second, "the breaker opens", func() bool {
+		wait.Until(t, 10*time.Second, "the breaker opens", func() bool {
 			_ = g.get(t, nextUncached())
 			return g.app.Upstream.BreakerState() == "open"
 		})
@@ -42,7 +43,7 @@ func TestFleetRecoversByHealthProbe(t *testing.T) {
 	}
 	s.ResetCounters()
 	outage := time.Now()
-	eventually(t, 30*time.Second, "probes during the outage", func() bool { return s.Counters().HealthChecks >= 6 })
+	wait.Until(t, 30*time.Second, "probes during the outage", func() bool { return s.Counters().HealthChecks >= 6 })
 	probes, lasted := s.Counters().HealthChecks, time.Since(outage)
 	// A ticker never fires more than once an interval, so one prober sends at most one probe a
 	// second (plus one at a lease hand-over); two probers would send about twice that.
@@ -58,7 +59,7 @@ func TestFleetRecoversByHealthProbe(t *testing.T) {
 	s.SetFaults(sim.Faults{})
 	back := time.Now()
 	for i, g := range fleet {
-		eventually(t, 30*time.Second, "the replica serves again", func() bool {
+		wait.Until(t, 30*time.Second, "the replica serves again", func() bool {
 			return g.get(t, nextUncached()).status == http.StatusOK
 		})
 		t.Logf("replica %d serves again %v after the upstream came back (breaker open period: 10m)", i, time.Since(back).Round(10*time.Millisecond))

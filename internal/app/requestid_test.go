@@ -10,6 +10,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestRequestIDReachesUpstreamWithTracingOff: with tracing off, the caller's X-Request-ID goes
@@ -48,7 +49,7 @@ func TestRequestIDReachesUpstreamWithTracingOff(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &ans); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the job ends", func() bool {
+	wait.Until(t, 60*time.Second, "the job ends", func() bool {
 		j, err := g.app.Sync.Job(t.Context(), ans.Data.ID)
 		return err == nil && syncjob.Final(j.State)
 	})

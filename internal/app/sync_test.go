@@ -13,6 +13,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // startSyncEngine runs a sync engine on a replica's own Redis client and upstream client (with its
@@ -70,7 +71,7 @@ func TestSyncAcrossGatewayReplicas(t *testing.T) {
 		t.Fatalf("%d requests created a job, want 1", n)
 	}
 	var j syncjob.Job
-	eventually(t, 60*time.Second, "the job ends", func() bool {
+	wait.Until(t, 60*time.Second, "the job ends", func() bool {
 		var err error
 		j, err = engines[1].Job(context.Background(), ids[0])
 		return err == nil && syncjob.Final(j.State)
@@ -110,7 +111,7 @@ func TestSyncMetrics(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &started); err != nil || started.Data.ID == "" {
 		t.Fatalf("sync answer: %s", a.body)
 	}
-	eventually(t, 30*time.Second, "the job ends", func() bool {
+	wait.Until(t, 30*time.Second, "the job ends", func() bool {
 		j, err := g.app.Sync.Job(context.Background(), started.Data.ID)
 		return err == nil && syncjob.Final(j.State)
 	})

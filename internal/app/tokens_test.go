@@ -18,6 +18,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/app"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/tokens"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
@@ -213,7 +214,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	rs.Restart(t)
-	eventually(t, 15*time.Second, "admin /readyz back to 200 after Redis returns", func() bool {
+	wait.Until(t, 15*time.Second, "admin /readyz back to 200 after Redis returns", func() bool {
 		return g.adminGet(t, "/readyz").status == http.StatusOK
 	})
 	if a := g.get(t, nextUncached()); a.status != http.StatusOK {

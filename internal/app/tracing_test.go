@@ -19,6 +19,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // installTracing turns tracing on for the test with an in-memory exporter (every span, W3C
@@ -118,7 +119,7 @@ func TestTracingFollowsARequestAcrossSystems(t *testing.T) {
 
 	tid, _ := trace.TraceIDFromHex(callerTraceID)
 	var spans tracetest.SpanStubs
-	eventually(t, 10*time.Second, "the request's spans are exported", func() bool {
+	wait.Until(t, 10*time.Second, "the request's spans are exported", func() bool {
 		spans = spansOf(exp, tid)
 		for _, s := range spans {
 			if s.SpanKind == trace.SpanKindServer {
@@ -183,7 +184,7 @@ func TestTracingFollowsARequestAcrossSystems(t *testing.T) {
 	const phone = "5511987654321"
 	_ = g.request(t, http.MethodGet, "/v1/sessions/demo_session/chats/"+phone+"@s.whatsapp.net/messages", nil, map[string]string{
 		"Traceparent": "00-" + callerTraceID + "-" + callerSpanID + "-01"})
-	eventually(t, 10*time.Second, "the second request's server span", func() bool {
+	wait.Until(t, 10*time.Second, "the second request's server span", func() bool {
 		for _, s := range spansOf(exp, tid) {
 			if s.Name == "GET /v1/sessions/:sessionId/chats/:chatId/messages" {
 				return true
@@ -220,13 +221,13 @@ func TestTracingCarriesASyncJobsTrace(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &ans); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "the job ends", func() bool {
+	wait.Until(t, 60*time.Second, "the job ends", func() bool {
 		j, err := g.app.Sync.Job(t.Context(), ans.Data.ID)
 		return err == nil && syncjob.Final(j.State)
 	})
 	tid, _ := trace.TraceIDFromHex(callerTraceID)
 	var spans tracetest.SpanStubs
-	eventually(t, 10*time.Second, "the job's spans are exported", func() bool {
+	wait.Until(t, 10*time.Second, "the job's spans are exported", func() bool {
 		spans = spansOf(exp, tid)
 		return count(spans, "sync page") > 0 && count(spans, "jobs process") > 0
 	})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestGatewayRegistersItselfAsWebhookTarget: an operator calls PUT
@@ -63,7 +64,7 @@ func TestGatewayRegistersItselfAsWebhookTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	eventually(t, time.Second, "the scanned session shows connected", func() bool {
+	wait.Until(t, time.Second, "the scanned session shows connected", func() bool {
 		return g.sessionStatus(t, "sales_team") == "connected"
 	})
 	t.Logf("connected visible after %s", time.Since(start).Round(time.Millisecond))

@@ -22,6 +22,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
@@ -176,7 +177,7 @@ func (g *gateway) isLeader(t *testing.T) bool {
 // reported changes start after it.
 func (g *gateway) waitFirstPoll(t *testing.T, sid string) {
 	t.Helper()
-	eventually(t, 3*time.Second, "the first poll recorded "+sid, func() bool {
+	wait.Until(t, 3*time.Second, "the first poll recorded "+sid, func() bool {
 		st, err := g.app.Webhooks.KnownStatus(context.Background(), sid)
 		return err == nil && st != ""
 	})
@@ -211,11 +212,11 @@ func TestWebhooksKeepSessionStateCurrent(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			eventually(t, time.Second, "the scanned session shows connected", func() bool {
+			wait.Until(t, time.Second, "the scanned session shows connected", func() bool {
 				return g.sessionStatus(t, "sales_team") == "connected"
 			})
 			t.Logf("connected visible after %s", time.Since(start).Round(time.Millisecond))
-			eventually(t, 3*time.Second, "the automatic sync queued", func() bool {
+			wait.Until(t, 3*time.Second, "the automatic sync queued", func() bool {
 				jobs, err := g.app.Sync.SessionJobs(context.Background(), "sales_team", 5)
 				return err == nil && len(jobs) == 1 && jobs[0].Trigger == syncjob.TriggerAuto
 			})
@@ -224,7 +225,7 @@ func TestWebhooksKeepSessionStateCurrent(t *testing.T) {
 				t.Fatal(err)
 			}
 			start = time.Now()
-			eventually(t, time.Second, "the dropped session shows disconnected", func() bool {
+			wait.Until(t, time.Second, "the dropped session shows disconnected", func() bool {
 				return g.sessionStatus(t, "sales_team") == "disconnected"
 			})
 			t.Logf("disconnected visible after %s", time.Since(start).Round(time.Millisecond))
@@ -253,7 +254,7 @@ func TestEventsReachTheCRMInOrder(t *testing.T) {
 	if err := s.AddMessages("demo_session", "34600111222@s.whatsapp.net", 5); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "five messages forwarded", func() bool { return len(crm.received()) == 5 })
+	wait.Until(t, 3*time.Second, "five messages forwarded", func() bool { return len(crm.received()) == 5 })
 	for _, ev := range crm.received() {
 		if ev.Type != webhooks.TypeMessageReceived || ev.SessionID != "demo_session" || ev.Data.Message == nil ||
 			ev.Data.Message.ChatID != "34600111222@s.whatsapp.net" || ev.Data.Message.FromPhone != "34600111222" {
@@ -270,7 +271,7 @@ func TestEventsReachTheCRMInOrder(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, 5*time.Second, "forty more events", func() bool { return len(crm.received()) == 45 })
+	wait.Until(t, 5*time.Second, "forty more events", func() bool { return len(crm.received()) == 45 })
 	next := map[string]int{}
 	for _, ev := range crm.received()[5:] {
 		if want := fmt.Sprintf("M%03d", next[ev.SessionID]); ev.Data.Message.ID != want {
@@ -288,7 +289,7 @@ func TestEventsReachTheCRMInOrder(t *testing.T) {
 		Data []webhooks.DeadLetter `json:"data"`
 		Meta struct{ Total int }   `json:"meta"`
 	}
-	eventually(t, 5*time.Second, "a dead letter listed", func() bool {
+	wait.Until(t, 5*time.Second, "a dead letter listed", func() bool {
 		a := g.get(t, "/v1/admin/dead-letters")
 		return a.status == http.StatusOK && json.Unmarshal([]byte(a.body), &list) == nil && list.Meta.Total == 1
 	})
@@ -307,7 +308,7 @@ func TestEventsReachTheCRMInOrder(t *testing.T) {
 	if a := g.post(t, "/v1/admin/dead-letters/"+list.Data[0].ID+"/replay", "", nil); a.status != http.StatusAccepted {
 		t.Fatalf("replay: %d %s", a.status, a.body)
 	}
-	eventually(t, 3*time.Second, "the replayed event delivered", func() bool {
+	wait.Until(t, 3*time.Second, "the replayed event delivered", func() bool {
 		_, ok := crm.find(func(ev webhooks.Event) bool { return ev.ID == list.Data[0].ID })
 		return ok
 	})
@@ -339,9 +340,9 @@ func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
 		}
 		return l, n
 	}
-	eventually(t, 3*time.Second, "one leader", func() bool { _, n := leader(); return n == 1 })
+	wait.Until(t, 3*time.Second, "one leader", func() bool { _, n := leader(); return n == 1 })
 	lead, _ := leader()
-	eventually(t, 3*time.Second, "the first poll recorded the statuses", func() bool {
+	wait.Until(t, 3*time.Second, "the first poll recorded the statuses", func() bool {
 		st, err := g1.app.Webhooks.KnownStatus(context.Background(), "demo_session")
 		return err == nil && st == "connected"
 	})
@@ -353,7 +354,7 @@ func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	eventually(t, 3*interval+time.Second, "the poller reports the drop", func() bool {
+	wait.Until(t, 3*interval+time.Second, "the poller reports the drop", func() bool {
 		_, ok := crm.find(func(ev webhooks.Event) bool {
 			return ev.Type == webhooks.TypeSessionDisconnected && ev.SessionID == "demo_session" && ev.Source == webhooks.SourcePoller
 		})
@@ -379,12 +380,12 @@ func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
 		}
 	}
 	start = time.Now()
-	eventually(t, 3*time.Second, "the standby leads", func() bool { return other.isLeader(t) })
+	wait.Until(t, 3*time.Second, "the standby leads", func() bool { return other.isLeader(t) })
 	t.Logf("takeover after %s", time.Since(start).Round(time.Millisecond))
 	if err := s.SetSessionStatus("demo_session", "connected"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*interval+time.Second, "the new leader reports the reconnection", func() bool {
+	wait.Until(t, 3*interval+time.Second, "the new leader reports the reconnection", func() bool {
 		_, ok := crm.find(func(ev webhooks.Event) bool {
 			return ev.Type == webhooks.TypeSessionConnected && ev.SessionID == "demo_session" && ev.Source == webhooks.SourcePoller
 		})
@@ -435,7 +436,7 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 	if err := s.ScanQR("sales_team"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Second, "session.connected forwarded and the sync queued", func() bool {
+	wait.Until(t, 3*time.Second, "session.connected forwarded and the sync queued", func() bool {
 		return connectedEvents("sales_team") == 1 && autoSyncs() == 1
 	})
 	t.Logf("LOGS %s", g.logs.String())
@@ -450,7 +451,7 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 		}
 	}
 	// Let the replays be confirmed (and, were they acted on, forwarded) before counting.
-	eventually(t, 3*time.Second, "the replays confirmed", func() bool {
+	wait.Until(t, 3*time.Second, "the replays confirmed", func() bool {
 		n, err := g.app.Webhooks.HintsWaiting(context.Background())
 		return err == nil && n == 0
 	})
@@ -499,7 +500,7 @@ func TestWebhooksSpooledWhileRedisIsDown(t *testing.T) {
 	if a := send("M000"); a.status != http.StatusAccepted {
 		t.Fatalf("%d %s", a.status, a.body)
 	}
-	eventually(t, 3*time.Second, "the first message forwarded", func() bool { return len(messages()) == 1 })
+	wait.Until(t, 3*time.Second, "the first message forwarded", func() bool { return len(messages()) == 1 })
 
 	rs.Stop()
 	for _, id := range []string{"M001", "M002", "M003"} {
@@ -508,7 +509,7 @@ func TestWebhooksSpooledWhileRedisIsDown(t *testing.T) {
 		}
 	}
 	rs.Restart(t)
-	eventually(t, 15*time.Second, "the spooled messages forwarded", func() bool { return len(messages()) == 4 })
+	wait.Until(t, 15*time.Second, "the spooled messages forwarded", func() bool { return len(messages()) == 4 })
 	if got := fmt.Sprint(messages()); got != "[M000 M001 M002 M003]" {
 		t.Errorf("messages forwarded %s", got)
 	}

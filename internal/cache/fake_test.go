@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -181,7 +182,7 @@ func newRT(t testing.TB, rdb redis.UniversalClient, opts ...Option) *ReadThrough
 		t.Fatal(err)
 	}
 	t.Cleanup(rt.Close)
-	eventually(t, 5*time.Second, "the cache subscribed to its notices", rt.subscribed.Load)
+	wait.Until(t, 5*time.Second, "the cache subscribed to its notices", rt.subscribed.Load)
 	return rt
 }
 
@@ -191,16 +192,4 @@ func secondClient(t testing.TB, rdb *redis.Client) *redis.Client {
 	c := redis.NewClient(rdb.Options())
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/redisconn"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -210,7 +211,7 @@ func TestStaleWhileRevalidateRefreshesOnce(t *testing.T) {
 	if len(bad) > 0 {
 		t.Fatalf("readers did not get the stale value at once: %v", bad[:min(len(bad), 3)])
 	}
-	eventually(t, 5*time.Second, "the refreshed value is served", func() bool {
+	wait.Until(t, 5*time.Second, "the refreshed value is served", func() bool {
 		v, info, err := statusOf(t, caches[1])
 		return err == nil && v == "2" && info.Status == StatusHit
 	})
@@ -228,7 +229,7 @@ func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
 
 	// Read until the value is in A's in-process layer (a read that raced with a change of the
 	// layer's generation leaves it to the next read, which finds it in Redis).
-	eventually(t, 2*time.Second, "the value reaches A's in-process layer", func() bool {
+	wait.Until(t, 2*time.Second, "the value reaches A's in-process layer", func() bool {
 		v, _, err := statusOf(t, a)
 		if err != nil || v != "1" {
 			t.Fatalf("first read: %q, %v", v, err)
@@ -247,7 +248,7 @@ func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
 	if err := b.Invalidate(context.Background(), sid); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "replica A drops its in-process copy after B's Invalidate", func() bool {
+	wait.Until(t, 2*time.Second, "replica A drops its in-process copy after B's Invalidate", func() bool {
 		v, _, err := statusOf(t, a)
 		return err == nil && v == "2"
 	})
@@ -271,7 +272,7 @@ func TestInProcessLayerDroppedByOtherReplicasWrite(t *testing.T) {
 	if v, _, _ := statusOf(t, b); v != "2" {
 		t.Fatalf("B read %q, want 2", v)
 	}
-	eventually(t, 2*time.Second, "replica A drops its in-process copy after B's write", func() bool {
+	wait.Until(t, 2*time.Second, "replica A drops its in-process copy after B's write", func() bool {
 		v, _, _ := statusOf(t, a)
 		return v == "2"
 	})
@@ -334,7 +335,7 @@ func TestInvalidationDuringALoadStoresNothing(t *testing.T) {
 		v, _, _ := statusOf(t, c)
 		done <- v
 	}()
-	eventually(t, 2*time.Second, "the load started", func() bool { return fake.calls.Load() == 1 })
+	wait.Until(t, 2*time.Second, "the load started", func() bool { return fake.calls.Load() == 1 })
 	if err := c.Invalidate(context.Background(), sid); err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +378,7 @@ func TestRedisDownFallsThroughToUpstream(t *testing.T) {
 	fake.set(func(f *fakeUpstream) { f.err = nil })
 
 	srv.Restart(t)
-	eventually(t, 5*time.Second, "the cache works again once Redis is back", func() bool {
+	wait.Until(t, 5*time.Second, "the cache works again once Redis is back", func() bool {
 		_, info, err := statusOf(t, c)
 		return err == nil && info.Status == StatusHit
 	})
@@ -654,7 +655,7 @@ func TestDeadFillerCostsOneLease(t *testing.T) {
 	doomedClient := secondClient(t, rdb)
 	doomed := NewCachedUpstream(fake, newRT(t, doomedClient, WithLoadTimeout(time.Hour)), DefaultPolicies(), nil)
 	go func() { _, _, _ = statusOf(t, doomed) }()
-	eventually(t, 5*time.Second, "the doomed replica's load started", func() bool { return fake.calls.Load() == 1 })
+	wait.Until(t, 5*time.Second, "the doomed replica's load started", func() bool { return fake.calls.Load() == 1 })
 	fake.set(func(f *fakeUpstream) { f.delay = 0 })
 
 	lock := Key{Scope: SessionScope(sid), Kind: KindStatus}.lockKey()
@@ -662,7 +663,7 @@ func TestDeadFillerCostsOneLease(t *testing.T) {
 	if ttl := rdb.PTTL(context.Background(), lock).Val(); ttl <= 0 || ttl > DefaultLockTTL {
 		t.Fatalf("the fill lock's TTL is %v, want a lease of at most %v", ttl, DefaultLockTTL)
 	}
-	eventually(t, 10*time.Second, "the lock outlived three leases while its load ran", func() bool {
+	wait.Until(t, 10*time.Second, "the lock outlived three leases while its load ran", func() bool {
 		return time.Since(taken) > 3*DefaultLockTTL && rdb.Exists(context.Background(), lock).Val() == 1
 	})
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -49,7 +50,7 @@ func TestReadThroughOnEveryTopology(t *testing.T) {
 			if got := fake.calls.Load(); got != 1 {
 				t.Fatalf("20 concurrent misses on two replicas made %d upstream calls, want 1", got)
 			}
-			eventually(t, 2*time.Second, "the value reaches A's in-process layer", func() bool {
+			wait.Until(t, 2*time.Second, "the value reaches A's in-process layer", func() bool {
 				_, _, _ = read(a)
 				return rtA.local.len() == 1
 			})
@@ -66,7 +67,7 @@ func TestReadThroughOnEveryTopology(t *testing.T) {
 			if n, err := top.Client.Exists(ctx, k.redisKey(), indexKey(k.Scope)).Result(); err != nil || n != 0 {
 				t.Errorf("value and index after the invalidation: %d left, %v", n, err)
 			}
-			eventually(t, 2*time.Second, "A drops its in-process copy after B's Invalidate", func() bool {
+			wait.Until(t, 2*time.Second, "A drops its in-process copy after B's Invalidate", func() bool {
 				v, _, err := read(a)
 				return err == nil && v == "2"
 			})
@@ -82,7 +83,7 @@ func TestReadThroughOnEveryTopology(t *testing.T) {
 				v, _, _ := read(b)
 				done <- v
 			}()
-			eventually(t, 2*time.Second, "the load started", func() bool { return fake.calls.Load() == calls+1 })
+			wait.Until(t, 2*time.Second, "the load started", func() bool { return fake.calls.Load() == calls+1 })
 			if err := a.Invalidate(ctx, session); err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +100,7 @@ func TestReadThroughOnEveryTopology(t *testing.T) {
 			if err := a.Invalidate(ctx, session); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, 2*time.Second, "B drops its in-process copy after A's Invalidate", func() bool { return rtB.local.len() == 0 })
+			wait.Until(t, 2*time.Second, "B drops its in-process copy after A's Invalidate", func() bool { return rtB.local.len() == 0 })
 			fake.set(func(f *fakeUpstream) {
 				f.delay, f.err = 200*time.Millisecond, &upstream.Error{Status: 404, Code: upstream.CodeSessionNotFound}
 			})

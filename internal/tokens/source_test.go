@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -341,7 +342,7 @@ func TestRedisOutage(t *testing.T) {
 			t.Fatalf("Token with Redis down and a valid memory token: %v", err)
 		}
 	}
-	waitFor(t, 5*time.Second, "state redis_unavailable", func() bool { return s.Status().State == StateRedisUnavailable })
+	wait.Until(t, 5*time.Second, "state redis_unavailable", func() bool { return s.Status().State == StateRedisUnavailable })
 
 	// The token is rejected while Redis is down: one renewal without the lock serves everyone.
 	s.Rejected(t.Context(), t1)
@@ -376,11 +377,11 @@ func TestRedisOutage(t *testing.T) {
 	// Redis is back (empty): a token is obtained under the lock and stored for the fleet again.
 	srv.Restart(t)
 	var t3 upstream.AccessToken
-	waitFor(t, 10*time.Second, "a token after Redis came back", func() bool {
+	wait.Until(t, 10*time.Second, "a token after Redis came back", func() bool {
 		t3, err = s.Token(t.Context())
 		return err == nil
 	})
-	waitFor(t, 5*time.Second, "the token in Redis", func() bool {
+	wait.Until(t, 5*time.Second, "the token in Redis", func() bool {
 		n, _ := rdb.HExists(t.Context(), "gw:token", fieldData).Result()
 		return n
 	})
@@ -394,7 +395,7 @@ func TestRedisOutage(t *testing.T) {
 	if t3.Generation <= t2.Generation {
 		t.Errorf("generation went from %d to %d; it must only grow", t2.Generation, t3.Generation)
 	}
-	waitFor(t, 5*time.Second, "state valid", func() bool { return s.Status().State == StateValid })
+	wait.Until(t, 5*time.Second, "state valid", func() bool { return s.Status().State == StateValid })
 }
 
 // Redis restarts empty while the memory token is still valid: the refresher writes it back, keeping
@@ -411,7 +412,7 @@ func TestTokenWrittenBackAfterRedisRestart(t *testing.T) {
 	}
 	srv.Stop()
 	srv.Restart(t)
-	waitFor(t, 10*time.Second, "the memory token written back", func() bool {
+	wait.Until(t, 10*time.Second, "the memory token written back", func() bool {
 		v, _ := rdb.HGet(t.Context(), "gw:token", fieldData).Result()
 		return strings.Contains(v, t1.Value)
 	})
@@ -533,7 +534,7 @@ func TestLockLeaseExtendedDuringSlowLogin(t *testing.T) {
 	}()
 	// Throughout three lease TTLs of the login the lease must still exist.
 	loginStart := time.Now()
-	waitFor(t, 5*time.Second, "three TTLs into the login", func() bool {
+	wait.Until(t, 5*time.Second, "three TTLs into the login", func() bool {
 		if n, err := rdb.Exists(t.Context(), "gw:token:lock").Result(); err != nil || n != 1 {
 			t.Fatalf("the lease vanished %s into the login", time.Since(loginStart))
 		}
@@ -574,7 +575,7 @@ func TestTransientRefreshFailureRetried(t *testing.T) {
 	})
 	start(t, s)
 	sawError := false
-	waitFor(t, 5*time.Second, "a refreshed token", func() bool {
+	wait.Until(t, 5*time.Second, "a refreshed token", func() bool {
 		tok, err := s.Token(t.Context())
 		if err != nil {
 			t.Fatalf("Token while the refresh fails: %v", err)

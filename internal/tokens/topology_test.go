@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -27,7 +28,7 @@ func TestTokensOnEveryTopology(t *testing.T) {
 			b := newSource(t, top.Another(t), fa, WithKeyPrefix(prefix), WithPollInterval(30*time.Second))
 			start(t, b)
 			if top.Name == "cluster" {
-				waitFor(t, 10*time.Second, "the replica's sharded subscription", func() bool {
+				wait.Until(t, 10*time.Second, "the replica's sharded subscription", func() bool {
 					return shardSubscribers(t, top.Client, prefix+":updated") == 1
 				})
 			}
@@ -55,7 +56,7 @@ func TestTokensOnEveryTopology(t *testing.T) {
 			fa.set(func(f *fakeAuth) { f.delay, f.started = 0, nil })
 			a.Rejected(t.Context(), first)
 			var next upstream.AccessToken
-			waitFor(t, 10*time.Second, "the other replica to drop the rejected token", func() bool {
+			wait.Until(t, 10*time.Second, "the other replica to drop the rejected token", func() bool {
 				next, err = b.Token(ctx)
 				return err == nil && next.Value != first.Value
 			})
