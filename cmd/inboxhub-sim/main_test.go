@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/inboxhub-gateway/gateway/internal/sim"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // lockedBuffer is an io.Writer the test can read while run writes to it.
@@ -67,19 +68,15 @@ func startRun(t *testing.T, env map[string]string) (string, *lockedBuffer, func(
 			return nil
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for out.listenAddr() == "" {
+	t.Cleanup(cancel) // a test that fails before it stops the run still ends it
+	wait.UntilShowing(t, 5*time.Second, "the listening line", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("run returned early: %v; output %s", err, out)
 		default:
 		}
-		if time.Now().After(deadline) {
-			_ = stop()
-			t.Fatalf("no listening line within 5s; output %s", out)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return out.listenAddr() != ""
+	}, out.String)
 	return out.listenAddr(), out, stop
 }
 

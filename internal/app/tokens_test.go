@@ -99,7 +99,7 @@ func TestShortLivedTokens(t *testing.T) {
 					failures.Add(1)
 					firstFailure.CompareAndSwap(nil, a.body)
 				}
-				time.Sleep(20 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // paces the callers over the 10 s
 			}
 		})
 	}

@@ -368,7 +368,7 @@ func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
 		if _, n := leader(); n != 1 {
 			t.Fatalf("%d leaders", n)
 		}
-		time.Sleep(interval / 2)
+		time.Sleep(interval / 2) // lets time pass: leadership is sampled over two and a half intervals
 	}
 
 	// The leader shuts down; the other replica takes over and reports the next change.
@@ -455,7 +455,7 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 		n, err := g.app.Webhooks.HintsWaiting(context.Background())
 		return err == nil && n == 0
 	})
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // room for a wrongly forwarded replay to show
 	if n := connectedEvents("sales_team"); n != 1 {
 		t.Errorf("the CRM received session.connected %d times, want once", n)
 	}
@@ -463,7 +463,7 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 	if a.status != http.StatusBadRequest || !strings.Contains(a.body, "X-Webhook-Session") {
 		t.Errorf("re-targeted replay: %d %s", a.status, a.body)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // room for a wrongly forwarded replay to show
 	if n := connectedEvents("demo_session"); n != 0 {
 		t.Errorf("the re-targeted replay reached the CRM %d times", n)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -368,17 +369,9 @@ func TestSyncCancelRunning(t *testing.T) {
 	api := newSyncTestAPI(t, sim.Options{Contacts: 3000, Chats: 8, MessagesPerChat: 2}, true)
 	api.sim.SetFaults(sim.Faults{Latency: 40 * time.Millisecond})
 	id := api.do(t, http.MethodPost, "/v1/sessions/demo_session/sync", "").job(t).ID
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		j := api.do(t, http.MethodGet, "/v1/sync-jobs/"+id, "").job(t)
-		if j.Progress["contacts"].Pages >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the job did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.Until(t, 20*time.Second, "the job reads its second page of contacts", func() bool {
+		return api.do(t, http.MethodGet, "/v1/sync-jobs/"+id, "").job(t).Progress["contacts"].Pages >= 2
+	})
 	del := api.do(t, http.MethodDelete, "/v1/sync-jobs/"+id, "")
 	if del.status != http.StatusAccepted || !del.job(t).CancelRequested {
 		t.Fatalf("delete: %d %s", del.status, del.body)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
@@ -103,7 +104,7 @@ func TestWebhookLoad(t *testing.T) {
 					send(i)
 				}
 				next = next.Add(interval)
-				time.Sleep(time.Until(next))
+				time.Sleep(time.Until(next)) // paces the sender at the rate asked for
 			}
 		})
 	}
@@ -124,21 +125,19 @@ func TestWebhookLoad(t *testing.T) {
 	}
 
 	unique := perSession - perSession/20
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	forwarded := func() int {
 		mu.Lock()
+		defer mu.Unlock()
 		n := 0
 		for _, ids := range got {
 			n += len(ids)
 		}
-		mu.Unlock()
-		if n >= unique*sessions || time.Now().After(deadline) {
-			t.Logf("%d events forwarded %s after the last delivery", n, time.Since(start.Add(took)).Round(time.Millisecond))
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+		return n
 	}
-	time.Sleep(500 * time.Millisecond)
+	wait.UntilShowing(t, 2*time.Minute, "every event forwarded", func() bool { return forwarded() >= unique*sessions },
+		func() string { return fmt.Sprintf("%d of %d events forwarded", forwarded(), unique*sessions) })
+	t.Logf("every event forwarded %s after the last delivery", time.Since(start.Add(took)).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond) // room for a wrong extra (duplicated) event to show
 	mu.Lock()
 	defer mu.Unlock()
 	for s := range sessions {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/middleware"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/webhooks"
 )
 
@@ -250,8 +252,7 @@ func TestDeadLetterRoutes(t *testing.T) {
 		t.Fatalf("%d %s", a.status, a.body)
 	}
 	var list DeadLetterList
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	wait.UntilShowing(t, 5*time.Second, "one dead letter listed", func() bool {
 		a := api.do(t, http.MethodGet, "/v1/admin/dead-letters?limit=10", "", admin)
 		if a.status != http.StatusOK {
 			t.Fatalf("%d %s", a.status, a.body)
@@ -259,11 +260,8 @@ func TestDeadLetterRoutes(t *testing.T) {
 		if err := json.Unmarshal(a.body, &list); err != nil {
 			t.Fatal(err)
 		}
-		if list.Meta.Total == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return list.Meta.Total == 1
+	}, func() string { return fmt.Sprintf("%+v", list) })
 	if list.Meta.Total != 1 || list.Meta.Limit != 10 || list.Meta.Page != 1 || len(list.Data) != 1 ||
 		list.Data[0].Event.Data.Message == nil || list.Data[0].Event.Data.Message.ID != "3EB0DEADLETTER" {
 		t.Fatalf("%+v", list)
@@ -310,13 +308,7 @@ func TestDeadLetterRoutes(t *testing.T) {
 		if a.status != http.StatusAccepted || json.Unmarshal(a.body, &ans) != nil || ans.Data.ID != id {
 			t.Fatalf("%d %s", a.status, a.body)
 		}
-		deadline := time.Now().Add(3 * time.Second)
-		for api.crmHits.Load() == hits {
-			if time.Now().After(deadline) {
-				t.Fatal("the replayed event was not delivered")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		wait.Until(t, 3*time.Second, "the replayed event delivered", func() bool { return api.crmHits.Load() != hits })
 		a = api.do(t, http.MethodPost, "/v1/admin/dead-letters/replay-all", "", admin)
 		if a.status != http.StatusAccepted || !strings.Contains(string(a.body), `"replayed":0`) {
 			t.Fatalf("%d %s", a.status, a.body)

@@ -33,6 +33,28 @@ func counted(n *atomic.Int64, resp idempotency.Response, err error, delay time.D
 	}
 }
 
+// runningAnswers is a go-redis hook that counts the answers "running" (the key is held by a
+// request still running) a client receives: a duplicate told so is waiting.
+type runningAnswers struct{ n atomic.Int64 }
+
+func (h *runningAnswers) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *runningAnswers) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if c, ok := cmd.(*redis.Cmd); ok {
+			if res, _ := c.Slice(); len(res) > 0 && res[0] == "running" {
+				h.n.Add(1)
+			}
+		}
+		return err
+	}
+}
+
+func (h *runningAnswers) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
 func TestReplay(t *testing.T) {
 	rdb := redistest.New(t)
 	s := idempotency.New(rdb)
@@ -182,15 +204,19 @@ func TestWaitIsBounded(t *testing.T) {
 	}
 
 	// A duplicate waiting when the first fails takes over and runs.
+	dup := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { _ = dup.Close() })
+	toldRunning := &runningAnswers{}
+	dup.AddHook(toldRunning)
 	got := make(chan error, 1)
 	go func() {
-		_, replayed, err := idempotency.New(rdb, idempotency.WithWait(5*time.Second)).Do(context.Background(), "c", "k", fp, counted(&runs, created, nil, 0))
+		_, replayed, err := idempotency.New(dup, idempotency.WithWait(5*time.Second)).Do(context.Background(), "c", "k", fp, counted(&runs, created, nil, 0))
 		if err == nil && replayed {
 			err = errors.New("replayed a failure")
 		}
 		got <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // let it start waiting
+	wait.Until(t, 5*time.Second, "the duplicate told the first still runs", func() bool { return toldRunning.n.Load() > 0 })
 	close(release)
 	<-done
 	if err := <-got; err != nil {
@@ -209,8 +235,12 @@ func TestCallerCancelDoesNotCancelTheRun(t *testing.T) {
 	fp := idempotency.Fingerprint("POST", "/p", []byte("{}"))
 	var runs atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(30 * time.Millisecond); cancel() }()
-	if _, _, err := s.Do(ctx, "c", "k", fp, counted(&runs, created, nil, 150*time.Millisecond)); err != nil {
+	run := counted(&runs, created, nil, 150*time.Millisecond)
+	givesUp := func(rctx context.Context) (idempotency.Response, error) {
+		cancel() // the caller gives up once the request runs
+		return run(rctx)
+	}
+	if _, _, err := s.Do(ctx, "c", "k", fp, givesUp); err != nil {
 		t.Fatalf("first = %v", err)
 	}
 	if _, replayed, err := s.Do(context.Background(), "c", "k", fp, counted(&runs, created, nil, 0)); err != nil || !replayed {

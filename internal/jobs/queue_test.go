@@ -230,7 +230,7 @@ func TestLongTaskIsNotTakenOverWhileAlive(t *testing.T) {
 		if runs.Load() != 1 {
 			t.Fatalf("a running task was taken over (%d runs)", runs.Load())
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // lets time pass: the task is sampled while five claim periods go by
 	}
 	close(release)
 	wait.Until(t, 5*time.Second, "completed", func() bool { return state(t, q, "long") == StateCompleted })

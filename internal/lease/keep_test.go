@@ -45,7 +45,7 @@ func TestStartTellsTheHolderWhenLost(t *testing.T) {
 		if rdb.Get(ctx, "kept").Val() != l.Token() {
 			t.Fatal("the lease expired while renewed in the background")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // lets time pass: the key is sampled while three TTLs go by
 	}
 	if k.Lost() {
 		t.Fatal("lost while held")

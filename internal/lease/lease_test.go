@@ -53,7 +53,7 @@ func TestHoldRenewsAndReleases(t *testing.T) {
 			if rdb.Get(ctx, "held").Val() != l.Token() {
 				return errors.New("lease expired while held")
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // lets time pass: the key is sampled while three TTLs go by
 		}
 		return nil
 	})

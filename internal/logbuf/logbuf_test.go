@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // output records what reaches the real output, write by write.
@@ -82,13 +84,8 @@ func TestWriterFlushesAfterTheDelay(t *testing.T) {
 	out := &output{}
 	w := New(out, time.Millisecond, 0)
 	fmt.Fprintln(w, "hello")
-	deadline := time.Now().Add(10 * time.Second)
-	for out.String() != "hello\n" {
-		if time.Now().After(deadline) {
-			t.Fatalf("the line did not reach the output: %q", out.String())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.UntilShowing(t, 10*time.Second, "the line reaches the output", func() bool { return out.String() == "hello\n" },
+		func() string { return fmt.Sprintf("%q", out.String()) })
 }
 
 // TestWriterFullBufferWritesThrough: a write that does not fit writes the buffer and itself at

@@ -14,6 +14,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/redisconn"
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 // TestStoreSpeaksRedis runs the same Redis operations the gateway relies on (strings with TTL,
@@ -174,18 +175,15 @@ func TestStoreFollowsSentinelFailover(t *testing.T) {
 	start := time.Now()
 	var promoted string
 	var lastErr error
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		if cur, err := set.CurrentMaster(ctx); err == nil && cur != killed {
-			promoted = cur
-			if lastErr = s.Client.Set(ctx, "after", "written", 0).Err(); lastErr == nil {
-				break
-			}
+	wait.UntilShowing(t, 30*time.Second, "a write through the store after the master was killed", func() bool {
+		cur, err := set.CurrentMaster(ctx)
+		if err != nil || cur == killed {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no write succeeded through the store within 30s of killing the master (promoted %q, last error %v)", promoted, lastErr)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		promoted = cur
+		lastErr = s.Client.Set(ctx, "after", "written", 0).Err()
+		return lastErr == nil
+	}, func() string { return fmt.Sprintf("promoted %q, last error %v", promoted, lastErr) })
 	t.Logf("the store wrote to the new master %v after the old one was killed", time.Since(start).Round(100*time.Millisecond))
 
 	if got, err := s.Client.Get(ctx, "before").Result(); err != nil || got != "kept" {

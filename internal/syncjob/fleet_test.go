@@ -187,7 +187,7 @@ func TestSyncStaleActiveJobFreesSession(t *testing.T) {
 	if n, err := rdb.Del(context.Background(), "jobs:{"+syncjob.DefaultQueue+"}:t:"+j.ID).Result(); err != nil || n != 1 {
 		t.Fatalf("the job's task record was not deleted: %d %v", n, err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // past StaleAfter (50 ms): the job without a task is now stale
 	j2, created, err := e.Sync(context.Background(), session, syncjob.Request{})
 	if err != nil || !created || j2.ID == j.ID {
 		t.Fatalf("a new job was not created: %v %v", created, err)
@@ -342,7 +342,7 @@ func TestHelperReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println("helper replica ready")
-	time.Sleep(time.Minute)
+	time.Sleep(time.Minute) // the replica's lifetime: the test kills it before this ends
 }
 
 // TestSyncReplicaSIGKILL: a gateway replica in another process runs a job and is killed with

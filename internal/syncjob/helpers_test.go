@@ -20,6 +20,7 @@ import (
 	"github.com/inboxhub-gateway/gateway/internal/quota"
 	"github.com/inboxhub-gateway/gateway/internal/sim"
 	"github.com/inboxhub-gateway/gateway/internal/syncjob"
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -107,24 +108,19 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// waitJob polls the job until it ends.
+// waitJob waits until the job ends and returns it; when it does not end in time, the failure
+// shows the job as last read.
 func waitJob(t testing.TB, e *syncjob.Engine, id string, within time.Duration) syncjob.Job {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		j, err := e.Job(context.Background(), id)
-		if err != nil {
+	var j syncjob.Job
+	wait.UntilShowing(t, within, "job "+id+" ends", func() bool {
+		var err error
+		if j, err = e.Job(context.Background(), id); err != nil {
 			t.Fatalf("job %s: %v", id, err)
 		}
-		if syncjob.Final(j.State) {
-			return j
-		}
-		if time.Now().After(deadline) {
-			raw, _ := json.Marshal(j)
-			t.Fatalf("job %s did not end within %s: %s", id, within, raw)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return syncjob.Final(j.State)
+	}, func() string { raw, _ := json.Marshal(j); return string(raw) })
+	return j
 }
 
 // sink is a CRM sink under test: it verifies every delivery's signature, can refuse deliveries,

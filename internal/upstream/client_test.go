@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/inboxhub-gateway/gateway/internal/testutil/wait"
 )
 
 func TestHeaders(t *testing.T) {
@@ -450,10 +452,7 @@ func TestBreaker(t *testing.T) {
 
 	// After the open period one probe goes through; its success closes the breaker.
 	status.Store(200)
-	deadline := time.Now().Add(3 * time.Second)
-	for c.BreakerState() != "half-open" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.Until(t, 3*time.Second, "the breaker half-open", func() bool { return c.BreakerState() == "half-open" })
 	if _, err := c.Contacts(ctx, "abc_123", ListParams{}); err != nil {
 		t.Fatalf("probe: %v", err)
 	}

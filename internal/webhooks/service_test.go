@@ -41,7 +41,7 @@ func TestReceiveRefusesUnauthenticatedWithZeroProcessing(t *testing.T) {
 		}
 	}
 	// Nothing was done: no key of this package, no task, no invalidation, no sync.
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // room for work a refused delivery wrongly started to show
 	keys, err := ts.rdb.Keys(context.Background(), "*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestNoSyncOnConnectWhenDisabled(t *testing.T) {
 	}
 	// The later message's task ran, so the connected event's task (queued before it) ran too.
 	wait.Until(t, 3*time.Second, "tasks processed", func() bool { return ts.cache.count("abc_123") >= 2 })
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // room for a wrongly queued sync to show
 	if q := ts.sync.queued(); len(q) != 0 {
 		t.Fatalf("sync queued while disabled: %v", q)
 	}
@@ -176,7 +176,7 @@ func TestConcurrentDuplicatesForwardOneEvent(t *testing.T) {
 		t.Fatalf("%d deliveries accepted, want 1", accepted)
 	}
 	wait.Until(t, 3*time.Second, "the event forwarded", func() bool { return len(sink.received()) >= 1 })
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // room for a wrong second event to show
 	if n := len(sink.received()); n != 1 {
 		t.Fatalf("the CRM received %d events, want 1", n)
 	}
@@ -203,7 +203,7 @@ func TestEventsForwardedInOrderPerSession(t *testing.T) {
 		}
 	}
 	wait.Until(t, 10*time.Second, "every event delivered", func() bool { return len(sink.received()) >= perSession*len(sessions) })
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // room for a wrong extra event to show
 	got := sink.received()
 	if len(got) != perSession*len(sessions) || sink.badDeliveries() != 0 {
 		t.Fatalf("received %d events (%d badly signed), want %d", len(got), sink.badDeliveries(), perSession*len(sessions))
@@ -390,7 +390,7 @@ func TestPollerEmitsChangesNoWebhookReported(t *testing.T) {
 	calls = sessions.calls.Load()
 	wait.Until(t, 2*time.Second, "two more polls", func() bool { return sessions.calls.Load() > calls+2 })
 	wait.Until(t, 2*time.Second, "the change delivered", func() bool { return len(sink.received()) == 2 })
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // room for a wrong second copy of the change to show
 	got := sink.received()
 	if len(got) != 2 || got[1].Type != TypeSessionConnected || got[1].SessionID != "poll_2" ||
 		got[1].Data.Session.PreviousStatus != StatusQRPending {
@@ -429,7 +429,7 @@ func TestOnlyOnePollerLeadsAndAStandbyTakesOver(t *testing.T) {
 		if n := len(leaders()); n != 1 {
 			t.Fatalf("%d leaders", n)
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(25 * time.Millisecond) // lets time pass: leadership is sampled over 500 ms
 	}
 	old := leaders()[0]
 	old.Shutdown()

@@ -92,14 +92,11 @@ func TestSpoolKeepsDeliveriesWhileRedisIsDown(t *testing.T) {
 	if _, err := ts.Receive(ctx, signed(messageBody("abc_123", "M004"))); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(sink.received()) != 6 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 20s: %d events forwarded (%+v), %d deliveries left in the spool",
+	wait.UntilShowing(t, 20*time.Second, "six events forwarded", func() bool { return len(sink.received()) == 6 },
+		func() string {
+			return fmt.Sprintf("%d events forwarded (%+v), %d deliveries left in the spool",
 				len(sink.received()), sink.received(), len(spoolFiles(t, dir)))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		})
 	wait.Until(t, 3*time.Second, "the session event confirmed", func() bool {
 		st, _ := ts.rdb.Get(ctx, ts.k.status("abc_123")).Result()
 		return st == StatusDisconnected
