@@ -57,14 +57,15 @@ func newLocal(size int, maxAge time.Duration) *local {
 
 func (l *local) enabled() bool { return l.max > 0 && l.maxAge > 0 }
 
-// get returns the entry for key when it has not expired at now.
-func (l *local) get(key string, now time.Time) (*localEntry, bool) {
+// get returns the entry for key when it has not expired at now. The key is bytes so that a
+// lookup allocates no string.
+func (l *local) get(key []byte, now time.Time) (*localEntry, bool) {
 	if !l.enabled() {
 		return nil, false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	el, ok := l.items[key]
+	el, ok := l.items[string(key)]
 	if !ok {
 		return nil, false
 	}

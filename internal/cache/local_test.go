@@ -15,20 +15,20 @@ func TestLocalLayerBounds(t *testing.T) {
 	if l.len() != 3 {
 		t.Fatalf("entries = %d, want 3 (the size bound)", l.len())
 	}
-	if _, ok := l.get("k0", now); ok {
+	if _, ok := l.get([]byte("k0"), now); ok {
 		t.Error("the least recently used entry was kept")
 	}
-	if _, ok := l.get("k4", now.Add(2*time.Second)); ok {
+	if _, ok := l.get([]byte("k4"), now.Add(2*time.Second)); ok {
 		t.Error("an entry outlived the layer's max age")
 	}
 	l.put(l.generation(), "short", "s", []byte("v"), now, now.Add(100*time.Millisecond), now, "")
-	if _, ok := l.get("short", now.Add(200*time.Millisecond)); ok {
+	if _, ok := l.get([]byte("short"), now.Add(200*time.Millisecond)); ok {
 		t.Error("an entry outlived its freshness")
 	}
 
 	big := make([]byte, maxLocalValue+1)
 	l.put(l.generation(), "big", "s", big, now, now.Add(time.Hour), now, "")
-	if _, ok := l.get("big", now); ok {
+	if _, ok := l.get([]byte("big"), now); ok {
 		t.Error("a value over maxLocalValue was kept in process")
 	}
 	b := newLocal(1000, time.Second)
@@ -43,7 +43,7 @@ func TestLocalLayerBounds(t *testing.T) {
 	gen := l.generation()
 	l.dropScope("other")
 	l.put(gen, "late", "s", []byte("v"), now, now.Add(time.Hour), now, "")
-	if _, ok := l.get("late", now); ok {
+	if _, ok := l.get([]byte("late"), now); ok {
 		t.Error("a value read before an invalidation was put after it")
 	}
 }

@@ -134,7 +134,13 @@ func Hash(s string) string {
 //	                                           if no invalidation happened since it started
 func scopeBase(scope string) string { return KeyPrefix + "{" + Part(scope) + "}:" }
 
-func (k Key) redisKey() string { return scopeBase(k.Scope) + Part(k.Kind) + ":" + Part(k.Name) }
+func (k Key) redisKey() string { return string(k.appendRedisKey(nil)) }
+
+// appendRedisKey appends k's Redis key to b (a lookup can then use a buffer on the stack).
+func (k Key) appendRedisKey(b []byte) []byte {
+	b = append(append(append(b, KeyPrefix+"{"...), Part(k.Scope)...), "}:"...)
+	return append(append(append(b, Part(k.Kind)...), ':'), Part(k.Name)...)
+}
 func (k Key) lockKey() string {
 	return scopeBase(k.Scope) + "lock:" + Part(k.Kind) + ":" + Part(k.Name)
 }
@@ -322,8 +328,13 @@ func Read[T any](ctx context.Context, rt *ReadThrough, key Key, pol Policy, load
 // freshFor means pol.Fresh.
 func ReadUntil[T any](ctx context.Context, rt *ReadThrough, key Key, pol Policy, load func(context.Context) (T, error),
 	freshFor func(T) time.Duration) (T, error) {
-	var zero T
-	raw, le, err := rt.get(ctx, key, pol, func(ctx context.Context) ([]byte, time.Duration, error) {
+	// The in-process layer first: a hit builds no load closure and no key string (the lookup
+	// uses a key on the stack).
+	var buf [128]byte
+	if e, ok := rt.hit(ctx, key, key.appendRedisKey(buf[:0])); ok {
+		return decode(ctx, rt, key, e.value, e, load)
+	}
+	raw, err := rt.get(ctx, key, pol, func(ctx context.Context) ([]byte, time.Duration, error) {
 		v, err := load(ctx)
 		if err != nil {
 			return nil, 0, err
@@ -339,8 +350,15 @@ func ReadUntil[T any](ctx context.Context, rt *ReadThrough, key Key, pol Policy,
 		return b, fresh, nil
 	})
 	if err != nil {
+		var zero T
 		return zero, err
 	}
+	return decode(ctx, rt, key, raw, nil, load)
+}
+
+// decode is the value of raw: the one le (an in-process entry, or nil) memoises when it has one,
+// else raw decoded (and memoised in le). A value this release cannot read is loaded again.
+func decode[T any](ctx context.Context, rt *ReadThrough, key Key, raw []byte, le *localEntry, load func(context.Context) (T, error)) (T, error) {
 	if le != nil {
 		if v, ok := le.decoded.Load().(T); ok {
 			return v, nil
@@ -369,19 +387,10 @@ type result struct {
 	degraded bool // Redis failed; the upstream was asked directly
 }
 
-// get is the cache's read path: the in-process layer, then one resolution per key in flight. A
-// hit of the in-process layer also returns its entry, which memoises the decoded value.
-func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc) ([]byte, *localEntry, error) {
+// get is the cache's read path past the in-process layer (see hit): one resolution per key in
+// flight.
+func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc) ([]byte, error) {
 	rk := k.redisKey()
-	now := rt.now()
-	if rt.subscribed.Load() {
-		if e, ok := rt.local.get(rk, now); ok {
-			info := Info{Status: StatusHit, Age: max(now.Sub(e.stored), 0), Stored: e.stored, FreshUntil: e.fresh, Version: e.version}
-			rt.metrics.request(k.Kind, string(StatusHit))
-			record(ctx, info)
-			return e.value, e, nil
-		}
-	}
 	leader := false
 	ch := rt.flight.DoChan(rk, func() (any, error) {
 		leader = true
@@ -392,7 +401,7 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 	})
 	select {
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return nil, ctx.Err()
 	case r := <-ch:
 		res, _ := r.Val.(*result)
 		if res == nil {
@@ -409,11 +418,28 @@ func (rt *ReadThrough) get(ctx context.Context, k Key, pol Policy, load loadFunc
 			rt.metrics.coalesced(k.Kind)
 		}
 		if r.Err != nil {
-			return nil, nil, r.Err
+			return nil, r.Err
 		}
 		record(ctx, res.info)
-		return res.value, nil, nil
+		return res.value, nil
 	}
+}
+
+// hit answers from the in-process layer (rk is k's Redis key) while the cache follows the
+// notices that keep it true, counting and recording the hit.
+func (rt *ReadThrough) hit(ctx context.Context, k Key, rk []byte) (*localEntry, bool) {
+	if !rt.subscribed.Load() {
+		return nil, false
+	}
+	now := rt.now()
+	e, ok := rt.local.get(rk, now)
+	if !ok {
+		return nil, false
+	}
+	info := Info{Status: StatusHit, Age: max(now.Sub(e.stored), 0), Stored: e.stored, FreshUntil: e.fresh, Version: e.version}
+	rt.metrics.request(k.Kind, string(StatusHit))
+	record(ctx, info)
+	return e, true
 }
 
 // resolve reads Redis and decides: fresh (hit), stale within Revalidate (serve, refresh in the

@@ -60,12 +60,28 @@ func RequestID() gin.HandlerFunc {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
+		pooled := c.Keys == nil
+		if pooled {
+			c.Keys = keysPool.Get().(map[any]any)
+		}
 		st := &requestState{id: [1]string{id}}
 		c.Set(KeyRequestID, st)
 		c.Writer.Header()["X-Request-Id"] = st.id[:] // the canonical form of HeaderRequestID
 		c.Next()
+		if pooled {
+			keys := c.Keys
+			c.Keys = nil
+			clear(keys)
+			keysPool.Put(keys)
+		}
 	}
 }
+
+// keysPool keeps the gin contexts' Keys maps between requests: gin makes a new map for every
+// request's first c.Set (two allocations). A map goes back once the whole chain has run, when
+// nothing reads the request's context any more (gin itself then reuses the context; work that
+// outlives a request takes c.Copy(), which copies the map).
+var keysPool = sync.Pool{New: func() any { return make(map[any]any, 4) }}
 
 // requestState is what the middleware keeps of a request, in one allocation: the request id
 // (its array is also X-Request-Id's header value, capacity 1 like Shared's) and the client
