@@ -48,6 +48,21 @@ func WithLimiterKeyPrefix(p string) LimiterOption {
 // quota.DefaultLocalKeys callers remembered, least recently used forgotten first): a fleet of R
 // replicas then admits a caller up to R times its rate, rather than without limit or not at all.
 // It goes back to Redis as soon as Redis answers; the failures are logged and counted.
+//
+// A caller this replica has decided recently but whose lease has ended (a caller making fewer
+// than one request per leaseTTL here) is admitted optimistically, without waiting for Redis, when
+// the last decision Redis gave this replica for it is younger than the rate's period (Per) and
+// left room for this request and one more; the place is then charged to the fleet-wide bucket in
+// the background, at most one charge per caller in flight on this replica, and the charge's answer
+// becomes the caller's state (a refusal is kept until its Retry-After). A caller with no recent
+// state, near its limit, refused, or with a charge in flight is decided synchronously, as is
+// every caller while the limiter's background slots (maxBackground) are all busy.
+//
+// The price is a bounded overshoot: an optimistic admission whose charge Redis refuses was a
+// request past the caller's budget, and after one the replica admits that caller no more
+// optimistically for a period (Per). A caller therefore exceeds its fleet-wide budget by at most
+// one request per replica per period: a fleet of R replicas admits it at most N+b-1+R times in
+// any window of length Per (N+b-1 being the GCRA's own most, N the rate and b the burst).
 type CallerLimiter struct {
 	keyed   *quota.Keyed
 	local   *quota.LocalKeyed
@@ -70,7 +85,16 @@ type CallerLimiter struct {
 	// many distinct callers (JWT subjects) cannot grow the replica's memory without bound.
 	leaseSize int
 	leases    *lru.Cache[string, *lease]
+
+	// background holds a token per Redis call in flight outside a request (refills and charges),
+	// so that they are bounded; when it is full, requests are decided synchronously.
+	background chan struct{}
+	// now is the clock of leases, states and refusals (time.Now; tests set another).
+	now func() time.Time
 }
+
+// maxBackground bounds the Redis calls a limiter makes in the background at once.
+const maxBackground = 256
 
 // A lease is a run of a caller's places taken from the fleet-wide bucket in one Redis round trip
 // and spent by this replica, so that a busy caller costs one round trip per leaseSize requests
@@ -80,14 +104,23 @@ type CallerLimiter struct {
 //
 // A refusal is kept too, until its Retry-After: the bucket cannot admit the caller before then,
 // so a caller hammering past its limit costs no Redis round trips.
+//
+// last and decided are the caller's state, the last decision Redis gave this replica (its
+// Remaining counts the places left in Redis, not those of the lease) and when; an optimistic
+// admission trusts it (see CallerLimiter).
 type lease struct {
 	mu           sync.Mutex
 	remaining    int
 	expires      time.Time
 	last         quota.KeyedDecision
+	decided      time.Time // zero: no state known
 	refusedUntil time.Time
 	refusal      quota.KeyedDecision
-	refilling    bool // a background refill is in flight
+	// optimisticAfter: an optimistic admission was refused by Redis; none before this time.
+	optimisticAfter time.Time
+	// inflight is closed when the Redis call made in the background for this caller (a refill or
+	// a charge) has answered; nil when there is none.
+	inflight chan struct{}
 }
 
 // leaseTTL bounds how long a replica holds places it has not spent.
@@ -123,6 +156,7 @@ func NewCallerLimiter(rdb redis.UniversalClient, rate quota.Rate, opts ...Limite
 	l.fallback = fallback{what: "per-caller rate limits", log: l.log}
 	l.leaseSize = leaseSizeFor(rate)
 	l.leases, _ = lru.New[string, *lease](quota.DefaultLocalKeys) // a positive size cannot fail
+	l.background, l.now = make(chan struct{}, maxBackground), time.Now
 	if l.invalid != nil {
 		l.log.Error("per-caller rate limit is invalid: every request will be refused", "rate", rate.String(), "error", l.invalid)
 	} else if !rate.Unlimited() {
@@ -204,9 +238,10 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 }
 
 // allow spends a place of the caller's current lease. When the lease runs low, the next one is
-// taken in the background, so that requests do not queue behind the Redis round trip; only a
-// caller with no place left waits for Redis (and then takes a lease, or a single place when a
-// whole lease is not available).
+// taken in the background, so that requests do not queue behind the Redis round trip. A caller
+// whose lease has ended is admitted optimistically when its state allows (see CallerLimiter);
+// otherwise the request waits for Redis (after the caller's background call, if one is in flight),
+// and then takes a lease, or a single place when a whole lease is not available.
 func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecision, error) {
 	ls, ok := l.leases.Get(key)
 	if !ok {
@@ -215,40 +250,102 @@ func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecis
 			ls = prev
 		}
 	}
-	now := time.Now()
-	ls.mu.Lock()
-	if ls.remaining > 0 && now.Before(ls.expires) {
-		ls.remaining--
-		d := ls.last
-		d.Remaining += ls.remaining
-		if ls.remaining <= l.leaseSize/2 && l.leaseSize > 1 && !ls.refilling {
-			ls.refilling = true
-			go l.refill(key, ls)
+	for {
+		now := l.now()
+		ls.mu.Lock()
+		if d, ok := l.held(key, ls, now); ok {
+			ls.mu.Unlock()
+			return d, nil
 		}
+		inflight := ls.inflight
 		ls.mu.Unlock()
-		return d, nil
+		if inflight == nil {
+			break
+		}
+		// Its answer may be all this request needs (places, a refusal, a state).
+		select {
+		case <-inflight:
+		case <-ctx.Done():
+			return quota.KeyedDecision{}, fmt.Errorf("quota: %w", ctx.Err())
+		}
 	}
-	if now.Before(ls.refusedUntil) {
-		d := ls.refusal
-		d.RetryAfter = ls.refusedUntil.Sub(now)
-		ls.mu.Unlock()
-		return d, nil
-	}
-	ls.mu.Unlock()
+	return l.decide(ctx, key, ls)
+}
 
+// held decides a request from what this replica holds for the caller, with ls locked: a place of
+// the lease, the refusal kept, or an optimistic admission. ok is false when Redis must decide.
+func (l *CallerLimiter) held(key string, ls *lease, now time.Time) (d quota.KeyedDecision, ok bool) {
+	switch {
+	case ls.remaining > 0 && now.Before(ls.expires):
+		ls.remaining--
+		d = ls.last
+		d.Remaining += ls.remaining
+		if ls.remaining <= l.leaseSize/2 && l.leaseSize > 1 && ls.inflight == nil {
+			l.inBackground(key, ls, l.refill)
+		}
+		return d, true
+	case now.Before(ls.refusedUntil):
+		d = ls.refusal
+		d.RetryAfter = ls.refusedUntil.Sub(now)
+		return d, true
+	case l.optimistic(ls, now) && l.inBackground(key, ls, l.charge):
+		d = ls.last
+		d.Remaining--
+		d.Reset = max(ls.decided.Add(ls.last.Reset).Sub(now), 0) + l.rate.Per/time.Duration(l.rate.N)
+		return d, true
+	}
+	return d, false
+}
+
+// optimistic says whether the caller, its lease ended, may be admitted before Redis counts the
+// request: its state is younger than the rate's period, leaves room for this request and one
+// more, and no refusal of an optimistic admission is younger than a period.
+func (l *CallerLimiter) optimistic(ls *lease, now time.Time) bool {
+	return ls.inflight == nil && !now.Before(ls.expires) && !ls.decided.IsZero() &&
+		now.Sub(ls.decided) < l.rate.Per && ls.last.Allowed && ls.last.Remaining >= 2 &&
+		!now.Before(ls.optimisticAfter)
+}
+
+// inBackground runs call for the caller outside the request, with ls locked, when a background
+// slot is free; ls.inflight is closed when it is done.
+func (l *CallerLimiter) inBackground(key string, ls *lease, call func(context.Context, string, *lease)) bool {
+	select {
+	case l.background <- struct{}{}:
+	default:
+		return false
+	}
+	done := make(chan struct{})
+	ls.inflight = done
+	go func() {
+		defer func() { <-l.background }()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		call(ctx, key, ls)
+		ls.mu.Lock()
+		ls.inflight = nil
+		ls.mu.Unlock()
+		close(done)
+	}()
+	return true
+}
+
+// decide asks Redis for a lease, or a single place when a whole lease is not available.
+func (l *CallerLimiter) decide(ctx context.Context, key string, ls *lease) (quota.KeyedDecision, error) {
 	n := l.leaseSize
 	d, err := l.keyed.AllowN(ctx, key, n)
 	if err == nil && !d.Allowed && n > 1 {
 		n = 1
 		d, err = l.keyed.AllowN(ctx, key, 1)
 	}
+	now := l.now()
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if err != nil {
+		ls.decided = time.Time{} // what this replica knew may be out of date by now
 		return d, err
 	}
 	if !d.Allowed {
-		ls.refusedUntil, ls.refusal = now.Add(d.RetryAfter), d
+		ls.refuse(d, now)
 		return d, nil
 	}
 	ls.add(n-1, d, now)
@@ -257,16 +354,45 @@ func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecis
 }
 
 // refill takes the next lease of a caller whose lease runs low.
-func (l *CallerLimiter) refill(key string, ls *lease) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
+func (l *CallerLimiter) refill(ctx context.Context, key string, ls *lease) {
 	d, err := l.keyed.AllowN(ctx, key, l.leaseSize)
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	ls.refilling = false
 	if err == nil && d.Allowed {
-		ls.add(l.leaseSize, d, time.Now())
+		ls.add(l.leaseSize, d, l.now())
 	}
+}
+
+// charge counts an optimistic admission in the fleet-wide bucket, and keeps the answer as the
+// caller's state. A refusal means the admission was past the budget: it is kept until its
+// Retry-After, and the caller is admitted no more optimistically for a period. When Redis fails,
+// the admission is counted in the replica's own bucket, as it would have been if decided then.
+func (l *CallerLimiter) charge(ctx context.Context, key string, ls *lease) {
+	d, err := l.keyed.AllowN(ctx, key, 1)
+	now := l.now()
+	if err != nil {
+		l.fallback.failed("", err)
+		l.local.AllowN(key, 1, time.Now())
+	} else {
+		l.fallback.ok()
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	switch {
+	case err != nil:
+		ls.decided = time.Time{}
+	case d.Allowed:
+		ls.last, ls.decided = d, now
+	default:
+		ls.refuse(d, now)
+		ls.optimisticAfter = now.Add(l.rate.Per)
+	}
+}
+
+// refuse keeps Redis' refusal until its Retry-After.
+func (ls *lease) refuse(d quota.KeyedDecision, now time.Time) {
+	ls.refusedUntil, ls.refusal = now.Add(d.RetryAfter), d
+	ls.last, ls.decided = d, now
 }
 
 // add puts n more places into the lease, which then lasts leaseTTL from now.
@@ -275,7 +401,7 @@ func (ls *lease) add(n int, d quota.KeyedDecision, now time.Time) {
 		ls.remaining = 0 // places of an ended lease are gone
 	}
 	ls.remaining += n
-	ls.expires, ls.last = now.Add(leaseTTL), d
+	ls.expires, ls.last, ls.decided = now.Add(leaseTTL), d, now
 }
 
 // ceilSeconds rounds d up to whole seconds.
