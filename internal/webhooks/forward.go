@@ -62,6 +62,7 @@ func (f *forwarder) run(ctx context.Context) {
 			sids, err := f.s.cfg.Redis.SMembers(ctx, f.s.k.pending()).Result()
 			if err != nil {
 				if ctx.Err() == nil {
+					f.s.noteTrouble()
 					f.s.log.Warn("event forwarder: could not list the outboxes", "error", err.Error())
 				}
 				continue
@@ -76,9 +77,12 @@ func (f *forwarder) run(ctx context.Context) {
 // wait returns once every drainer has stopped.
 func (f *forwarder) wait() { f.wg.Wait() }
 
-// start runs a drainer for the session if none runs here, a slot is free, and the outbox lock can
-// be taken.
+// start runs a drainer for the session if none runs here, the drainers do not hold (see
+// Config.SpoolHold; the sweep starts it later), a slot is free, and the outbox lock can be taken.
 func (f *forwarder) start(ctx context.Context, sid string) {
+	if f.s.holding() {
+		return
+	}
 	f.mu.Lock()
 	if f.running[sid] {
 		f.mu.Unlock()
@@ -129,7 +133,7 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 		_ = kept.Release(context.Background(), 2*time.Second)
 	}()
 	o := outboxDrain{f: f, sid: sid, lock: l.Key(), token: l.Token(), outbox: f.s.k.outbox(sid)}
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !f.s.holding() { // holding: the lock is released, the sweep resumes
 		head, err := f.s.cfg.Redis.LIndex(ctx, o.outbox, 0).Result()
 		if errors.Is(err, redis.Nil) {
 			var stop bool
@@ -140,6 +144,7 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
+				f.s.noteTrouble()
 				f.s.log.Warn("event forwarder: could not read an outbox", "sessionId", sid, "error", err.Error())
 			}
 			return // the lock is released; the next sweep tries again

@@ -51,7 +51,7 @@
 //	{s:<sid>}:seen:<eventId>  string with a TTL: the event was accepted (dedupe)
 //	{s:<sid>}:status          string: the session's last known status (connected, qr_pending, ...)
 //	{s:<sid>}:hint            string: its latest unconfirmed session event (JSON)
-//	{s:<sid>}:outbox          list of entries, oldest first: the session's events not yet delivered,
+//	{s:<sid>}:outbox          list of entries, by the upstream's timestamp: the session's events not yet delivered,
 //	                          each with its receipt's time and trace context (see newEntry)
 //	{s:<sid>}:outbox:lock     string with a lease: the drainer of the session's outbox
 //	confirm:{s:<sid>}         GCRA state of the session's confirming reads (package quota)
@@ -141,6 +141,7 @@ const (
 	DefaultMaxConfirmers  = 16
 	DefaultSpoolMaxBytes  = 64 << 20
 	DefaultSpoolRetry     = time.Second
+	DefaultSpoolHold      = 3 * time.Second
 )
 
 // Config configures a Service. Redis is required.
@@ -224,6 +225,12 @@ type Config struct {
 	SpoolDir      string
 	SpoolMaxBytes int64
 	SpoolRetry    time.Duration
+	// SpoolHold is how long this replica's drainers wait after it last saw Redis fail (a delivery
+	// spooled or handed over from the spool, a forwarder command failed) before they deliver again
+	// (default 3s, and at least twice SpoolRetry): the spools of the fleet hand their deliveries
+	// over meanwhile, and each takes its place in its session's outbox by the upstream's timestamp
+	// (see ingestScript), so that the CRM still gets a session's events in the order they were sent.
+	SpoolHold time.Duration
 
 	// KeyPrefix is the prefix of the Redis keys (default DefaultKeyPrefix).
 	KeyPrefix string
@@ -292,6 +299,7 @@ func (c *Config) defaults() error {
 		c.SpoolMaxBytes = DefaultSpoolMaxBytes
 	}
 	def(&c.SpoolRetry, DefaultSpoolRetry)
+	def(&c.SpoolHold, max(DefaultSpoolHold, 2*c.SpoolRetry))
 	// A short interval (tests, demos) gets a short lease, so that a standby takes over quickly.
 	def(&c.LeaderLease, min(DefaultLeaderLease, max(time.Second, 3*c.PollInterval)))
 	if c.KeyPrefix == "" {
@@ -328,7 +336,8 @@ type Service struct {
 	conf    atomic.Pointer[confirmer]
 	limit   *quota.Keyed // confirming reads per session
 
-	spool      *spool // nil: none
+	spool      *spool       // nil: none
+	troubleAt  atomic.Int64 // Unix ms of the last Redis failure that holds the drainers (see SpoolHold)
 	spoolKick  chan struct{}
 	spoolStop  context.CancelFunc
 	spoolEnded chan struct{}
@@ -547,6 +556,7 @@ func (s *Service) deliver(ctx context.Context, p Parsed, d spooled) (Receipt, er
 	}
 	err := s.spool.put(d)
 	if err == nil {
+		s.noteTrouble()
 		s.m.received.WithLabelValues(ev.Type, "spooled").Inc()
 		s.kickSpool()
 		rec := Receipt{Type: ev.Type, SessionID: ev.SessionID, Hint: isSessionType(ev.Type), Spooled: true}
@@ -673,7 +683,7 @@ func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool
 	}
 	forward := ""
 	if s.Forwarding() {
-		forward = newEntry(ctx, raw, s.cfg.Clock())
+		forward = newEntry(ctx, raw, ev.OccurredAt, s.cfg.Clock())
 	}
 	if forward != "" {
 		// Indexed before the append too: a drainer that empties the index meanwhile still finds
@@ -683,8 +693,8 @@ func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool
 		}
 	}
 	res, err := ingestScript.Run(ctx, s.cfg.Redis,
-		[]string{s.k.dedupe(ev.SessionID, ev.ID), s.k.status(ev.SessionID), s.k.outbox(ev.SessionID)},
-		s.cfg.DedupeTTL.Milliseconds(), status, prevStatus, forward).Int()
+		[]string{s.k.dedupe(ev.SessionID, ev.ID), s.k.status(ev.SessionID), s.k.outbox(ev.SessionID), s.k.outboxLock(ev.SessionID)},
+		s.cfg.DedupeTTL.Milliseconds(), status, prevStatus, forward, ev.OccurredAt.UnixMilli(), ingestLookBack).Int()
 	if err != nil {
 		return false, fmt.Errorf("webhooks: accept event: %w", err)
 	}
@@ -711,6 +721,17 @@ func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool
 		f.nudge(ev.SessionID)
 	}
 	return true, nil
+}
+
+// noteTrouble records that Redis failed (or a spool is being handed over) now: the drainers hold
+// for SpoolHold from here.
+func (s *Service) noteTrouble() { s.troubleAt.Store(s.cfg.Clock().UnixMilli()) }
+
+// holding says whether the drainers hold: Redis failed less than SpoolHold ago, and spooled
+// deliveries of the fleet may still be on their way to their outboxes.
+func (s *Service) holding() bool {
+	at := s.troubleAt.Load()
+	return at != 0 && s.cfg.Clock().Before(time.UnixMilli(at).Add(s.cfg.SpoolHold))
 }
 
 // invalidate drops a session's cached reads; a failure is logged (they expire on their own).

@@ -309,6 +309,7 @@ func (s *Service) replayOne(ctx context.Context, name string) error {
 	if err == nil {
 		var p Parsed
 		if p, err = Parse(d.Event, d.Session, d.sentAtOf(), d.Body); err == nil && !p.Ignored {
+			s.noteTrouble() // the drainers hold while spooled deliveries take their places
 			if _, _, err = s.ingest(ctx, p); err != nil && !errors.Is(err, ErrInvalid) {
 				return err
 			}

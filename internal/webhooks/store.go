@@ -44,13 +44,17 @@ func confirmKey(sid string) string               { return "{s:" + sid + "}" }
 // event. An entry that begins with "{" is an event alone (written before the envelope existed,
 // or a replayed dead letter), forwarded the same way.
 type entryMeta struct {
-	ReceivedMs int64             `json:"r"`
-	Trace      telemetry.Carrier `json:"t,omitempty"`
+	ReceivedMs int64 `json:"r"`
+	// SentMs is when the upstream sent the event (its signed X-Webhook-Timestamp; the poll's time
+	// for a poller event): the order of a session's outbox. It comes before the trace, where
+	// ingestScript looks for it.
+	SentMs int64             `json:"s,omitempty"`
+	Trace  telemetry.Carrier `json:"t,omitempty"`
 }
 
-// newEntry is the outbox entry of an event received at the time given, in ctx's trace.
-func newEntry(ctx context.Context, event []byte, received time.Time) string {
-	meta, _ := json.Marshal(entryMeta{ReceivedMs: received.UnixMilli(), Trace: telemetry.Inject(ctx)})
+// newEntry is the outbox entry of an event sent at sent and received at received, in ctx's trace.
+func newEntry(ctx context.Context, event []byte, sent, received time.Time) string {
+	meta, _ := json.Marshal(entryMeta{ReceivedMs: received.UnixMilli(), SentMs: sent.UnixMilli(), Trace: telemetry.Inject(ctx)})
 	return "@" + string(meta) + "\n" + string(event)
 }
 
@@ -75,12 +79,19 @@ const (
 )
 
 // ingestScript accepts an event once: it claims the event's dedupe key, records a session's new
-// status, and appends the event to its session's outbox, all or nothing. Appending here, in the
+// status, and puts the event in its session's outbox, all or nothing. Putting it there, in the
 // request that received the webhook, is what fixes the order in which the CRM gets a session's
-// events: the order of arrival. (The caller adds the session to the pending index around it.)
-// KEYS: dedupe, status, outbox. ARGV: dedupe TTL ms, new status ("" = not a session event),
-// expected previous status ("*" = any; the poller passes what it read, so a webhook that reported
-// the change meanwhile wins), event JSON ("" = not forwarded).
+// events: the order in which the upstream sent them (the signed timestamp, "s" in the entry). An
+// event almost always is the newest and goes to the tail at the cost of one LINDEX; one that
+// arrives late (handed over from a replica's spool after a Redis outage) goes before the newer
+// ones still waiting, looking back at most ingestLookBack entries, and never before a head that a
+// drainer may be delivering (while the outbox's lock is held). Entries without "s" (dead letters
+// replayed, entries of older versions) count as newest. (The caller adds the session to the
+// pending index around it.)
+// KEYS: dedupe, status, outbox, outbox lock. ARGV: dedupe TTL ms, new status ("" = not a session
+// event), expected previous status ("*" = any; the poller passes what it read, so a webhook that
+// reported the change meanwhile wins), outbox entry ("" = not forwarded), its sent time (Unix ms),
+// look-back bound.
 var ingestScript = redis.NewScript(`
 if ARGV[2] ~= '' and ARGV[3] ~= '*' then
   local cur = redis.call('GET', KEYS[2]) or ''
@@ -88,9 +99,30 @@ if ARGV[2] ~= '' and ARGV[3] ~= '*' then
 end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[1])) then return 0 end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2]) end
-if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
+if ARGV[4] == '' then return 1 end
+local sent = tonumber(ARGV[5]) or 0
+local first = 0
+if redis.call('EXISTS', KEYS[4]) == 1 then first = 1 end
+local i = redis.call('LLEN', KEYS[3]) - 1
+local stop = math.max(first, i - tonumber(ARGV[6]) + 1)
+local pivot = nil
+while sent > 0 and i >= stop do
+  local e = redis.call('LINDEX', KEYS[3], i)
+  local s = tonumber(string.match(e, '^@{[^\n]-"s":(%d+)'))
+  if not s or s <= sent then break end
+  pivot = e
+  i = i - 1
+end
+if pivot then
+  redis.call('LINSERT', KEYS[3], 'BEFORE', pivot, ARGV[4])
+else
+  redis.call('RPUSH', KEYS[3], ARGV[4])
+end
 return 1
 `)
+
+// ingestLookBack bounds how far back ingestScript looks for a late event's place.
+const ingestLookBack = 256
 
 // deadScript records a dead letter, keeping the newest ARGV[4].
 // KEYS: dead hash, dead index. ARGV: id, record, failed-at ms, dead letters kept.

@@ -97,7 +97,7 @@ func (ts *testService) histogramCount(name string) uint64 {
 func TestSplitEntry(t *testing.T) {
 	at := time.UnixMilli(1_700_000_000_123)
 	ctx := telemetry.WithRequestID(context.Background(), "req-entry-test")
-	ev, meta := splitEntry(newEntry(ctx, []byte(`{"id":"evt_1"}`), at))
+	ev, meta := splitEntry(newEntry(ctx, []byte(`{"id":"evt_1"}`), at, at))
 	if ev != `{"id":"evt_1"}` || meta.ReceivedMs != at.UnixMilli() || meta.Trace.RequestID() != "req-entry-test" {
 		t.Errorf("envelope: %q %+v", ev, meta)
 	}
