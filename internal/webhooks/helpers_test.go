@@ -71,7 +71,7 @@ func newTestService(t *testing.T, rdb redis.UniversalClient, start bool, mod fun
 	ts := &testService{rdb: rdb, reg: prometheus.NewRegistry(), cache: &fakeCache{}, sync: &fakeSync{}, statuses: &fakeStatuses{}}
 	cfg := Config{Redis: rdb, Secret: testSecret, Cache: ts.cache, Sync: ts.sync, SyncOnConnect: true, Statuses: ts.statuses,
 		Workers: 4, TaskCheck: 20 * time.Millisecond, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
-		SweepInterval: 100 * time.Millisecond, DrainLease: 3 * time.Second, Registerer: ts.reg,
+		SweepInterval: 100 * time.Millisecond, DrainLease: 3 * time.Second, SpoolHold: 300 * time.Millisecond, Registerer: ts.reg,
 		Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&cfg)
