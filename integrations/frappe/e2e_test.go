@@ -31,6 +31,7 @@ const (
 //  4. A sync from a gateway with an empty Redis (it delivers every item again) creates nothing and
 //     changes nothing.
 func TestSyncIntoTheApp(t *testing.T) {
+	t.Parallel()
 	_, simURL, creds := startSim(t, sim.Options{Contacts: e2eContacts, Chats: e2eChats, MessagesPerChat: e2eMessagesPerChat})
 	secret := "crm-signing-" + randHex(16)
 	site := startSite(t, siteConfig{
@@ -147,6 +148,7 @@ func TestSyncIntoTheApp(t *testing.T) {
 // the upstream, received messages become rows with the session's counters, and every event is
 // logged once in WhatsApp Webhook Log.
 func TestEventsUpdateTheSession(t *testing.T) {
+	t.Parallel()
 	relay := &hookRelay{}
 	relaySrv := httptest.NewServer(relay)
 	t.Cleanup(relaySrv.Close)

@@ -357,6 +357,7 @@ func syncItems(session string) string {
 // and clicking it runs the app's own sync (the document method sync_all_data). This is the
 // behaviour the kit takes over; it shows the page's app script and Frappe's rules are in force.
 func TestAppButtonAloneRunsTheAppsSync(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := browser(t)
 	defer cancel()
 	e := setup(t)
@@ -396,6 +397,7 @@ func TestAppButtonAloneRunsTheAppsSync(t *testing.T) {
 // stream, final counts equal to the job's, the items in the site, and the app's sync_all_data
 // never called.
 func TestSyncButtonRunsTheGatewaySync(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := browser(t)
 	defer cancel()
 	e := setup(t)
@@ -511,6 +513,7 @@ func TestSyncButtonRunsTheGatewaySync(t *testing.T) {
 // connects and shows the QR image as a PNG with its countdown; once the simulator's QR is scanned
 // the dialog closes and the session is reported connected.
 func TestReconnectShowsQR(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := browser(t)
 	defer cancel()
 	e := setup(t)

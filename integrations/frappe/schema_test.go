@@ -78,6 +78,7 @@ func jsonFields(v any) map[string]string {
 // must map every event type and session status the gateway forwards (rate_limited is a state of
 // the gateway's quota, not of the session, and changes nothing in the app).
 func TestKitReadsTheGatewaysSchema(t *testing.T) {
+	t.Parallel()
 	k := readKitSchema(t)
 	for name, v := range map[string]any{
 		"contacts": crm.Contact{}, "chats": crm.Chat{}, "messages": crm.Message{},

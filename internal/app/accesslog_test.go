@@ -12,6 +12,7 @@ import (
 // phone number and JIDs (matched routes, and paths no route matches) and checks that the
 // access-log lines keep the route and the path's shape but no digit of the number or the JID.
 func TestAccessLogHidesPhoneNumbersAndJIDs(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	const phone = "5511987654321"
 	paths := map[string]string{

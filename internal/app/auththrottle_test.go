@@ -10,6 +10,7 @@ import (
 // address that fails authentication too often gets 429 on /v1 and on the passthrough, good key
 // or not, without any upstream call; the answers never repeat the key.
 func TestAuthFailuresLockOutTheAddress(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, map[string]string{"GATEWAY_AUTH_FAILURE_RATE": "3/1h"})
 	wrong := "test-wrong-" + randHex(12)
 	for i := range 3 {

@@ -16,6 +16,7 @@ import (
 // then the store) runs; the closers run newest first; a component that fails is logged by name and
 // ends the others; a second Close does nothing.
 func TestCloseStopsTheBackgroundBeforeTheClosers(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var order []string
 	note := func(s string) {
@@ -60,6 +61,7 @@ func TestCloseStopsTheBackgroundBeforeTheClosers(t *testing.T) {
 }
 
 func TestFailingComponentEndsTheOthersAndIsLogged(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	a := &App{logger: slog.New(slog.NewJSONHandler(&logs, nil))}
 	stopped := make(chan struct{})

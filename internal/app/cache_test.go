@@ -20,6 +20,7 @@ import (
 // out) loads from the upstream directly, once per failed command (its own readers still share
 // that load), and counts it in cache_redis_errors_total.
 func TestConcurrentMissesOneUpstreamCall(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	redisURL := redistest.URL(t)
@@ -74,6 +75,7 @@ func metricSum(t *testing.T, g *gateway, series string) int {
 // TestStaleWhenUpstreamDown: after a warm cache, the upstream fails; sessions are still answered,
 // marked stale with their age.
 func TestStaleWhenUpstreamDown(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	pol := cache.DefaultPolicies()

@@ -25,6 +25,7 @@ import (
 // one of them (the per-session hash tags at work). The counts per master are logged (counts only:
 // key names carry session ids).
 func TestKeysSpreadOverTheClusterMasters(t *testing.T) {
+	t.Parallel()
 	cluster := redistest.StartCluster(t)
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{Sessions: 16, Contacts: 30, Chats: 5, MessagesPerChat: 3})

@@ -42,6 +42,7 @@ func checkValidators(t *testing.T, what string, a answer, fresh time.Duration) s
 // body and the same validators, without an upstream call; a tag that does not match, or a
 // header that is not a list of tags, gets the full answer.
 func TestConditionalGetOfCachedReads(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	g := startGateway(t, simURL, creds, redistest.URL(t), nil)
@@ -90,6 +91,7 @@ func TestConditionalGetOfCachedReads(t *testing.T) {
 // reads), the old ETag no longer matches: 200 with the new data and a new ETag, which then
 // gives 304 in turn.
 func TestConditionalGetSeesChanges(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	g := startGateway(t, simURL, creds, redistest.URL(t), nil)
@@ -119,6 +121,7 @@ func TestConditionalGetSeesChanges(t *testing.T) {
 // TestNoValidatorsOnErrors: problem answers (upstream down with nothing cached, unknown session,
 // bad input) carry no ETag and no max-age, and If-None-Match: * does not turn one into 304.
 func TestNoValidatorsOnErrors(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	pol := cache.DefaultPolicies()

@@ -13,6 +13,7 @@ import (
 // through the checks cmd/gateway gives config.Load: each must be a problem of REDIS_URL that says
 // why, without repeating the password.
 func TestConfigChecksRefuseBadRedisURL(t *testing.T) {
+	t.Parallel()
 	const pw = "fake-redis-pw-31"
 	base := map[string]string{
 		"INBOXHUB_BASE_URL":   "https://inboxhub.example.invalid",

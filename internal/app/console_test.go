@@ -73,6 +73,7 @@ func consoleServer(t *testing.T, g *gateway) string {
 // disconnected session shows the QR image, and the badge turns connected after the phone scans.
 // Each state is saved as a screenshot.
 func TestConsoleInChromium(t *testing.T) {
+	t.Parallel()
 	bin := chromiumPath()
 	if bin == "" {
 		t.Skip("no Chromium installed (apt-get install chromium)")

@@ -18,6 +18,7 @@ import (
 // job goes on through the failover within its attempt and ends succeeded with exactly the items the
 // upstream holds, each once. The time from the kill to the job's end is logged.
 func TestSyncSurvivesASentinelFailover(t *testing.T) {
+	t.Parallel()
 	set := redistest.StartSentinel(t)
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{Contacts: 3000, Chats: 40, MessagesPerChat: 20})

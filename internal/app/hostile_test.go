@@ -70,6 +70,7 @@ type hostileCase struct {
 // upstream's credentials and tokens, the webhook secret) or the personal data the request carried,
 // and none sends the caller elsewhere (Location).
 func TestHostileRequests(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, err := sim.New(sim.Options{Identifier: creds.identifier, Password: creds.password, APIKey: creds.apiKey,
 		RateAuth: sim.NoLimit(), RateRead: sim.NoLimit(), RateSend: sim.NoLimit(), RateGlobal: sim.NoLimit(), QRDelay: time.Hour})

@@ -16,6 +16,7 @@ import (
 // the warm-up (one per 5 s if the list's freshness ran out on a slow machine), where dropping the list on every
 // event made each read after an event an upstream call and spent the read quota under webhook load.
 func TestMessageTrafficKeepsTheSessionListCached(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	relay := newHookRelay(t)
 	s, simURL := startSim(t, creds, sim.Options{WebhookURL: relay.url, WebhookSecret: hookSecret})

@@ -15,6 +15,7 @@ import (
 // metric of the gateway's own is under inboxhub_gateway_ with its unit in the name, and
 // build_info says what runs.
 func TestMetricsOneSchemeNoSubject(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, map[string]string{"GATEWAY_JWT_CALLER_CLAIM": "site"})
 	const subject = "ana.souza@example.invalid"
 	for _, claims := range []jwt.MapClaims{

@@ -24,6 +24,7 @@ const metricsUsedFile = "../../deploy/helm/inbox-gateway/metrics-used.txt"
 // every metric the chart's alerts and dashboard read, so that none of them queries a name the
 // gateway does not have.
 func TestMonitoringMetricsExported(t *testing.T) {
+	t.Parallel()
 	want := readMetricsUsed(t)
 	creds := newCreds()
 	_, simURL := startSim(t, creds, sim.Options{Contacts: 30, Chats: 3, MessagesPerChat: 2})

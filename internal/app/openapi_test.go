@@ -72,6 +72,7 @@ func operations(doc *openapi3.T) []docOperation {
 // every route it serves is documented with its method (the passthrough with every method of its
 // allow-list), and every documented operation is served.
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	g := startV1(t, nil).gw
 	engine, ok := g.app.Handler().(*gin.Engine)
@@ -127,6 +128,7 @@ func openAPIPathOf(ginPath string) string {
 // request body, answer and path or header parameter, both security schemes on the routes that
 // authenticate callers, 401 where a credential is needed and 403 where a scope is.
 func TestOpenAPIDocumentsErrorsExamplesAndSecurity(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	schemes := doc.Components.SecuritySchemes
 	if k := schemes["ApiKey"]; k == nil || k.Value.Type != "apiKey" || k.Value.In != "header" || k.Value.Name != "X-API-Key" {
@@ -241,6 +243,7 @@ func checkErrorAnswers(t *testing.T, o docOperation) {
 // security, and for each scope x-scopes declares, a caller holding every scope but that one gets
 // 403 naming it. The requests use the document's parameter examples.
 func TestOpenAPISecurityMatchesTheRouter(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	// allBut[s] is a key holding every scope except s.
 	allBut := map[string]string{}

@@ -15,6 +15,7 @@ import (
 // ready and nothing more. The detailed readiness (token fingerprint, breaker) is for admin callers
 // at /v1/admin/status and on the admin listener, which serves the metrics too.
 func TestOperationsEndpointsStayOffThePublicListener(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	_, simURL := startSim(t, creds, sim.Options{})
 	g := startGateway(t, simURL, creds, redistest.URL(t), nil)

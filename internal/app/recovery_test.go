@@ -18,6 +18,7 @@ import (
 // (the simulator counts about one probe a second, not two), and once the upstream is back both
 // replicas serve again. The time from the upstream's return to both replicas answering is logged.
 func TestFleetRecoversByHealthProbe(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	redisURL := redistest.URL(t)

@@ -13,6 +13,7 @@ import (
 // it follows; on another session, or on routes that name every session, it is refused with 403
 // before anything reaches the upstream. API keys and unbound tokens are unaffected.
 func TestSessionBoundTokenStaysOnItsSession(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	bound := token(t, jwt.MapClaims{"session_id": "demo_session"})
 	with := func(auth string) map[string]string { return map[string]string{"X-API-Key": "", "Authorization": auth} }

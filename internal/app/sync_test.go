@@ -36,6 +36,7 @@ func startSyncEngine(t *testing.T, g *gateway) *syncjob.Engine {
 // and the quota: concurrent "sync now" requests on both create one job, which reads everything
 // within the shared quota (no 429) on one upstream login and delivers exact counts.
 func TestSyncAcrossGatewayReplicas(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{Contacts: 2500, Chats: 60, MessagesPerChat: 5})
 	redisURL := redistest.URL(t)
@@ -96,6 +97,7 @@ func TestSyncAcrossGatewayReplicas(t *testing.T) {
 // TestSyncMetrics: a sync started through the API on a replica's own engine ends in its metrics:
 // one succeeded job and the delivered items per resource.
 func TestSyncMetrics(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	_, simURL := startSim(t, creds, sim.Options{Contacts: 30, Chats: 5, MessagesPerChat: 2})
 	g := startGateway(t, simURL, creds, redistest.URL(t), map[string]string{"GATEWAY_SYNC_ON_CONNECT": "false"})

@@ -32,6 +32,7 @@ func nextUncached() string { return uncachedPath(int(requestSeq.Add(1))) }
 
 // TestColdStartOneLogin: 500 concurrent requests on a cold start cause exactly one login.
 func TestColdStartOneLogin(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	g := startGateway(t, simURL, creds, redistest.URL(t), nil)
@@ -49,6 +50,7 @@ func TestColdStartOneLogin(t *testing.T) {
 // TestFleetOneLogin: three replicas (separate HTTP servers and Redis clients) on one Redis, 300
 // concurrent requests spread over them: exactly one login in total.
 func TestFleetOneLogin(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	redisURL := redistest.URL(t)
@@ -76,6 +78,7 @@ func TestFleetOneLogin(t *testing.T) {
 // TestShortLivedTokens: tokens living 2 s and 10 s of steady traffic on two replicas: no caller
 // sees an error, and the token is renewed by refresh, not by logging in again.
 func TestShortLivedTokens(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("10 s of traffic")
 	}
@@ -120,6 +123,7 @@ func TestShortLivedTokens(t *testing.T) {
 // TestRevokedTokensOneReauth: the simulator revokes every token; callers still get 200 and the
 // fleet re-authenticates exactly once.
 func TestRevokedTokensOneReauth(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	redisURL := redistest.URL(t)
@@ -149,6 +153,7 @@ func TestRevokedTokensOneReauth(t *testing.T) {
 // upstream sees at most 2 login attempts per minute, and the detailed readiness is 503 saying why
 // (the public /readyz stays ready: every replica shares the credentials).
 func TestWrongPasswordFailsFast(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	wrong := creds
@@ -186,6 +191,7 @@ func TestWrongPasswordFailsFast(t *testing.T) {
 // TestRedisOutage: Redis stops mid-run. Callers keep being served from the in-memory token, no
 // login storm, never a "bad credentials" state; when Redis returns, the gateway recovers.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	rs := redistest.Start(t)
@@ -230,6 +236,7 @@ func TestRedisOutage(t *testing.T) {
 
 // TestTokenEncryptedAtRest: with TOKEN_ENCRYPTION_KEY set, no Redis value holds the token.
 func TestTokenEncryptedAtRest(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	_, simURL := startSim(t, creds, sim.Options{})
 	redisURL := redistest.URL(t)
@@ -280,6 +287,7 @@ func TestTokenEncryptedAtRest(t *testing.T) {
 // a few failures and from then on callers get 503 with Retry-After and the upstream sees nothing,
 // however many callers keep trying.
 func TestBreakerBoundsUpstreamCalls(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	g := startGateway(t, simURL, creds, redistest.URL(t), nil,
@@ -361,6 +369,7 @@ func firstNot(as []answer, status int) answer {
 // login or refresh happens and the token stays; each replica confirms with the profile route at
 // most once.
 func TestRouteUnauthorizedBurnsNoLogin(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{})
 	redisURL := redistest.URL(t)

@@ -289,6 +289,7 @@ func firstChat(t *testing.T, e *v1Env) string {
 }
 
 func TestV1Answers2xx(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	chatID := firstChat(t, e)
 	var qrJSON qrItem
@@ -423,6 +424,7 @@ func TestV1Answers2xx(t *testing.T) {
 }
 
 func TestV1Answers400(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	long := strings.Repeat("a", 101)
 	send := func(name, body, field string) v1Case {
@@ -510,6 +512,7 @@ func withContentType(c v1Case) v1Case {
 }
 
 func TestV1Answers401(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	creds := map[string]map[string]string{
 		"no credential":  {"X-API-Key": ""},
@@ -538,6 +541,7 @@ func TestV1Answers401(t *testing.T) {
 }
 
 func TestV1Answers403(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	need := map[string]string{"connect": "sessions:write", "qr": "sessions:read", "contacts": "messages:read",
 		"chats": "messages:read", "messages": "messages:read", "send": "messages:send"}
@@ -571,6 +575,7 @@ func TestV1Answers403(t *testing.T) {
 }
 
 func TestV1Answers404(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	var cases []v1Case
 	for _, c := range allRoutes(unknown) {
@@ -597,6 +602,7 @@ func TestV1Answers404(t *testing.T) {
 }
 
 func TestV1Answers409(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	var cases []v1Case
 	for _, c := range allRoutes(support) {
@@ -628,6 +634,7 @@ func TestV1Answers409(t *testing.T) {
 }
 
 func TestV1Answers413And415(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	big := sendBody("34657032985", strings.Repeat("a", v1MaxBody))
 	runV1(t, e, []v1Case{
@@ -656,6 +663,7 @@ func TestV1Answers413And415(t *testing.T) {
 }
 
 func TestV1Answers429(t *testing.T) {
+	t.Parallel()
 	// The caller's own limit: 5 requests a minute.
 	e := startV1(t, map[string]string{"GATEWAY_CALLER_RATE": "5/1m"}) // 3 of them spent warming up
 	runV1(t, e, []v1Case{
@@ -682,6 +690,7 @@ func wantRetryAfter(t *testing.T, a answer) {
 }
 
 func TestV1Answers5xx(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, map[string]string{"UPSTREAM_TIMEOUT": "300ms"})
 	route := func(pattern string, status int) func(e *v1Env) {
 		return func(e *v1Env) { e.sim.SetFaults(sim.Faults{RouteStatus: map[string]int{pattern: status}}) }
@@ -712,6 +721,7 @@ func TestV1Answers5xx(t *testing.T) {
 // TestV1HostileRequests: requests built to break the gateway all get a 4xx problem answer, and
 // none of them reaches the upstream.
 func TestV1HostileRequests(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	alien := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "x", "iss": jwtIssuer, "aud": jwtAudience,
 		"exp": time.Now().Add(time.Hour).Unix(), "scope": "messages:send"})
@@ -823,6 +833,7 @@ func TestV1HostileRequests(t *testing.T) {
 // TestV1Idempotency: a send with an Idempotency-Key reaches the upstream once, however often and
 // however concurrently it is repeated, and repeats get the first answer.
 func TestV1Idempotency(t *testing.T) {
+	t.Parallel()
 	e := startV1(t, nil)
 	path := demo + "/messages"
 	keyed := func(key string) map[string]string { return map[string]string{"Idempotency-Key": key} }

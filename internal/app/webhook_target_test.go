@@ -18,6 +18,7 @@ import (
 // INBOXHUB_WEBHOOK_SECRET, so a scanned QR shows as connected at once. The secret is never
 // answered; callers without the admin scope and a gateway without GATEWAY_PUBLIC_URL are refused.
 func TestGatewayRegistersItselfAsWebhookTarget(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	relay := newHookRelay(t) // stands for the gateway's public address
 	publicURL := strings.TrimSuffix(relay.url, "/webhooks/inbox-hub")

@@ -194,6 +194,7 @@ func signedHook(body string, at time.Time) map[string]string {
 // scanned and a session dropped show on GET /v1/sessions/{id} at once (the cached state, fresh for
 // 5 s, is dropped), and the connection queues the automatic sync.
 func TestWebhooksKeepSessionStateCurrent(t *testing.T) {
+	t.Parallel()
 	for _, legacy := range []bool{false, true} {
 		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) {
 			creds := newCreds()
@@ -240,6 +241,7 @@ func TestWebhooksKeepSessionStateCurrent(t *testing.T) {
 // signed, in order per session; while the CRM is down they become dead letters, which an admin
 // lists and replays.
 func TestEventsReachTheCRMInOrder(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	relay := newHookRelay(t)
 	s, simURL := startSim(t, creds, sim.Options{WebhookURL: relay.url, WebhookSecret: hookSecret})
@@ -320,6 +322,7 @@ func TestEventsReachTheCRMInOrder(t *testing.T) {
 // TestPollerReportsWhatWebhooksMissed: webhooks off in the simulator; of two replicas one polls,
 // it reports a session dropped within an interval, and when it shuts down the other takes over.
 func TestPollerReportsWhatWebhooksMissed(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	s, simURL := startSim(t, creds, sim.Options{}) // no webhook URL: every webhook is "lost"
 	crm := newCRMEvents(t)
@@ -407,6 +410,7 @@ func (g *gateway) resend(t *testing.T, h capturedHook, session string) answer {
 // a fresh timestamp (with or without its session header) is not forwarded again and queues no second
 // automatic sync; re-targeted at another session through the header, it is refused with 400.
 func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	relay := newHookRelay(t)
 	s, simURL := startSim(t, creds, sim.Options{WebhookURL: relay.url, WebhookSecret: hookSecret})
@@ -476,6 +480,7 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 // (kept on the replica's disk, spooled true) instead of 500 and lost; when Redis returns they reach
 // the CRM in order. A full spool answers 503 WEBHOOK_SPOOL_FULL with Retry-After.
 func TestWebhooksSpooledWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
 	creds := newCreds()
 	_, simURL := startSim(t, creds, sim.Options{})
 	crm := newCRMEvents(t)

@@ -7,6 +7,7 @@ import (
 )
 
 func TestLocalLayerBounds(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	l := newLocal(3, time.Second)
 	for i := range 5 {

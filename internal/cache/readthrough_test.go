@@ -32,6 +32,7 @@ func statusOf(t testing.TB, c *CachedUpstream) (string, Info, error) {
 }
 
 func TestConcurrentMissesMakeOneUpstreamCall(t *testing.T) {
+	t.Parallel()
 	for _, replicas := range []int{1, 2} {
 		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
 			rdb := redistest.New(t)
@@ -86,6 +87,7 @@ func TestConcurrentMissesMakeOneUpstreamCall(t *testing.T) {
 }
 
 func TestFreshValueIsAHit(t *testing.T) {
+	t.Parallel()
 	for name, opt := range map[string]Option{"in-process layer": nil, "redis layer": WithLocal(0, 0)} {
 		t.Run(name, func(t *testing.T) {
 			rt := newRT(t, redistest.New(t), opt)
@@ -117,6 +119,7 @@ func stalePolicies(revalidate time.Duration) Policies {
 }
 
 func TestStaleServedWhenUpstreamFails(t *testing.T) {
+	t.Parallel()
 	failures := map[string]error{
 		"unavailable":  fmt.Errorf("dial: %w", upstream.ErrUnavailable),
 		"timeout":      fmt.Errorf("wrapped: %w", upstream.ErrTimeout),
@@ -154,6 +157,7 @@ func TestStaleServedWhenUpstreamFails(t *testing.T) {
 }
 
 func TestClientErrorsAreNotMasked(t *testing.T) {
+	t.Parallel()
 	clock := newClock()
 	rt := newRT(t, redistest.New(t), WithClock(clock.now))
 	fake := newFake()
@@ -176,6 +180,7 @@ func TestClientErrorsAreNotMasked(t *testing.T) {
 }
 
 func TestStaleWhileRevalidateRefreshesOnce(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	clock := newClock()
 	fake := newFake()
@@ -221,6 +226,7 @@ func TestStaleWhileRevalidateRefreshesOnce(t *testing.T) {
 }
 
 func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fake := newFake()
 	rtA := newRT(t, rdb, WithLocal(100, time.Hour))
@@ -255,6 +261,7 @@ func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
 }
 
 func TestInProcessLayerDroppedByOtherReplicasWrite(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	clock := newClock()
 	fake := newFake()
@@ -282,6 +289,7 @@ func TestInProcessLayerDroppedByOtherReplicasWrite(t *testing.T) {
 }
 
 func TestInvalidateDropsOneSessionAndTheList(t *testing.T) {
+	t.Parallel()
 	rt := newRT(t, redistest.New(t), WithLocal(0, 0))
 	fake := newFake()
 	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
@@ -326,6 +334,7 @@ func TestInvalidateDropsOneSessionAndTheList(t *testing.T) {
 }
 
 func TestInvalidationDuringALoadStoresNothing(t *testing.T) {
+	t.Parallel()
 	rt := newRT(t, redistest.New(t))
 	fake := newFake()
 	fake.delay = 300 * time.Millisecond
@@ -349,6 +358,7 @@ func TestInvalidationDuringALoadStoresNothing(t *testing.T) {
 }
 
 func TestRedisDownFallsThroughToUpstream(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -385,6 +395,7 @@ func TestRedisDownFallsThroughToUpstream(t *testing.T) {
 }
 
 func TestQRCachedUntilItExpires(t *testing.T) {
+	t.Parallel()
 	clock := newClock()
 	rt := newRT(t, redistest.New(t), WithClock(clock.now), WithLocal(0, 0))
 	fake := newFake()
@@ -415,6 +426,7 @@ func TestQRCachedUntilItExpires(t *testing.T) {
 }
 
 func TestSearchTermsAreHashedInKeys(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	rt := newRT(t, rdb)
 	fake := newFake()
@@ -454,6 +466,7 @@ func TestSearchTermsAreHashedInKeys(t *testing.T) {
 }
 
 func TestHostileSessionIDStaysInItsScope(t *testing.T) {
+	t.Parallel()
 	for _, id := range []string{"a}b", "{x}", strings.Repeat("z", 300), "sp ace"} {
 		scope := SessionScope(id)
 		k := Key{Scope: scope, Kind: KindStatus}
@@ -464,6 +477,7 @@ func TestHostileSessionIDStaysInItsScope(t *testing.T) {
 }
 
 func TestAllSessionsIteratesTheCachedList(t *testing.T) {
+	t.Parallel()
 	rt := newRT(t, redistest.New(t))
 	fake := newFake()
 	c := NewCachedUpstream(fake, rt, DefaultPolicies(), nil)
@@ -499,6 +513,7 @@ func TestAllSessionsIteratesTheCachedList(t *testing.T) {
 }
 
 func TestRecorderReportsTheWorstRead(t *testing.T) {
+	t.Parallel()
 	ctx, rec := Track(context.Background())
 	if _, ok := rec.Info(); ok {
 		t.Fatal("a fresh recorder reports facts")
@@ -521,6 +536,7 @@ func TestRecorderReportsTheWorstRead(t *testing.T) {
 
 // TestEmbeddedStore runs the cache on the embedded store of demo mode: its scripts must work there too.
 func TestEmbeddedStore(t *testing.T) {
+	t.Parallel()
 	s, err := redisconn.Open(context.Background(), "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -575,6 +591,7 @@ func counterValue(c prometheus.Counter) float64 {
 // cached), the waiting replica hears it at once and makes its own call, rather than waiting for
 // the lock to expire; every reader gets the upstream's error.
 func TestFailedLoadWakesTheOtherReplica(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fake := newFake()
 	fake.delay = 200 * time.Millisecond
@@ -606,6 +623,7 @@ func TestFailedLoadWakesTheOtherReplica(t *testing.T) {
 // stale answer; a new value gets a new version; a value read while Redis fails (not kept) has
 // none.
 func TestVersionNamesTheKeptValue(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fake := newFake()
 	c := NewCachedUpstream(fake, newRT(t, rdb), DefaultPolicies(), nil)
@@ -649,6 +667,7 @@ func TestVersionNamesTheKeptValue(t *testing.T) {
 // lease and loads itself, instead of waiting for a long lock to expire and timing out (which
 // answered 504 for 20 s after a replica kill in the soak).
 func TestDeadFillerCostsOneLease(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fake := newFake()
 	fake.set(func(f *fakeUpstream) { f.delay = time.Hour }) // the doomed replica's load never ends

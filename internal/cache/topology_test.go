@@ -19,6 +19,7 @@ import (
 // this one's in-process layer (a notice, sharded on the cluster) and deleting the scope's values,
 // an invalidation during a load storing nothing, and a failed load waking the other replica.
 func TestReadThroughOnEveryTopology(t *testing.T) {
+	t.Parallel()
 	for _, top := range redistest.Topologies(t) {
 		t.Run(top.Name, func(t *testing.T) {
 			ctx := context.Background()
@@ -124,6 +125,7 @@ func TestReadThroughOnEveryTopology(t *testing.T) {
 // TestScopeKeysShareASlot: on the cluster every key of one scope (value, fill lock, index, epoch)
 // is in one slot, and the scopes of different sessions spread over several.
 func TestScopeKeysShareASlot(t *testing.T) {
+	t.Parallel()
 	top := redistest.OnCluster(t)
 	ctx := context.Background()
 	slot := func(key string) int64 {

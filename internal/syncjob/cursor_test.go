@@ -6,6 +6,7 @@ import (
 )
 
 func TestCursor(t *testing.T) {
+	t.Parallel()
 	job := "0193a5e4-7c1e-7a51-9d1e-3f0c2b7e8a11"
 	c := encodeCursor(job, ResourceChats, 1200)
 	if n, err := decodeCursor(job, ResourceChats, c); err != nil || n != 1200 {
@@ -37,6 +38,7 @@ func FuzzDecodeCursor(f *testing.F) {
 }
 
 func TestRequestNormalize(t *testing.T) {
+	t.Parallel()
 	r, err := Request{Resources: []string{"messages", "contacts", "messages"}}.normalize()
 	if err != nil || len(r.Resources) != 2 || r.Resources[0] != "contacts" || r.Trigger != TriggerAPI {
 		t.Fatalf("%+v %v", r, err)

@@ -46,6 +46,7 @@ func dump(j syncjob.Job) string {
 // TestSyncSmallIncremental runs the incremental story on a small data set without a sink: a
 // first sync delivers everything, a second nothing, a third exactly what changed.
 func TestSyncSmallIncremental(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	s, url, key := startSim(t, sim.Options{Contacts: 250, Chats: 40, MessagesPerChat: 12})
 	e := newEngine(t, rdb, newUpstream(t, url, key, rdb), true, nil)
@@ -115,6 +116,7 @@ func firstChat(t *testing.T, e *syncjob.Engine, _ syncjob.Job) string {
 // TestSyncOnEmbeddedStore runs jobs with the job queue on the embedded store (miniredis), with a sink
 // (full batches of 500) and incrementally.
 func TestSyncOnEmbeddedStore(t *testing.T) {
+	t.Parallel()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -154,6 +156,7 @@ func scale(t *testing.T) float64 {
 // new messages in 10 chats, a third delivers exactly those and reads the messages of those 10
 // chats only.
 func TestSyncAtScale(t *testing.T) {
+	t.Parallel()
 	f := scale(t)
 	contacts, chats, perChat := int(25_000*f), int(2_000*f), 30
 	rdb := redistest.New(t)

@@ -17,6 +17,7 @@ import (
 // TestSyncSinkDownForAWhile: the sink answers 503 for a while; the batches are retried until it
 // takes them, every delivery is correctly signed, nothing is lost and nothing counted twice.
 func TestSyncSinkDownForAWhile(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	_, url, key := startSim(t, sim.Options{Contacts: 700, Chats: 25, MessagesPerChat: 8})
 	sk := newSink(t)
@@ -51,6 +52,7 @@ func TestSyncSinkDownForAWhile(t *testing.T) {
 // TestSyncSinkGivesUp: a sink that stays down fails the resources; their items stay with the job
 // and, since the hashes did not move, the next sync delivers them all again.
 func TestSyncSinkGivesUp(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	_, url, key := startSim(t, sim.Options{Contacts: 150, Chats: 5, MessagesPerChat: 2})
 	sk := newSink(t)
@@ -79,6 +81,7 @@ func TestSyncSinkGivesUp(t *testing.T) {
 // TestSyncChatsRouteFails: the chats route answering 500 fails chats (error recorded) and messages
 // (which need the chat list); contacts are still all delivered and the job is partial.
 func TestSyncChatsRouteFails(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	s, url, key := startSim(t, sim.Options{Contacts: 300, Chats: 20, MessagesPerChat: 3})
 	s.SetFaults(sim.Faults{RouteStatus: map[string]int{"GET /api/messages/{sessionId}/chats": 500}})
@@ -105,6 +108,7 @@ func TestSyncChatsRouteFails(t *testing.T) {
 // TestSyncCancel: a running job stops between pages and ends canceled; a queued job ends at once;
 // both free the session.
 func TestSyncCancel(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	s, url, key := startSim(t, sim.Options{Contacts: 3000, Chats: 20, MessagesPerChat: 3})
 	s.SetFaults(sim.Faults{Latency: 30 * time.Millisecond})
@@ -168,6 +172,7 @@ func TestSyncCancel(t *testing.T) {
 
 // TestSyncSessionNotConnected: Sync checks the live status first.
 func TestSyncSessionNotConnected(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	_, url, key := startSim(t, sim.Options{Contacts: 10, Chats: 2, MessagesPerChat: 1})
 	e := newEngine(t, rdb, newUpstream(t, url, key, rdb), false, nil)
@@ -186,6 +191,7 @@ func TestSyncSessionNotConnected(t *testing.T) {
 // TestSyncSessionDisconnectsMidJob: the session dropping mid-job fails what is left without
 // calling the upstream again for each resource.
 func TestSyncSessionDisconnectsMidJob(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	s, url, key := startSim(t, sim.Options{Contacts: 1000, Chats: 20, MessagesPerChat: 3})
 	s.SetFaults(sim.Faults{Latency: 20 * time.Millisecond})

@@ -110,6 +110,7 @@ func (p *cutProxy) cut() {
 // TestSyncDedupeAcrossReplicas: concurrent sync requests for one session on two replicas create
 // one job; once it ended, the next request creates a new one.
 func TestSyncDedupeAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	shared := redistest.New(t)
 	s, url, key := startSim(t, sim.Options{Contacts: 400, Chats: 20, MessagesPerChat: 5})
 	s.SetFaults(sim.Faults{Latency: 20 * time.Millisecond}) // the job runs for a while
@@ -177,6 +178,7 @@ func TestSyncDedupeAcrossReplicas(t *testing.T) {
 // TestSyncStaleActiveJobFreesSession: a job whose queue task is gone (here its record was deleted)
 // does not block the session forever: it is declared failed and a new job is created.
 func TestSyncStaleActiveJobFreesSession(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	_, url, key := startSim(t, sim.Options{Contacts: 10, Chats: 2, MessagesPerChat: 1})
 	e := newEngine(t, rdb, newUpstream(t, url, key, rdb), false, func(c *syncjob.Config) { c.StaleAfter = 50 * time.Millisecond })
@@ -202,6 +204,7 @@ func TestSyncStaleActiveJobFreesSession(t *testing.T) {
 // cut, so it can neither write, renew its leases nor hand the task back); the other replica takes
 // the job over once its task went ClaimIdle without a heartbeat, resumes from the checkpoint, and the sink receives every item at least once with exact final counts.
 func TestSyncWorkerKilledMidJob(t *testing.T) {
+	t.Parallel()
 	shared := redistest.New(t)
 	const contacts, chats, perChat = 3000, 150, 4
 	_, url, key := startSim(t, sim.Options{Contacts: contacts, Chats: chats, MessagesPerChat: perChat})
@@ -276,6 +279,7 @@ func TestSyncWorkerKilledMidJob(t *testing.T) {
 // TestSyncShutdownHandsOver: a replica shut down mid-job checkpoints and hands the job back to
 // the queue; another replica finishes it with exact counts.
 func TestSyncShutdownHandsOver(t *testing.T) {
+	t.Parallel()
 	shared := redistest.New(t)
 	const contacts = 2000
 	s, url, key := startSim(t, sim.Options{Contacts: contacts, Chats: 30, MessagesPerChat: 3})
@@ -349,6 +353,7 @@ func TestHelperReplica(t *testing.T) {
 // SIGKILL mid-job; this process's replica takes the job over (once the task went ClaimIdle without
 // a heartbeat) and finishes it: the sink receives every item at least once and the counts are exact.
 func TestSyncReplicaSIGKILL(t *testing.T) {
+	t.Parallel()
 	shared := redistest.New(t)
 	const contacts, chats, perChat = 3000, 150, 4
 	_, url, key := startSim(t, sim.Options{Contacts: contacts, Chats: chats, MessagesPerChat: perChat})

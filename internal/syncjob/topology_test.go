@@ -15,6 +15,7 @@ import (
 // second request and canceled, a job with a sink run to its end and read by the other replica,
 // and an incremental job after it that finds nothing new.
 func TestSyncOnEveryTopology(t *testing.T) {
+	t.Parallel()
 	const contacts, chats, perChat = 60, 6, 5
 	for _, top := range redistest.Topologies(t) {
 		t.Run(top.Name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 )
 
 func TestParseExpiresIn(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]time.Duration{
 		"24h":     24 * time.Hour,
 		"15m":     15 * time.Minute,
@@ -46,6 +47,7 @@ func FuzzParseExpiresIn(f *testing.F) {
 
 // Expiry comes from the JWT exp claim, else expiresIn, else the (logged) default lifetime.
 func TestExpiryPrecedence(t *testing.T) {
+	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
 	var logs syncBuffer

@@ -19,6 +19,7 @@ import (
 )
 
 func TestColdStartLogsInOnce(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	fa.set(func(f *fakeAuth) { f.delay = 50 * time.Millisecond })
@@ -55,6 +56,7 @@ func TestColdStartLogsInOnce(t *testing.T) {
 }
 
 func TestReplicasShareOneLogin(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	fa.set(func(f *fakeAuth) { f.delay = 100 * time.Millisecond })
@@ -107,6 +109,7 @@ func TestReplicasShareOneLogin(t *testing.T) {
 // unexpired token without waiting, the background refresher renews it with the refresh token, and
 // the one login is the first.
 func TestBackgroundRefreshKeepsTokensValid(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(2 * time.Second)
 	srcs := []*Source{newSource(t, rdb, fa), newSource(t, replica(t, rdb), fa)}
@@ -157,6 +160,7 @@ func TestBackgroundRefreshKeepsTokensValid(t *testing.T) {
 }
 
 func TestRejectedRenewsOnceFleetWide(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	srcs := []*Source{newSource(t, rdb, fa), newSource(t, replica(t, rdb), fa)}
@@ -221,6 +225,7 @@ func TestRejectedRenewsOnceFleetWide(t *testing.T) {
 // Bad credentials: the first login is refused, after which no replica calls the upstream or waits
 // for the lock until the backoff has passed; the backoff doubles; success clears it.
 func TestBadCredentialsBackOffAndFailFast(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	clk := newFakeClock()
 	fa := newFakeAuth(time.Hour)
@@ -326,6 +331,7 @@ func TestBadCredentialsBackOffAndFailFast(t *testing.T) {
 // at most once per interval, nothing is reported as bad credentials, and the token is stored again
 // once Redis is back.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := dialFast(t, srv)
 	fa := newFakeAuth(time.Hour)
@@ -401,6 +407,7 @@ func TestRedisOutage(t *testing.T) {
 // Redis restarts empty while the memory token is still valid: the refresher writes it back, keeping
 // its generation, so other replicas do not log in again.
 func TestTokenWrittenBackAfterRedisRestart(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := dialFast(t, srv)
 	fa := newFakeAuth(time.Hour)
@@ -426,6 +433,7 @@ func TestTokenWrittenBackAfterRedisRestart(t *testing.T) {
 }
 
 func TestEncryptionAtRestAndKeyRotation(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	keyA, keyB := []byte(strings.Repeat("a", 32)), []byte(strings.Repeat("b", 32))
@@ -479,6 +487,7 @@ func TestEncryptionAtRestAndKeyRotation(t *testing.T) {
 }
 
 func TestSealer(t *testing.T) {
+	t.Parallel()
 	keyA := []byte(strings.Repeat("k", 32))
 	sa, err := newSealer("A", map[string][]byte{"A": keyA})
 	if err != nil {
@@ -511,6 +520,7 @@ func TestSealer(t *testing.T) {
 
 // A login slower than the lease TTL keeps the lease, so another replica waits instead of logging in.
 func TestLockLeaseExtendedDuringSlowLogin(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	started := make(chan struct{}, 1)
@@ -562,6 +572,7 @@ func TestLockLeaseExtendedDuringSlowLogin(t *testing.T) {
 // A transient refresh failure is retried with backoff while callers keep the valid token; it is not
 // a reason to log in.
 func TestTransientRefreshFailureRetried(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(3 * time.Second)
 	reg := prometheus.NewRegistry()
@@ -601,6 +612,7 @@ func TestTransientRefreshFailureRetried(t *testing.T) {
 }
 
 func TestRejectedRefreshTokenFallsBackToLogin(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	reg := prometheus.NewRegistry()
@@ -629,7 +641,7 @@ func TestRejectedRefreshTokenFallsBackToLogin(t *testing.T) {
 }
 
 // The request path reads memory only: no Redis command, no allocation.
-func TestHotPathNeedsNoRedisAndNoAllocation(t *testing.T) {
+func TestHotPathNeedsNoRedisAndNoAllocation(t *testing.T) { // not parallel: AllocsPerRun forbids it
 	rdb := redistest.New(t)
 	counter := &commandCounter{}
 	rdb.AddHook(counter)
@@ -653,6 +665,7 @@ func TestHotPathNeedsNoRedisAndNoAllocation(t *testing.T) {
 }
 
 func TestFingerprint(t *testing.T) {
+	t.Parallel()
 	tok := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJnYXRld2F5In0.c2lnbmF0dXJl"
 	fp := Fingerprint(tok)
 	if len(fp) != 16 || strings.Trim(fp, "0123456789abcdef") != "" {
@@ -669,6 +682,7 @@ func TestFingerprint(t *testing.T) {
 // The logs of a whole life cycle (login, refresh, rejected refresh token, bad credentials, stale
 // rejection) name tokens by fingerprint only.
 func TestLogsCarryNoSecrets(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	var logs syncBuffer
@@ -712,6 +726,7 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 }
 
 func TestNewRejectsBadSettings(t *testing.T) {
+	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
 	fa := newFakeAuth(time.Hour)
@@ -792,6 +807,7 @@ func concurrentTokens(t *testing.T, s *Source, n int, check func(upstream.Access
 // The lock holder re-reads Redis after taking the lock: when another replica stored a token between
 // this one's read and its lock, it uses that token instead of calling the upstream.
 func TestLockHolderRereadsBeforeCallingUpstream(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	a := newSource(t, rdb, fa)
@@ -821,6 +837,7 @@ func TestLockHolderRereadsBeforeCallingUpstream(t *testing.T) {
 // A waiter is woken by the pub/sub notification, not by its poll: with a 30 s poll interval it
 // still gets the token the other replica stores well before its 10 s context ends.
 func TestWaiterWakesOnNotification(t *testing.T) {
+	t.Parallel()
 	rdb := redistest.New(t)
 	fa := newFakeAuth(time.Hour)
 	started := make(chan struct{}, 1)

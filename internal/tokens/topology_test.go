@@ -18,6 +18,7 @@ import (
 // notice (its poll is 30 s away), a rejection revokes the token fleet-wide, and the replicas
 // follow the channel with the kind of pub/sub of the topology (sharded on the cluster).
 func TestTokensOnEveryTopology(t *testing.T) {
+	t.Parallel()
 	for _, top := range redistest.Topologies(t) {
 		t.Run(top.Name, func(t *testing.T) {
 			fa := newFakeAuth(time.Hour)
