@@ -443,7 +443,6 @@ func TestCapturedWebhookReplayChangesNothing(t *testing.T) {
 	wait.Until(t, 3*time.Second, "session.connected forwarded and the sync queued", func() bool {
 		return connectedEvents("sales_team") == 1 && autoSyncs() == 1
 	})
-	t.Logf("LOGS %s", g.logs.String())
 	captured, ok := relay.find("session.connected", "sales_team")
 	if !ok {
 		t.Fatal("no session.connected delivery captured")

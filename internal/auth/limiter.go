@@ -241,7 +241,9 @@ func (l *CallerLimiter) Middleware() gin.HandlerFunc {
 // taken in the background, so that requests do not queue behind the Redis round trip. A caller
 // whose lease has ended is admitted optimistically when its state allows (see CallerLimiter);
 // otherwise the request waits for Redis (after the caller's background call, if one is in flight),
-// and then takes a lease, or a single place when a whole lease is not available.
+// and then takes a lease, or a single place when a whole lease is not available. A request that
+// waited for a background call is not admitted optimistically: the caller is busy, and a busy
+// caller spends leases (charging its requests one by one would cost a round trip each).
 func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecision, error) {
 	ls, ok := l.leases.Get(key)
 	if !ok {
@@ -250,10 +252,10 @@ func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecis
 			ls = prev
 		}
 	}
-	for {
+	for guess := true; ; guess = false {
 		now := l.now()
 		ls.mu.Lock()
-		if d, ok := l.held(key, ls, now); ok {
+		if d, ok := l.held(key, ls, now, guess); ok {
 			ls.mu.Unlock()
 			return d, nil
 		}
@@ -273,8 +275,9 @@ func (l *CallerLimiter) allow(ctx context.Context, key string) (quota.KeyedDecis
 }
 
 // held decides a request from what this replica holds for the caller, with ls locked: a place of
-// the lease, the refusal kept, or an optimistic admission. ok is false when Redis must decide.
-func (l *CallerLimiter) held(key string, ls *lease, now time.Time) (d quota.KeyedDecision, ok bool) {
+// the lease, the refusal kept, or (when guess allows it) an optimistic admission. ok is false
+// when Redis must decide.
+func (l *CallerLimiter) held(key string, ls *lease, now time.Time, guess bool) (d quota.KeyedDecision, ok bool) {
 	switch {
 	case ls.remaining > 0 && now.Before(ls.expires):
 		ls.remaining--
@@ -288,7 +291,7 @@ func (l *CallerLimiter) held(key string, ls *lease, now time.Time) (d quota.Keye
 		d = ls.refusal
 		d.RetryAfter = ls.refusedUntil.Sub(now)
 		return d, true
-	case l.optimistic(ls, now) && l.inBackground(key, ls, l.charge):
+	case guess && l.optimistic(ls, now) && l.inBackground(key, ls, l.charge):
 		d = ls.last
 		d.Remaining--
 		d.Reset = max(ls.decided.Add(ls.last.Reset).Sub(now), 0) + l.rate.Per/time.Duration(l.rate.N)

@@ -194,3 +194,39 @@ func TestCallerLimiterOptimisticAdmissionWithRedisDown(t *testing.T) {
 		t.Errorf("caller_rate_limit_errors_total = %v, want 4 (the charge and three decisions)", n)
 	}
 }
+
+// TestCallerLimiterBusyCallerGoesBackToLeases: a caller admitted optimistically after a quiet
+// spell, then busy again, spends a lease: its requests do not each wait for the charge of the one
+// before (a round trip per request, which held a busy caller to one request per round trip).
+func TestCallerLimiterBusyCallerGoesBackToLeases(t *testing.T) {
+	rate := quota.Rate{N: 100000, Per: 24 * time.Hour} // leases of 200 places
+	rdb := redistest.New(t)
+	var calls countDecisions
+	calls.sync, calls.background = new(atomic.Int64), new(atomic.Int64)
+	rdb.AddHook(calls)
+	l := NewCallerLimiter(rdb, rate)
+	clock := newFakeClock()
+	l.now = clock.Now
+	ctx := context.WithValue(context.Background(), requestCtx{}, true)
+	if d, err := l.allow(ctx, "crm"); err != nil || !d.Allowed {
+		t.Fatalf("first request: %+v, %v; want admitted", d, err)
+	}
+	clock.Advance(leaseTTL) // a quiet spell: the lease has ended, the state admits optimistically
+	const busy = 100
+	for i := range busy {
+		if d, err := l.allow(ctx, "crm"); err != nil || !d.Allowed {
+			t.Fatalf("request %d of the busy run: %+v, %v; want admitted", i+1, d, err)
+		}
+	}
+	wait.Until(t, 5*time.Second, "the background calls to answer", func() bool {
+		ls, _ := l.leases.Get("crm")
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		return ls.inflight == nil
+	})
+	// The first lease, the optimistic admission's charge, one lease for the busy run, and at most
+	// one refill as that lease ran low.
+	if s, b := calls.sync.Load(), calls.background.Load(); s+b > 4 {
+		t.Errorf("%d requests of a busy caller cost %d Redis calls (%d waited for), want at most 4", busy+1, s+b, s)
+	}
+}
