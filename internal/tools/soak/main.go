@@ -90,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		o.dir = d
+	} else if err := os.MkdirAll(o.dir, 0o700); err != nil {
+		fmt.Fprintln(stderr, "soak:", err)
+		return 2
 	}
 	o.dir, _ = filepath.Abs(o.dir)
 	logf := func(format string, a ...any) {
