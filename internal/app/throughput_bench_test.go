@@ -54,7 +54,7 @@ func BenchmarkCachedSessionsThroughput(b *testing.B) {
 	for range 5 {
 		round := map[string]float64{}
 		for _, name := range []string{"bare", "gateway"} {
-			round[name] = runWrk(b, wrk, urls[name], key)
+			round[name] = runWrk(b, wrk, urls[name], key, benchOrigin)
 			results[name] = append(results[name], round[name])
 		}
 		ratios = append(ratios, round["gateway"]/round["bare"])
@@ -65,6 +65,76 @@ func BenchmarkCachedSessionsThroughput(b *testing.B) {
 	b.ReportMetric(median(ratios), "ratio")
 	b.ReportMetric(slices.Min(ratios), "ratio-min")
 	b.ReportMetric(slices.Max(ratios), "ratio-max")
+}
+
+// BenchmarkCachedSessionsLayers is what each optional layer costs the cached GET /v1/sessions:
+// the gateway with every production layer on, then with one of them off at a time (the
+// per-caller limit, the failed-authentication throttle, CORS), then with all three off (request
+// id, recovery, security headers, access log, metrics, errors, body limit, auth, scope check and
+// cache stay: they are not optional), each against a bare gin handler writing the same bytes, in
+// interleaved rounds of wrk. It reports each variant's median ratio to the bare handler.
+//
+//	go test -run '^$' -bench CachedSessionsLayers -benchtime 1x ./internal/app/
+func BenchmarkCachedSessionsLayers(b *testing.B) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		b.Skip("wrk is not installed (apt-get install wrk)")
+	}
+	creds := newCreds()
+	_, simURL := startSim(b, creds, sim.Options{})
+	without := func(off ...string) map[string]string {
+		env := productionLayers()
+		for _, k := range off {
+			env[k] = "0"
+		}
+		if slices.Contains(off, "GATEWAY_CORS_ORIGINS") {
+			delete(env, "GATEWAY_CORS_ORIGINS")
+		}
+		return env
+	}
+	variants := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"all", productionLayers()},
+		{"no-caller-limit", without("GATEWAY_CALLER_RATE")},
+		{"no-auth-throttle", without("GATEWAY_AUTH_FAILURE_RATE")},
+		{"no-cors", without("GATEWAY_CORS_ORIGINS")},
+		{"none-optional", without("GATEWAY_CALLER_RATE", "GATEWAY_AUTH_FAILURE_RATE", "GATEWAY_CORS_ORIGINS")},
+	}
+	type target struct{ url, key, origin string }
+	targets := map[string]target{}
+	var body []byte
+	for _, v := range variants {
+		g := startGateway(b, simURL, creds, redistest.URL(b), v.env)
+		origin := ""
+		if _, ok := v.env["GATEWAY_CORS_ORIGINS"]; ok {
+			origin = benchOrigin
+		}
+		a := g.request(b, http.MethodGet, "/v1/sessions", nil, map[string]string{"Origin": origin})
+		if a.status != http.StatusOK {
+			b.Fatalf("%s: warm-up = %d %s", v.name, a.status, a.body)
+		}
+		body = []byte(a.body)
+		targets[v.name] = target{g.url + "/v1/sessions", g.key, origin}
+	}
+	gin.SetMode(gin.ReleaseMode)
+	bare := gin.New()
+	bare.GET("/v1/sessions", func(c *gin.Context) { c.Data(http.StatusOK, "application/json; charset=utf-8", body) })
+	srv := httptest.NewServer(bare)
+	defer srv.Close()
+
+	ratios := map[string][]float64{}
+	for range 3 {
+		rate := runWrk(b, wrk, srv.URL+"/v1/sessions", "unused", benchOrigin)
+		for _, v := range variants {
+			t := targets[v.name]
+			ratios[v.name] = append(ratios[v.name], runWrk(b, wrk, t.url, t.key, t.origin)/rate)
+		}
+	}
+	for _, v := range variants {
+		b.ReportMetric(median(ratios[v.name]), "ratio-"+v.name)
+	}
 }
 
 // benchOrigin is the browser origin the benchmarks' requests carry, allowed by productionLayers.
@@ -90,10 +160,15 @@ func median(v []float64) float64 {
 
 var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
-// runWrk loads url for 3 s with 2 threads and 32 connections and returns the requests per second.
-func runWrk(b *testing.B, wrk, url, key string) float64 {
+// runWrk loads url for 3 s with 2 threads and 32 connections and returns the requests per second;
+// origin, when not empty, is sent as the requests' Origin.
+func runWrk(b *testing.B, wrk, url, key, origin string) float64 {
 	b.Helper()
-	cmd := exec.Command(wrk, "-t2", "-c32", "-d3s", "-H", "X-API-Key: "+key, "-H", "Origin: "+benchOrigin, url)
+	args := []string{"-t2", "-c32", "-d3s", "-H", "X-API-Key: " + key}
+	if origin != "" {
+		args = append(args, "-H", "Origin: "+origin)
+	}
+	cmd := exec.Command(wrk, append(args, url)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, io.Discard
 	if err := cmd.Run(); err != nil {
