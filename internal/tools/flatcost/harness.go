@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	crand "crypto/rand"
@@ -12,18 +11,16 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/crm"
+	"github.com/inboxhub-gateway/gateway/internal/tools/childproc"
 )
 
 // harness holds what every measurement shares: Redis (TEST_REDIS_URL, or a private
@@ -31,7 +28,7 @@ import (
 type harness struct {
 	o        options
 	redisURL string
-	redis    *process
+	redis    *childproc.Process
 	crm      *crmStandIn
 	simKey   string
 	simID    string
@@ -40,16 +37,16 @@ type harness struct {
 }
 
 func newHarness(o options) (*harness, error) {
-	h := &harness{o: o, simKey: fake("flat-fake-upstream-key-"), simID: "flat-fake-operator@example.invalid",
-		simPW: fake("flat-fake-password-"), whSecret: fake("flat-fake-webhook-secret-")}
+	h := &harness{o: o, simKey: childproc.Fake("flat-fake-upstream-key-"), simID: "flat-fake-operator@example.invalid",
+		simPW: childproc.Fake("flat-fake-password-"), whSecret: childproc.Fake("flat-fake-webhook-secret-")}
 	h.redisURL = os.Getenv("TEST_REDIS_URL")
 	if h.redisURL == "" {
-		addr, err := freeAddr()
+		addr, err := childproc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
 		_, port, _ := net.SplitHostPort(addr)
-		h.redis, err = startProcess("redis-server", []string{"--port", port, "--bind", "127.0.0.1", "--save", "",
+		h.redis, err = childproc.Start("redis-server", []string{"--port", port, "--bind", "127.0.0.1", "--save", "",
 			"--appendonly", "no"}, os.Environ(), filepath.Join(o.dir, "redis.log"))
 		if err != nil {
 			return nil, fmt.Errorf("redis-server (apt-get install redis-server, or set TEST_REDIS_URL): %w", err)
@@ -57,7 +54,7 @@ func newHarness(o options) (*harness, error) {
 		h.redisURL = "redis://" + addr + "/0"
 	}
 	var err error
-	if h.crm, err = startCRM(fake("flat-fake-crm-secret-")); err != nil {
+	if h.crm, err = startCRM(childproc.Fake("flat-fake-crm-secret-")); err != nil {
 		h.close()
 		return nil, err
 	}
@@ -69,7 +66,7 @@ func (h *harness) close() {
 		h.crm.close()
 	}
 	if h.redis != nil {
-		h.redis.stop(5 * time.Second)
+		h.redis.Stop(5 * time.Second)
 	}
 }
 
@@ -100,8 +97,8 @@ type simData struct{ contacts, chats, perChat int }
 
 // startSim starts the simulator in its own process with one connected session (demo_session)
 // holding d, and no rate limits.
-func (h *harness) startSim(ctx context.Context, name string, d simData) (*process, string, error) {
-	addr, err := freeAddr()
+func (h *harness) startSim(ctx context.Context, name string, d simData) (*childproc.Process, string, error) {
+	addr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
@@ -110,13 +107,13 @@ func (h *harness) startSim(ctx context.Context, name string, d simData) (*proces
 		"SIM_CONTACTS="+strconv.Itoa(d.contacts), "SIM_CHATS="+strconv.Itoa(d.chats),
 		"SIM_MESSAGES_PER_CHAT="+strconv.Itoa(d.perChat),
 		"SIM_RATE_AUTH=0", "SIM_RATE_READ=0", "SIM_RATE_SEND=0", "SIM_RATE_GLOBAL=0")
-	p, err := startProcess(h.o.simBin, nil, env, filepath.Join(h.o.dir, name+"-sim.log"))
+	p, err := childproc.Start(h.o.simBin, nil, env, filepath.Join(h.o.dir, name+"-sim.log"))
 	if err != nil {
 		return nil, "", err
 	}
 	url := "http://" + addr
-	if err := waitHTTP(ctx, url+"/health", 5*time.Minute); err != nil {
-		p.stop(5 * time.Second)
+	if err := childproc.WaitHTTP(ctx, url+"/health", 5*time.Minute); err != nil {
+		p.Stop(5 * time.Second)
 		return nil, "", fmt.Errorf("simulator: %w", err)
 	}
 	return p, url, nil
@@ -124,8 +121,8 @@ func (h *harness) startSim(ctx context.Context, name string, d simData) (*proces
 
 // startGateway starts the gateway binary against simURL and the harness' Redis and CRM, with the
 // extra environment, and waits until it is ready.
-func (h *harness) startGateway(ctx context.Context, name, simURL, keyFile string, extra ...string) (*process, string, error) {
-	addr, err := freeAddr()
+func (h *harness) startGateway(ctx context.Context, name, simURL, keyFile string, extra ...string) (*childproc.Process, string, error) {
+	addr, err := childproc.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
@@ -152,13 +149,13 @@ func (h *harness) startGateway(ctx context.Context, name, simURL, keyFile string
 		"CRM_EVENTS_URL=" + h.crm.url + "/events",
 		"CRM_SIGNING_SECRET=" + h.crm.secret,
 	}
-	p, err := startProcess(h.o.gatewayBin, nil, append(env, extra...), filepath.Join(h.o.dir, name+"-gateway.log"))
+	p, err := childproc.Start(h.o.gatewayBin, nil, append(env, extra...), filepath.Join(h.o.dir, name+"-gateway.log"))
 	if err != nil {
 		return nil, "", err
 	}
 	url := "http://" + addr
-	if err := waitHTTP(ctx, url+"/readyz", time.Minute); err != nil {
-		p.stop(5 * time.Second)
+	if err := childproc.WaitHTTP(ctx, url+"/readyz", time.Minute); err != nil {
+		p.Stop(5 * time.Second)
 		return nil, "", fmt.Errorf("gateway: %w", err)
 	}
 	return p, url, nil
@@ -172,7 +169,7 @@ func (h *harness) writeKeys(name string, n int, scopes ...string) (string, []api
 	keys := make([]apiKey, n)
 	entries := make([]map[string]any, n)
 	for i := range keys {
-		keys[i] = apiKey{name: fmt.Sprintf("caller-%05d", i), key: fake("flat-fake-key-")}
+		keys[i] = apiKey{name: fmt.Sprintf("caller-%05d", i), key: childproc.Fake("flat-fake-key-")}
 		entries[i] = map[string]any{"name": keys[i].name, "sha256": sha256Hex(keys[i].key), "scopes": scopes}
 	}
 	b, err := json.Marshal(entries)
@@ -181,128 +178,6 @@ func (h *harness) writeKeys(name string, n int, scopes ...string) (string, []api
 	}
 	path := filepath.Join(h.o.dir, name+"-keys.json")
 	return path, keys, os.WriteFile(path, b, 0o600)
-}
-
-// process is a child process that dies with this one (Pdeathsig).
-type process struct {
-	cmd   *exec.Cmd
-	done  chan struct{}
-	state *os.ProcessState
-}
-
-func startProcess(bin string, args, env []string, logPath string) (*process, error) {
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = lf.Close()
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		p.state = cmd.ProcessState
-		_ = lf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop ends the process gracefully (SIGTERM), killing it after wait.
-func (p *process) stop(wait time.Duration) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(wait):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// maxRSS is the process' peak resident set (getrusage's ru_maxrss of the ended child), in bytes.
-func (p *process) maxRSS() int64 {
-	<-p.done
-	if ru, ok := p.state.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss * 1024
-	}
-	return 0
-}
-
-// status reads a field of /proc/PID/status in bytes (VmHWM, VmRSS).
-func (p *process) status(field string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-// cpu is the process' user plus system CPU time so far, from /proc/PID/stat (clock ticks of 10 ms).
-func (p *process) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which is in parentheses): utime and stime are the 12th and
-	// 13th of them.
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(fields) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(fields[11], 10, 64)
-	st, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// fake returns an obviously fake secret: prefix and 26 random characters.
-func fake(prefix string) string { return prefix + crand.Text() }
-
-// waitHTTP polls url until it answers 200, for at most limit.
-func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	c := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("answered %d", resp.StatusCode)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %v", url, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // call sends one request with an API key and decodes a JSON answer into out (when not nil).

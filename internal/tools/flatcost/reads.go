@@ -39,14 +39,14 @@ func measureReads(ctx context.Context, h *harness, o options) error {
 	if err != nil {
 		return err
 	}
-	defer simP.stop(10 * time.Second)
+	defer simP.Stop(10 * time.Second)
 	// The per-caller limit stays on (its state is per caller), by default too high to refuse anything.
 	gw, gwURL, err := h.startGateway(ctx, "reads", simURL, keyFile, "GATEWAY_SYNC_WORKERS=0", "GATEWAY_WEBHOOK_WORKERS=0",
 		"GATEWAY_CALLER_RATE="+o.callerRate)
 	if err != nil {
 		return err
 	}
-	defer gw.stop(30 * time.Second)
+	defer gw.Stop(30 * time.Second)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.readInFlight}}
 	// Warm-up, not measured: every key once (and at least 2 s of the rate).
 	warm := max(o.manyCallers, 2*o.readRate)
@@ -60,9 +60,9 @@ func measureReads(ctx context.Context, h *harness, o options) error {
 	next := warm // the many callers' next key
 	for round := range readRounds {
 		for c, ks := range [][]apiKey{keys[:1], keys} {
-			c0 := gw.cpu()
+			c0 := gw.CPU()
 			r := paceReads(ctx, client, gwURL, ks, o.readRate, o.readInFlight, window, next)
-			cpu[c] += gw.cpu() - c0
+			cpu[c] += gw.CPU() - c0
 			lat[c] = append(lat[c], r.lat...)
 			non200[c] += r.non200
 			if c == 1 {

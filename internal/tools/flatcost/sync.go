@@ -60,7 +60,7 @@ func syncCase(ctx context.Context, h *harness, f float64) (syncResult, error) {
 	if err != nil {
 		return res, err
 	}
-	defer sim.stop(10 * time.Second)
+	defer sim.Stop(10 * time.Second)
 	keyFile, keys, err := h.writeKeys(name, 1, "sync", "sessions:read")
 	if err != nil {
 		return res, err
@@ -72,10 +72,10 @@ func syncCase(ctx context.Context, h *harness, f float64) (syncResult, error) {
 	stopped := false
 	defer func() {
 		if !stopped {
-			gw.stop(30 * time.Second)
+			gw.Stop(30 * time.Second)
 		}
 	}()
-	res.idleRSS = gw.status("VmRSS")
+	res.idleRSS = gw.Status("VmRSS")
 	c := &http.Client{Timeout: 30 * time.Second}
 	var started struct{ Data syncjob.Job }
 	status, err := call(ctx, c, http.MethodPost, gwURL+"/v1/sessions/demo_session/sync", keys[0].key, []byte(`{}`), &started)
@@ -88,10 +88,10 @@ func syncCase(ctx context.Context, h *harness, f float64) (syncResult, error) {
 		return res, err
 	}
 	res.took, res.state = time.Since(t0), job.State
-	res.peakRSS = gw.status("VmHWM")
-	gw.stop(30 * time.Second)
+	res.peakRSS = gw.Status("VmHWM")
+	gw.Stop(30 * time.Second)
 	stopped = true
-	res.maxRSS = gw.maxRSS()
+	res.maxRSS = gw.MaxRSS()
 	res.items = h.crm.itemCounts()
 	h.logf("%s: %s in %s, peak RSS %s (idle %s), sink %v, bad signatures %d", name, res.state,
 		res.took.Round(time.Millisecond), mib(res.maxRSS), mib(res.idleRSS), res.items, h.crm.badSig.Load())

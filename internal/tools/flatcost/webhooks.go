@@ -76,7 +76,7 @@ func hookCase(ctx context.Context, h *harness, o options, rate int) (hookResult,
 	if err != nil {
 		return res, err
 	}
-	defer simP.stop(10 * time.Second)
+	defer simP.Stop(10 * time.Second)
 	keyFile, _, err := h.writeKeys(name, 1, "sessions:read")
 	if err != nil {
 		return res, err
@@ -85,17 +85,17 @@ func hookCase(ctx context.Context, h *harness, o options, rate int) (hookResult,
 	if err != nil {
 		return res, err
 	}
-	defer gw.stop(30 * time.Second)
+	defer gw.Stop(30 * time.Second)
 
 	// The gateway's own rate when idle (pollers, leases), to set apart from the events' cost.
 	const idleFor = 5 * time.Second
 	time.Sleep(2 * time.Second) // let startup work end
-	c0 := gw.cpu()
+	c0 := gw.CPU()
 	time.Sleep(idleFor)
-	res.idlePerSecond = time.Duration(float64(gw.cpu()-c0) / idleFor.Seconds())
+	res.idlePerSecond = time.Duration(float64(gw.CPU()-c0) / idleFor.Seconds())
 
 	n := rate * o.hookSeconds
-	c0, t0 := gw.cpu(), time.Now()
+	c0, t0 := gw.CPU(), time.Now()
 	acks := sendHooks(ctx, gwURL, h.whSecret, rate, n, &res)
 	res.sendFor = time.Since(t0)
 	// Every accepted event must reach the CRM; wait for it (bounded).
@@ -103,7 +103,7 @@ func hookCase(ctx context.Context, h *harness, o options, rate int) (hookResult,
 	for h.crm.events.Load() < res.accepted && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
-	res.window, res.cpu = time.Since(t0), gw.cpu()-c0
+	res.window, res.cpu = time.Since(t0), gw.CPU()-c0
 	res.forwarded = h.crm.events.Load()
 	slices.Sort(acks)
 	if len(acks) > 0 {

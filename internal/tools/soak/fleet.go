@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/testutil/redistest"
+	"github.com/inboxhub-gateway/gateway/internal/tools/childproc"
 )
 
 // Sizes of the simulated data: each session a sync job reads has simContacts contacts and simChats
@@ -52,7 +52,7 @@ type fleet struct {
 	apiKey   string // the soak's gateway key
 	whSecret string // INBOXHUB_WEBHOOK_SECRET
 	crm      *crm
-	sim      *process
+	sim      *childproc.Process
 	redis    *sentinelSet
 
 	syncSessions []string
@@ -70,64 +70,14 @@ type replica struct {
 	bin  string
 	log  string
 	mu   sync.Mutex
-	proc *process
+	proc *childproc.Process
 	up   bool // taking traffic (the "load balancer" sends it requests)
 }
 
-// process is a child process that dies with the soak (Pdeathsig).
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startProcess(bin string, args, env []string, logPath string) (*process, error) {
-	lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		_ = lf.Close()
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		_ = lf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// signal sends sig and waits up to wait for the process to end (then kills it).
-func (p *process) signal(sig os.Signal, wait time.Duration) {
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(wait):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// fake returns an obviously fake secret: prefix and 32 random characters.
-func fake(prefix string) string { return prefix + crand.Text() }
-
 func startFleet(ctx context.Context, o options, logf func(string, ...any)) (*fleet, error) {
-	f := &fleet{dir: o.dir, simAdmin: fake("soak-fake-sim-admin-"), simKey: fake("soak_fake_upstream_key_"),
-		apiKey: fake("soak-fake-gateway-key-"), whSecret: fake("soak-fake-webhook-secret-")}
+	f := &fleet{dir: o.dir, simAdmin: childproc.Fake("soak-fake-sim-admin-"),
+		simKey: childproc.Fake("soak_fake_upstream_key_"), apiKey: childproc.Fake("soak-fake-gateway-key-"),
+		whSecret: childproc.Fake("soak-fake-webhook-secret-")}
 	ok := false
 	defer func() {
 		if !ok {
@@ -135,7 +85,7 @@ func startFleet(ctx context.Context, o options, logf func(string, ...any)) (*fle
 		}
 	}()
 	var err error
-	if f.crm, err = startCRM(fake("soak-fake-crm-signing-secret-")); err != nil {
+	if f.crm, err = startCRM(childproc.Fake("soak-fake-crm-signing-secret-")); err != nil {
 		return nil, err
 	}
 	if err := f.startSim(ctx, o, logf); err != nil {
@@ -156,7 +106,7 @@ func startFleet(ctx context.Context, o options, logf func(string, ...any)) (*fle
 // startSim starts the simulator with enough sessions for every sync job to read a fresh one, and
 // connects all of them.
 func (f *fleet) startSim(ctx context.Context, o options, logf func(string, ...any)) error {
-	addr, err := freeAddr()
+	addr, err := childproc.FreeAddr()
 	if err != nil {
 		return err
 	}
@@ -167,7 +117,7 @@ func (f *fleet) startSim(ctx context.Context, o options, logf func(string, ...an
 	env := append(os.Environ(),
 		"SIM_ADDR="+addr,
 		"SIM_IDENTIFIER=soak-fake-operator@example.invalid",
-		"SIM_PASSWORD="+fake("soak-fake-password-"),
+		"SIM_PASSWORD="+childproc.Fake("soak-fake-password-"),
 		"SIM_API_KEY="+f.simKey,
 		"SIM_ADMIN_KEY="+f.simAdmin,
 		"SIM_SESSIONS="+strconv.Itoa(total),
@@ -181,11 +131,11 @@ func (f *fleet) startSim(ctx context.Context, o options, logf func(string, ...an
 	)
 	f.simURL = "http://" + addr
 	// The sim's password must be the gateway's: keep it in the environment given to both.
-	f.sim, err = startProcess(o.simBin, nil, env, filepath.Join(o.dir, "sim.log"))
+	f.sim, err = childproc.Start(o.simBin, nil, env, filepath.Join(o.dir, "sim.log"))
 	if err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, f.simURL+"/health", 20*time.Second); err != nil {
+	if err := childproc.WaitHTTP(ctx, f.simURL+"/health", 20*time.Second); err != nil {
 		return fmt.Errorf("simulator: %w", err)
 	}
 	for i := 7; i <= total; i++ {
@@ -207,7 +157,7 @@ func (f *fleet) startSim(ctx context.Context, o options, logf func(string, ...an
 }
 
 func (f *fleet) simEnv(name string) string {
-	for _, kv := range f.sim.cmd.Env {
+	for _, kv := range f.sim.Env() {
 		if len(kv) > len(name) && kv[:len(name)+1] == name+"=" {
 			return kv[len(name)+1:]
 		}
@@ -287,7 +237,7 @@ func (f *fleet) startReplicas(ctx context.Context, o options, logf func(string, 
 		"CRM_SIGNING_SECRET=" + f.crm.secret,
 	}
 	for i := range o.replicas {
-		addr, err := freeAddr()
+		addr, err := childproc.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -313,14 +263,14 @@ func (f *fleet) addrs() []string {
 
 // start starts the replica's process and waits until it answers /readyz, then marks it up.
 func (r *replica) start(ctx context.Context) error {
-	p, err := startProcess(r.bin, nil, r.env, r.log)
+	p, err := childproc.Start(r.bin, nil, r.env, r.log)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.proc = p
 	r.mu.Unlock()
-	if err := waitHTTP(ctx, "http://"+r.addr+"/readyz", 60*time.Second); err != nil {
+	if err := childproc.WaitHTTP(ctx, "http://"+r.addr+"/readyz", 60*time.Second); err != nil {
 		return err
 	}
 	r.mu.Lock()
@@ -335,38 +285,13 @@ func (r *replica) kill() {
 	r.up = false
 	p := r.proc
 	r.mu.Unlock()
-	p.signal(syscall.SIGKILL, 10*time.Second)
+	p.Signal(syscall.SIGKILL, 10*time.Second)
 }
 
 func (r *replica) isUp() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.up
-}
-
-// waitHTTP polls url until it answers 200, for at most limit.
-func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	c := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("answered %d", resp.StatusCode)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %v", url, last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // stop ends every process: the replicas gracefully (SIGTERM), the rest at once.
@@ -377,12 +302,12 @@ func (f *fleet) stop(logf func(string, ...any)) {
 		p := r.proc
 		r.mu.Unlock()
 		if p != nil {
-			wg.Go(func() { p.signal(syscall.SIGTERM, 30*time.Second) })
+			wg.Go(func() { p.Stop(30 * time.Second) })
 		}
 	}
 	wg.Wait()
 	if f.sim != nil {
-		f.sim.signal(syscall.SIGTERM, 10*time.Second)
+		f.sim.Stop(10 * time.Second)
 	}
 	if f.redis != nil {
 		f.redis.stop()
@@ -399,7 +324,7 @@ type sentinelSet struct {
 	set   *redistest.Sentinel
 	url   string
 	mu    sync.Mutex
-	extra map[string]*process // soak-started servers by address
+	extra map[string]*childproc.Process // soak-started servers by address
 }
 
 // quietRedis drops go-redis' own log lines in this process (dial failures while a master is
@@ -417,7 +342,7 @@ func launchSentinelSet(dir string) (*sentinelSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sentinelSet{dir: dir, set: s, url: s.URL(0), extra: map[string]*process{}}, nil
+	return &sentinelSet{dir: dir, set: s, url: s.URL(0), extra: map[string]*childproc.Process{}}, nil
 }
 
 // failover kills the current master (SIGKILL), waits until the sentinels name another one, and
@@ -432,7 +357,7 @@ func (s *sentinelSet) failover(ctx context.Context) (oldMaster, newMaster string
 	delete(s.extra, oldMaster)
 	s.mu.Unlock()
 	if mine {
-		p.signal(syscall.SIGKILL, 10*time.Second)
+		p.Signal(syscall.SIGKILL, 10*time.Second)
 	} else if _, err := s.set.KillMaster(ctx); err != nil {
 		return oldMaster, "", time.Time{}, err
 	}
@@ -487,13 +412,13 @@ func (s *sentinelSet) isMaster(ctx context.Context, addr string) bool {
 // complete, as an operator would add one: a replica promoted in the middle of its first sync would
 // bring an empty data set to the fleet.
 func (s *sentinelSet) addReplica(master string) error {
-	addr, err := freeAddr()
+	addr, err := childproc.FreeAddr()
 	if err != nil {
 		return err
 	}
 	host, port, _ := net.SplitHostPort(addr)
 	mhost, mport, _ := net.SplitHostPort(master)
-	p, err := startProcess("redis-server", []string{"--port", port, "--bind", host, "--save", "", "--appendonly", "no",
+	p, err := childproc.Start("redis-server", []string{"--port", port, "--bind", host, "--save", "", "--appendonly", "no",
 		"--repl-diskless-sync-delay", "0", "--dbfilename", "dump-" + port + ".rdb", "--dir", s.dir,
 		"--databases", strconv.Itoa(redistest.Databases), "--loglevel", "warning", "--replicaof", mhost, mport,
 		"--replica-priority", "0"},
@@ -541,6 +466,6 @@ func (s *sentinelSet) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.extra {
-		p.signal(syscall.SIGKILL, 5*time.Second)
+		p.Signal(syscall.SIGKILL, 5*time.Second)
 	}
 }

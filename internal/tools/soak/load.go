@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/inboxhub-gateway/gateway/internal/tools/childproc"
 )
 
 // Request kinds, as the verdict groups them.
@@ -308,7 +310,7 @@ const sendLateUse = 130 * time.Second
 // send uses a new Idempotency-Key twice at once on two replicas, and once more sendLateUse later
 // when the run lasts that long.
 func (l *load) send(ctx context.Context, n int) {
-	k := &sendKey{key: fmt.Sprintf("soak-%d-%s", n, fake("")[:8]), text: fmt.Sprintf("soak send %d", n)}
+	k := &sendKey{key: fmt.Sprintf("soak-%d-%s", n, childproc.Fake("")[:8]), text: fmt.Sprintf("soak send %d", n)}
 	l.sendsMu.Lock()
 	l.sends = append(l.sends, k)
 	l.sendsMu.Unlock()
