@@ -39,13 +39,7 @@ func BenchmarkCachedSessionsThroughput(b *testing.B) {
 		b.Fatalf("warm-up = %d %s (CORS %q)", a.status, a.body, a.header.Get("Access-Control-Allow-Origin"))
 	}
 	body, key := []byte(a.body), g.key
-	urls := map[string]string{"gateway": g.url + "/v1/sessions"}
-	gin.SetMode(gin.ReleaseMode)
-	bare := gin.New()
-	bare.GET("/v1/sessions", func(c *gin.Context) { c.Data(http.StatusOK, "application/json; charset=utf-8", body) })
-	srv := httptest.NewServer(bare)
-	defer srv.Close()
-	urls["bare"] = srv.URL + "/v1/sessions"
+	urls := map[string]string{"gateway": g.url + "/v1/sessions", "bare": bareSessions(b, body)}
 
 	// Rounds of the two, one after the other, so that the machine's changing load hits each
 	// alike; the medians are reported.
@@ -118,15 +112,10 @@ func BenchmarkCachedSessionsLayers(b *testing.B) {
 		body = []byte(a.body)
 		targets[v.name] = target{g.url + "/v1/sessions", g.key, origin}
 	}
-	gin.SetMode(gin.ReleaseMode)
-	bare := gin.New()
-	bare.GET("/v1/sessions", func(c *gin.Context) { c.Data(http.StatusOK, "application/json; charset=utf-8", body) })
-	srv := httptest.NewServer(bare)
-	defer srv.Close()
-
+	bareURL := bareSessions(b, body)
 	ratios := map[string][]float64{}
 	for range 3 {
-		rate := runWrk(b, wrk, srv.URL+"/v1/sessions", "unused", benchOrigin)
+		rate := runWrk(b, wrk, bareURL, "unused", benchOrigin)
 		for _, v := range variants {
 			t := targets[v.name]
 			ratios[v.name] = append(ratios[v.name], runWrk(b, wrk, t.url, t.key, t.origin)/rate)
@@ -135,6 +124,17 @@ func BenchmarkCachedSessionsLayers(b *testing.B) {
 	for _, v := range variants {
 		b.ReportMetric(median(ratios[v.name]), "ratio-"+v.name)
 	}
+}
+
+// bareSessions serves body at /v1/sessions from a bare gin handler until the benchmark ends, and
+// returns that URL: the baseline of the throughput benchmarks.
+func bareSessions(b *testing.B, body []byte) string {
+	gin.SetMode(gin.ReleaseMode)
+	bare := gin.New()
+	bare.GET("/v1/sessions", func(c *gin.Context) { c.Data(http.StatusOK, "application/json; charset=utf-8", body) })
+	srv := httptest.NewServer(bare)
+	b.Cleanup(srv.Close)
+	return srv.URL + "/v1/sessions"
 }
 
 // benchOrigin is the browser origin the benchmarks' requests carry, allowed by productionLayers.

@@ -115,19 +115,25 @@ func (h countDecisions) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
+// countedLimiter is a limiter of rate over a Redis database of the test's own whose scripts are
+// counted (calls), on a clock the test moves, with the context a request's Redis calls carry.
+func countedLimiter(t *testing.T, rate quota.Rate) (*CallerLimiter, *redis.Client, countDecisions, *fakeClock, context.Context) {
+	t.Helper()
+	rdb := redistest.New(t)
+	calls := countDecisions{sync: new(atomic.Int64), background: new(atomic.Int64)}
+	rdb.AddHook(calls)
+	l := NewCallerLimiter(rdb, rate)
+	clock := newFakeClock()
+	l.now = clock.Now
+	return l, rdb, calls, clock, context.WithValue(context.Background(), requestCtx{}, true)
+}
+
 // TestCallerLimiterSlowCallerCostsNoRoundTrip: a caller making a request now and then (its lease
 // ended each time) waits for Redis on its first request only; each later one is admitted at once
 // and charged in the background, and the bucket in Redis counts every one of them.
 func TestCallerLimiterSlowCallerCostsNoRoundTrip(t *testing.T) {
 	rate := quota.Rate{N: 1000, Per: 24 * time.Hour} // leases of 10 places
-	rdb := redistest.New(t)
-	var calls countDecisions
-	calls.sync, calls.background = new(atomic.Int64), new(atomic.Int64)
-	rdb.AddHook(calls)
-	l := NewCallerLimiter(rdb, rate)
-	clock := newFakeClock()
-	l.now = clock.Now
-	ctx := context.WithValue(context.Background(), requestCtx{}, true)
+	l, rdb, calls, clock, ctx := countedLimiter(t, rate)
 
 	d, err := l.allow(ctx, "crm")
 	if err != nil || !d.Allowed || d.Remaining != 999 || calls.sync.Load() != 1 {
@@ -200,14 +206,7 @@ func TestCallerLimiterOptimisticAdmissionWithRedisDown(t *testing.T) {
 // before (a round trip per request, which held a busy caller to one request per round trip).
 func TestCallerLimiterBusyCallerGoesBackToLeases(t *testing.T) {
 	rate := quota.Rate{N: 100000, Per: 24 * time.Hour} // leases of 200 places
-	rdb := redistest.New(t)
-	var calls countDecisions
-	calls.sync, calls.background = new(atomic.Int64), new(atomic.Int64)
-	rdb.AddHook(calls)
-	l := NewCallerLimiter(rdb, rate)
-	clock := newFakeClock()
-	l.now = clock.Now
-	ctx := context.WithValue(context.Background(), requestCtx{}, true)
+	l, _, calls, clock, ctx := countedLimiter(t, rate)
 	if d, err := l.allow(ctx, "crm"); err != nil || !d.Allowed {
 		t.Fatalf("first request: %+v, %v; want admitted", d, err)
 	}
