@@ -186,6 +186,16 @@ func newRT(t testing.TB, rdb redis.UniversalClient, opts ...Option) *ReadThrough
 	return rt
 }
 
+// waitStored waits until no fill lock is held in rdb's database: every value loaded so far is
+// stored (a value is stored after its reader has the answer).
+func waitStored(t testing.TB, rdb redis.UniversalClient) {
+	t.Helper()
+	wait.Until(t, 5*time.Second, "the loaded values are stored", func() bool {
+		locks, err := rdb.Keys(context.Background(), KeyPrefix+"*:lock:*").Result()
+		return err == nil && len(locks) == 0
+	})
+}
+
 // secondClient is another connection pool on the same database: another replica.
 func secondClient(t testing.TB, rdb *redis.Client) *redis.Client {
 	t.Helper()

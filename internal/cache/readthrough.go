@@ -496,6 +496,9 @@ func (rt *ReadThrough) fill(ctx context.Context, k Key, rk string, pol Policy, l
 			}
 			return &result{value: cur.Value, info: info, waited: waited}, nil
 		}
+		if cur != nil && fallback == nil && now.Before(cur.freshUntil().Add(pol.StaleIfError)) {
+			fallback = cur // stored while this read waited, and gone stale since
+		}
 		if won {
 			return rt.loadAndStore(ctx, k, rk, pol, load, fallback, token, epoch, gen)
 		}
@@ -533,28 +536,54 @@ func (rt *ReadThrough) loadAndStore(ctx context.Context, k Key, rk string, pol P
 	return &result{value: value, info: info}, nil
 }
 
-// loadLocked loads a value while holding the key's lock, stores it (unless it is not to be
-// cached, or an invalidation came first), releases the lock and notifies the waiting replicas.
-// A Redis failure after the load only costs the storing: the value is returned. stored is the
-// entry kept, nil when none was.
+// loadLocked loads a value while holding the key's lock, stores it (unless it is not to be cached,
+// or an invalidation came first), releases the lock and notifies the waiting replicas. A Redis
+// failure after the load only costs the storing: the value is returned. stored is the entry kept
+// (or to be kept), nil when none is.
+//
+// While the in-process layer serves reads, the value goes there first and the reader has its
+// answer before the store's round trip: a later read here finds the in-process copy, one on
+// another replica finds the lock held and waits for the notice, as it would for a load. Otherwise
+// the store comes first, so that the next read here does not wait for it.
 func (rt *ReadThrough) loadLocked(ctx context.Context, k Key, rk string, pol Policy, load loadFunc,
 	token, epoch string, gen uint64) (value []byte, stored *entry, err error) {
 	value, fresh, err := rt.loadLeased(ctx, k, token, load)
 	if err != nil || fresh <= 0 || len(value) > maxStoredValue {
-		rt.release(ctx, k, token)
+		rt.afterAnswer(func() { rt.release(ctx, k, token) })
 		return value, nil, err
 	}
 	now := rt.now()
-	e := entry{Stored: now.UnixMilli(), Fresh: now.Add(fresh).UnixMilli(), Value: value, Version: VersionOf(value)}
-	kept, serr := rt.store(ctx, k, rk, &e, pol.keep(fresh), token, epoch)
-	switch {
-	case serr != nil:
-		rt.redisFailed(k.Kind, serr)
-	case kept:
-		rt.local.put(gen, rk, Part(k.Scope), value, now, e.freshUntil(), now, e.Version)
-		return value, &e, nil
+	e := &entry{Stored: now.UnixMilli(), Fresh: now.Add(fresh).UnixMilli(), Value: value, Version: VersionOf(value)}
+	put := func() { rt.local.put(gen, rk, Part(k.Scope), value, now, e.freshUntil(), now, e.Version) }
+	store := func() bool {
+		kept, err := rt.store(ctx, k, rk, e, pol.keep(fresh), token, epoch)
+		if err != nil {
+			rt.redisFailed(k.Kind, err)
+		}
+		return kept
 	}
-	return value, nil, nil
+	if !rt.local.enabled() || !rt.subscribed.Load() {
+		if !store() {
+			return value, nil, nil
+		}
+		put()
+		return value, e, nil
+	}
+	put()
+	rt.afterAnswer(func() {
+		if !store() { // an invalidation came first (its notice drops the copy too), or Redis failed
+			rt.local.drop(rk)
+		}
+	})
+	return value, e, nil
+}
+
+// afterAnswer runs the Redis work that follows a load (storing, releasing the lock) without
+// holding up the reader: in the background, or at once when the cache is closing.
+func (rt *ReadThrough) afterAnswer(f func()) {
+	if !rt.goBackground(f) {
+		f()
+	}
 }
 
 // loadLeased runs load while renewing the key's fill lock (token's), so that the lock outlives a

@@ -25,8 +25,16 @@ const sid = "demo_session"
 // statusOf reads a session status through c and returns its version and cache facts.
 func statusOf(t testing.TB, c *CachedUpstream) (string, Info, error) {
 	t.Helper()
+	return statusOfSession(t, c, sid)
+}
+
+// statusOfSession is statusOf for the session id: a test whose in-process copies must not be
+// dropped by the other tests' notices (pub/sub is server-wide, and they all read sid) reads a
+// session of its own.
+func statusOfSession(t testing.TB, c *CachedUpstream, id string) (string, Info, error) {
+	t.Helper()
 	ctx, rec := Track(context.Background())
-	st, err := c.SessionStatus(ctx, sid)
+	st, err := c.SessionStatus(ctx, id)
 	info, _ := rec.Info()
 	return st.PhoneNumber, info, err
 }
@@ -227,6 +235,7 @@ func TestStaleWhileRevalidateRefreshesOnce(t *testing.T) {
 
 func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
 	t.Parallel()
+	const own = "invalidated_session" // see statusOfSession
 	rdb := redistest.New(t)
 	fake := newFake()
 	rtA := newRT(t, rdb, WithLocal(100, time.Hour))
@@ -236,51 +245,54 @@ func TestInProcessLayerDroppedByOtherReplicasInvalidate(t *testing.T) {
 	// Read until the value is in A's in-process layer (a read that raced with a change of the
 	// layer's generation leaves it to the next read, which finds it in Redis).
 	wait.Until(t, 2*time.Second, "the value reaches A's in-process layer", func() bool {
-		v, _, err := statusOf(t, a)
+		v, _, err := statusOfSession(t, a, own)
 		if err != nil || v != "1" {
 			t.Fatalf("first read: %q, %v", v, err)
 		}
 		return rtA.local.len() == 1
 	})
+	waitStored(t, rdb)
 	// Remove the value from Redis behind the cache's back: only the in-process layer has it now.
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	fake.set(func(f *fakeUpstream) { f.version = 2 })
-	if v, info, _ := statusOf(t, a); v != "1" || info.Status != StatusHit {
+	if v, info, _ := statusOfSession(t, a, own); v != "1" || info.Status != StatusHit {
 		t.Fatalf("read = %q, %+v; want version 1 from the in-process layer", v, info)
 	}
 
-	if err := b.Invalidate(context.Background(), sid); err != nil {
+	if err := b.Invalidate(context.Background(), own); err != nil {
 		t.Fatal(err)
 	}
 	wait.Until(t, 2*time.Second, "replica A drops its in-process copy after B's Invalidate", func() bool {
-		v, _, err := statusOf(t, a)
+		v, _, err := statusOfSession(t, a, own)
 		return err == nil && v == "2"
 	})
 }
 
 func TestInProcessLayerDroppedByOtherReplicasWrite(t *testing.T) {
 	t.Parallel()
+	const own = "rewritten_session" // see statusOfSession
 	rdb := redistest.New(t)
 	clock := newClock()
 	fake := newFake()
 	pol := DefaultPolicies()
 	a := NewCachedUpstream(fake, newRT(t, rdb, WithLocal(100, time.Hour), WithClock(clock.now)), pol, nil)
 	b := NewCachedUpstream(fake, newRT(t, secondClient(t, rdb), WithClock(clock.now)), pol, nil)
-	if v, _, _ := statusOf(t, a); v != "1" {
+	if v, _, _ := statusOfSession(t, a, own); v != "1" {
 		t.Fatalf("first read: %q", v)
 	}
+	waitStored(t, rdb) // A stores what it loaded after answering
 	// B stores a newer value (its own load after the value expired for it); A must drop its copy.
 	fake.set(func(f *fakeUpstream) { f.version = 2 })
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if v, _, _ := statusOf(t, b); v != "2" {
+	if v, _, _ := statusOfSession(t, b, own); v != "2" {
 		t.Fatalf("B read %q, want 2", v)
 	}
 	wait.Until(t, 2*time.Second, "replica A drops its in-process copy after B's write", func() bool {
-		v, _, _ := statusOf(t, a)
+		v, _, _ := statusOfSession(t, a, own)
 		return v == "2"
 	})
 	if got := fake.calls.Load(); got != 2 {
@@ -693,5 +705,78 @@ func TestDeadFillerCostsOneLease(t *testing.T) {
 	}
 	if got := fake.calls.Load(); got != 2 {
 		t.Fatalf("upstream calls = %d, want 2 (the dead replica's and the waiter's)", got)
+	}
+}
+
+// holdStores is a Redis hook that keeps every run of the store script waiting until release is
+// closed: the value a replica loaded reaches Redis only then.
+type holdStores struct{ release chan struct{} }
+
+func (h holdStores) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h holdStores) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); len(args) > 1 && strings.EqualFold(cmd.Name(), "evalsha") && args[1] == storeScript.Hash() {
+			<-h.release
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h holdStores) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestMissAnswersBeforeTheStore: a miss's reader has its answer while the value is still on its
+// way to Redis, the next read on that replica is a hit from its in-process layer, and a read on
+// another replica waits for the store instead of calling the upstream again.
+func TestMissAnswersBeforeTheStore(t *testing.T) {
+	t.Parallel()
+	const own = "stored_late_session" // see statusOfSession
+	rdb := redistest.New(t)
+	held := holdStores{release: make(chan struct{})}
+	slowRedis := secondClient(t, rdb)
+	slowRedis.AddHook(held)
+	fake := newFake()
+	a := NewCachedUpstream(fake, newRT(t, slowRedis, WithLocal(100, time.Hour)), DefaultPolicies(), nil)
+	b := NewCachedUpstream(fake, newRT(t, secondClient(t, rdb)), DefaultPolicies(), nil)
+
+	first := make(chan Info, 1)
+	go func() {
+		_, info, err := statusOfSession(t, a, own)
+		if err != nil {
+			t.Errorf("first read: %v", err)
+		}
+		first <- info
+	}()
+	select {
+	case info := <-first:
+		if info.Status != StatusMiss || info.Version == "" {
+			t.Errorf("first read: %+v; want a miss with the value's version", info)
+		}
+	case <-time.After(10 * time.Second):
+		close(held.release)
+		t.Fatal("the first read waited for the store of what it loaded")
+	}
+	if _, info, err := statusOfSession(t, a, own); err != nil || info.Status != StatusHit {
+		t.Errorf("second read on the same replica: %+v, %v; want a hit from its in-process layer", info, err)
+	}
+
+	other := make(chan error, 1)
+	go func() {
+		v, _, err := statusOfSession(t, b, own)
+		if err == nil && v != "1" {
+			err = fmt.Errorf("read %q, want 1", v)
+		}
+		other <- err
+	}()
+	close(held.release)
+	if err := <-other; err != nil {
+		t.Errorf("read on another replica: %v", err)
+	}
+	if got := fake.calls.Load(); got != 1 {
+		t.Errorf("upstream calls = %d, want 1", got)
+	}
+	waitStored(t, rdb)
+	if n, err := rdb.Exists(context.Background(), Key{Scope: SessionScope(own), Kind: KindStatus}.redisKey()).Result(); err != nil || n != 1 {
+		t.Errorf("the value is not in Redis after the store: %d, %v", n, err)
 	}
 }

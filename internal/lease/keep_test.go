@@ -3,6 +3,8 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,5 +133,39 @@ func TestPatientRenewalOutlastsRedisErrors(t *testing.T) {
 	srv.Restart(t) // empty: the lease is gone
 	if err := recv(t, patientLost, "the lost lease after the restart"); !errors.Is(err, ErrLost) || !kp.Lost() {
 		t.Fatalf("after Redis came back without the lease: %v, Lost() = %v", err, kp.Lost())
+	}
+}
+
+// TestStartCostsNoGoroutineBeforeItsFirstRenewal: work shorter than a third of the TTL (most
+// cache fills) costs a timer, not a goroutine that Stop must wake and wait for; a Keeper stopped
+// then never renews, and a second Stop returns at once. (Not parallel: it counts the process'
+// goroutines.)
+func TestStartCostsNoGoroutineBeforeItsFirstRenewal(t *testing.T) {
+	rdb := redistest.New(t)
+	ctx := context.Background()
+	const holders = 100
+	keepers := make([]*Keeper, 0, holders)
+	before := runtime.NumGoroutine()
+	for i := range holders {
+		l := New(rdb, fmt.Sprintf("short-%d", i), time.Minute)
+		if ok, err := l.Acquire(ctx); !ok || err != nil {
+			t.Fatalf("acquire: %v, %v", ok, err)
+		}
+		keepers = append(keepers, l.Start(ctx, KeepOptions{}))
+	}
+	if grown := runtime.NumGoroutine() - before; grown >= holders/2 {
+		t.Errorf("%d keepers before their first renewal run %d more goroutines; want none of their own", holders, grown)
+	}
+	for _, k := range keepers {
+		k.Stop()
+		k.Stop()
+		if k.Lost() {
+			t.Error("a keeper stopped before its first renewal reports the lease lost")
+		}
+	}
+	for i := range holders {
+		if ttl := rdb.PTTL(ctx, fmt.Sprintf("short-%d", i)).Val(); ttl <= 0 || ttl > time.Minute {
+			t.Fatalf("short-%d: TTL %v after Stop; want the acquired one, untouched", i, ttl)
+		}
 	}
 }

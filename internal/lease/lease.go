@@ -107,7 +107,17 @@ func (l *Lease) Release(ctx context.Context) error {
 // it lost, or once Redis errors have kept it from renewing for longer than the TTL (by then
 // another holder may have taken it). It returns nil when ctx ends first. Run it beside the work
 // the lease protects and stop the work when it returns ErrLost.
-func (l *Lease) Keep(ctx context.Context) error { return l.keep(ctx, KeepOptions{}) }
+func (l *Lease) Keep(ctx context.Context) error {
+	renewed := time.Now()
+	t := time.NewTimer(l.ttl / 3)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-t.C:
+	}
+	return l.keep(ctx, KeepOptions{}, renewed)
+}
 
 // KeepOptions say how a background renewal (Start) treats Redis errors and a lost lease.
 type KeepOptions struct {
@@ -122,17 +132,12 @@ type KeepOptions struct {
 	OnLost func(err error)
 }
 
-// keep is the one renewal loop, of Keep and of Start.
-func (l *Lease) keep(ctx context.Context, o KeepOptions) error {
+// keep is the one renewal loop, of Keep and of Start: it renews at once (the lease was last
+// renewed at renewed, TTL/3 ago), then every TTL/3, until ctx ends or the lease is lost.
+func (l *Lease) keep(ctx context.Context, o KeepOptions, renewed time.Time) error {
 	tick := time.NewTicker(l.ttl / 3)
 	defer tick.Stop()
-	renewed := time.Now()
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
 		ok, err := l.Renew(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -141,13 +146,18 @@ func (l *Lease) keep(ctx context.Context, o KeepOptions) error {
 			return ErrLost
 		case err == nil:
 			renewed = time.Now()
-			continue
+		default:
+			if o.OnError != nil {
+				o.OnError(err)
+			}
+			if !o.Patient && time.Since(renewed) >= l.ttl {
+				return fmt.Errorf("%w: not renewed for %v: %w", ErrLost, l.ttl, err)
+			}
 		}
-		if o.OnError != nil {
-			o.OnError(err)
-		}
-		if !o.Patient && time.Since(renewed) >= l.ttl {
-			return fmt.Errorf("%w: not renewed for %v: %w", ErrLost, l.ttl, err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
 		}
 	}
 }
@@ -156,24 +166,28 @@ func (l *Lease) keep(ctx context.Context, o KeepOptions) error {
 type Keeper struct {
 	l      *Lease
 	cancel context.CancelFunc
+	first  *time.Timer // starts the renewing goroutine at the first renewal
 	done   chan struct{}
 	lost   atomic.Bool
 }
 
 // Start renews the held lease every TTL/3 in the background, as Keep does (with o's rules), until
-// ctx ends or Stop or Release is called; OnLost tells the holder when the lease is lost.
+// ctx ends or Stop or Release is called; OnLost tells the holder when the lease is lost. The
+// renewing goroutine starts only at the first renewal, TTL/3 from now: work shorter than that
+// (most cache fills) costs a timer, not a goroutine that Stop has to wake and wait for.
 func (l *Lease) Start(ctx context.Context, o KeepOptions) *Keeper {
 	ctx, cancel := context.WithCancel(ctx)
 	k := &Keeper{l: l, cancel: cancel, done: make(chan struct{})}
-	go func() {
+	renewed := time.Now()
+	k.first = time.AfterFunc(l.ttl/3, func() {
 		defer close(k.done)
-		if err := l.keep(ctx, o); err != nil {
+		if err := l.keep(ctx, o, renewed); err != nil {
 			k.lost.Store(true)
 			if o.OnLost != nil {
 				o.OnLost(err)
 			}
 		}
-	}()
+	})
 	return k
 }
 
@@ -184,6 +198,9 @@ func (k *Keeper) Lost() bool { return k.lost.Load() }
 // a holder that gave it up another way, e.g. in a script of its own).
 func (k *Keeper) Stop() {
 	k.cancel()
+	if k.first.Stop() { // the renewing goroutine never started, and never will
+		close(k.done)
+	}
 	<-k.done
 }
 
