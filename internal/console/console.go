@@ -37,10 +37,10 @@ var contentTypes = map[string]string{
 }
 
 // Register mounts the console at GET /console (the page) and GET /console/*file (its assets),
-// with the security headers of middleware.SecurityHeaders under the console's own policy.
+// with the security headers of middleware.PageSecurityHeaders under the console's own policy.
 // It needs no authentication: the page carries no data, and every call it makes is authenticated.
 func Register(r gin.IRoutes) {
-	headers, h := middleware.SecurityHeaders(ContentSecurityPolicy), Handler()
+	headers, h := middleware.PageSecurityHeaders(ContentSecurityPolicy), Handler()
 	r.GET("/console", headers, h)
 	r.GET("/console/*file", headers, h)
 	r.HEAD("/console", headers, h)

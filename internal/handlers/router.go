@@ -177,7 +177,7 @@ func registerDocuments(r *gin.Engine) {
 	r.GET("/openapi.json", document(contentTypeJSON, docs.OpenAPIJSON()))
 	r.GET("/openapi.yaml", document(contentTypeYAML, docs.OpenAPIYAML()))
 	r.GET("/swagger", func(c *gin.Context) { c.Redirect(http.StatusMovedPermanently, "/swagger/index.html") })
-	r.GET("/swagger/*any", middleware.SecurityHeaders(middleware.PolicySwaggerUI), swaggerUI(docs.SwaggerJSON()))
+	r.GET("/swagger/*any", middleware.PageSecurityHeaders(middleware.PolicySwaggerUI), swaggerUI(docs.SwaggerJSON()))
 }
 
 // newEngine is the base of every listener's router: problem answers for unknown routes and
