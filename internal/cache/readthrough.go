@@ -23,6 +23,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/broadcast"
 	"github.com/inboxhub-gateway/gateway/internal/lease"
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 	"github.com/inboxhub-gateway/gateway/internal/upstream"
 )
 
@@ -1035,6 +1036,8 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	coalescedBy *prometheus.CounterVec
 	redisErrors *prometheus.CounterVec
+
+	results promreg.Children[[2]string, prometheus.Counter] // requests' children, resolved once: one per read
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -1062,6 +1065,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) request(kind, result string) { m.requests.WithLabelValues(kind, result).Inc() }
-func (m *metrics) coalesced(kind string)       { m.coalescedBy.WithLabelValues(kind).Inc() }
-func (m *metrics) redisError(kind string)      { m.redisErrors.WithLabelValues(kind).Inc() }
+func (m *metrics) request(kind, result string) {
+	m.results.Get([2]string{kind, result}, func(l [2]string) prometheus.Counter {
+		return m.requests.WithLabelValues(l[0], l[1])
+	}).Inc()
+}
+func (m *metrics) coalesced(kind string)  { m.coalescedBy.WithLabelValues(kind).Inc() }
+func (m *metrics) redisError(kind string) { m.redisErrors.WithLabelValues(kind).Inc() }

@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -30,6 +29,7 @@ import (
 
 	"github.com/inboxhub-gateway/gateway/internal/clip"
 	"github.com/inboxhub-gateway/gateway/internal/problem"
+	"github.com/inboxhub-gateway/gateway/internal/promreg"
 	"github.com/inboxhub-gateway/gateway/internal/storeerr"
 	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
@@ -308,16 +308,11 @@ type HTTPMetrics struct {
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 
-	// The label children met so far, resolved once: WithLabelValues hashes every label value
-	// and takes the vector's lock on each call. At most maxChildren of each are kept (the
-	// callers' names make the set open-ended); past that, requests resolve their child each time.
-	counters  sync.Map // requestLabels -> prometheus.Counter
-	observers sync.Map // routeMethod -> prometheus.Observer
-	children  atomic.Int64
+	// The label children met so far, resolved once (the callers' names make the set open-ended:
+	// promreg.Children bounds it).
+	counters  promreg.Children[requestLabels, prometheus.Counter]
+	observers promreg.Children[routeMethod, prometheus.Observer]
 }
-
-// maxChildren bounds the label children HTTPMetrics keeps resolved.
-const maxChildren = 4096
 
 type routeMethod struct{ route, method string }
 
@@ -372,26 +367,16 @@ func observe(ctx context.Context, o prometheus.Observer, v float64) {
 
 // counter is the request counter's child of l, resolved once.
 func (m *HTTPMetrics) counter(l requestLabels) prometheus.Counter {
-	if v, ok := m.counters.Load(l); ok {
-		return v.(prometheus.Counter)
-	}
-	child := m.requests.WithLabelValues(l.route, l.method, strconv.Itoa(l.status), l.caller)
-	if m.children.Add(1) <= maxChildren {
-		m.counters.Store(l, child)
-	}
-	return child
+	return m.counters.Get(l, func(l requestLabels) prometheus.Counter {
+		return m.requests.WithLabelValues(l.route, l.method, strconv.Itoa(l.status), l.caller)
+	})
 }
 
 // observer is the duration histogram's child of rm, resolved once.
 func (m *HTTPMetrics) observer(rm routeMethod) prometheus.Observer {
-	if v, ok := m.observers.Load(rm); ok {
-		return v.(prometheus.Observer)
-	}
-	child := m.duration.WithLabelValues(rm.route, rm.method)
-	if m.children.Add(1) <= maxChildren {
-		m.observers.Store(rm, child)
-	}
-	return child
+	return m.observers.Get(rm, func(rm routeMethod) prometheus.Observer {
+		return m.duration.WithLabelValues(rm.route, rm.method)
+	})
 }
 
 // BodyLimit caps request bodies at n bytes; reading past it fails with *http.MaxBytesError, which

@@ -84,3 +84,22 @@ func TestRegisterOrLogKeepsTheCollector(t *testing.T) {
 		t.Errorf("the conflict was not logged: %q", logged.String())
 	}
 }
+
+// TestChildrenResolvesOnceWithinTheBound: each key is resolved once while fewer than Max are
+// kept; past Max, a new key is resolved on every Get, and the kept ones still are not.
+func TestChildrenResolvesOnceWithinTheBound(t *testing.T) {
+	var c promreg.Children[string, int]
+	c.Max = 2
+	resolved := map[string]int{}
+	resolve := func(k string) int { resolved[k]++; return len(k) }
+	for range 3 {
+		for _, k := range []string{"a", "bb", "ccc"} {
+			if got := c.Get(k, resolve); got != len(k) {
+				t.Fatalf("Get(%q) = %d", k, got)
+			}
+		}
+	}
+	if resolved["a"] != 1 || resolved["bb"] != 1 || resolved["ccc"] != 3 {
+		t.Errorf("resolutions = %v; want a and bb once (kept), ccc on each Get (past the bound)", resolved)
+	}
+}
