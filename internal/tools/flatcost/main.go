@@ -6,6 +6,8 @@
 //	          (25,000 contacts, 2,000 chats, 60,000 messages) to a counting CRM sink
 //	webhooks  gateway CPU time per accepted signed webhook at 100/s and at 2,000/s
 //	reads     p50/p99 of cached GET /v1/sessions at one rate from 1 and from 10,000 API keys
+//	latency   what the gateway adds to an upstream read (p50/p99), against calling the simulator
+//	          directly, one request at a time (not a flat cost: the same harness, from outside)
 //
 // The simulator (cmd/inboxhub-sim) and Redis run in processes of their own; the load generator
 // and the CRM stand-in run here. Nothing is asserted: the figures are for docs/benchmarks.md.
@@ -40,6 +42,8 @@ type options struct {
 	manyCallers  int
 	readInFlight int
 	callerRate   string
+	// latency
+	latencyRequests int
 }
 
 func main() {
@@ -56,8 +60,9 @@ func main() {
 	flag.IntVar(&o.manyCallers, "read-callers", 10000, "reads: the number of distinct API keys of the large case")
 	flag.IntVar(&o.readInFlight, "read-inflight", 64, "reads: most requests in flight")
 	flag.StringVar(&o.callerRate, "read-caller-rate", "1000000/1m", "reads: the gateway's GATEWAY_CALLER_RATE (on, too high to refuse; 0: off)")
+	flag.IntVar(&o.latencyRequests, "latency-requests", 4000, "latency: requests measured on each path")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: flatcost -gateway BIN -sim BIN [flags] sync|webhooks|reads|all")
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: flatcost -gateway BIN -sim BIN [flags] sync|webhooks|reads|latency|all")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -91,10 +96,11 @@ func run(ctx context.Context, o options) error {
 		"sync":     func(ctx context.Context, h *harness) error { return measureSync(ctx, h, o) },
 		"webhooks": func(ctx context.Context, h *harness) error { return measureWebhooks(ctx, h, o) },
 		"reads":    func(ctx context.Context, h *harness) error { return measureReads(ctx, h, o) },
+		"latency":  func(ctx context.Context, h *harness) error { return measureLatency(ctx, h, o) },
 	}
 	order := []string{o.what}
 	if o.what == "all" {
-		order = []string{"sync", "webhooks", "reads"}
+		order = []string{"sync", "webhooks", "reads", "latency"}
 	}
 	h, err := newHarness(o)
 	if err != nil {
@@ -104,7 +110,7 @@ func run(ctx context.Context, o options) error {
 	for _, name := range order {
 		m, ok := measures[name]
 		if !ok {
-			return fmt.Errorf("unknown measurement %q (sync, webhooks, reads or all)", name)
+			return fmt.Errorf("unknown measurement %q (sync, webhooks, reads, latency or all)", name)
 		}
 		h.logf("%s: start, %s", name, loadavg())
 		if err := m(ctx, h); err != nil {

@@ -136,7 +136,13 @@ func paceReads(ctx context.Context, c *http.Client, gwURL string, keys []apiKey,
 }
 
 func readOnce(ctx context.Context, c *http.Client, gwURL, key string) (time.Duration, bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, gwURL+"/v1/sessions", nil)
+	return readURL(ctx, c, gwURL+"/v1/sessions", key)
+}
+
+// readURL GETs url with the API key and reads the answer to its end; it reports how long that
+// took and whether the answer was a 200.
+func readURL(ctx context.Context, c *http.Client, url, key string) (time.Duration, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, false
 	}
