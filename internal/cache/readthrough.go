@@ -545,12 +545,18 @@ func (rt *ReadThrough) loadAndStore(ctx context.Context, k Key, rk string, pol P
 // While the in-process layer serves reads, the value goes there first and the reader has its
 // answer before the store's round trip: a later read here finds the in-process copy, one on
 // another replica finds the lock held and waits for the notice, as it would for a load. Otherwise
-// the store comes first, so that the next read here does not wait for it.
+// the store comes first, so that the next read here does not wait for it. Likewise the lock's
+// release after a load that stores nothing follows the answer only while notices are heard.
 func (rt *ReadThrough) loadLocked(ctx context.Context, k Key, rk string, pol Policy, load loadFunc,
 	token, epoch string, gen uint64) (value []byte, stored *entry, err error) {
 	value, fresh, err := rt.loadLeased(ctx, k, token, load)
 	if err != nil || fresh <= 0 || len(value) > maxStoredValue {
-		rt.afterAnswer(func() { rt.release(ctx, k, token) })
+		release := func() { rt.release(ctx, k, token) }
+		if rt.subscribed.Load() { // a read that finds the lock meanwhile hears the release's notice
+			rt.afterAnswer(release)
+		} else {
+			release()
+		}
 		return value, nil, err
 	}
 	now := rt.now()
