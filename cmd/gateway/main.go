@@ -91,7 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	// The replica's background work runs until Close, through the drain that follows the signal.
-	a, err := app.New(context.WithoutCancel(ctx), cfg, logger, version)
+	// logger writes JSON lines to logOut (observe): the access log writes its own there directly.
+	a, err := app.New(context.WithoutCancel(ctx), cfg, logger, version, app.WithLogOutput(logOut))
 	if err != nil {
 		return err
 	}

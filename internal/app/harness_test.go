@@ -133,6 +133,8 @@ func startGateway(t testing.TB, simURL string, creds fakeCreds, redisURL string,
 		logOut = buffered
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// As in cmd/gateway: the access log writes its lines to the JSON handler's writer itself.
+	opts = append([]app.Option{app.WithLogOutput(logOut)}, opts...)
 	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(logOut, nil)), "test", opts...)
 	if err != nil {
 		cancel()

@@ -170,7 +170,7 @@ func router(logs *syncBuffer, origins []string, v1 ...gin.HandlerFunc) *gin.Engi
 	logger := newLogger(logs)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(middleware.RequestID(), middleware.AccessLog(logger), middleware.Errors(logger), CORS(origins))
+	r.Use(middleware.RequestID(), middleware.AccessLog(logger, nil), middleware.Errors(logger), CORS(origins))
 	r.NoRoute(middleware.NotFound())
 	r.NoMethod(middleware.MethodNotAllowed())
 	g := r.Group("/v1", v1...)

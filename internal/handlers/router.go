@@ -9,6 +9,7 @@
 package handlers
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -25,7 +26,10 @@ import (
 
 // Deps is what the router needs; later parts of the API add their dependencies here.
 type Deps struct {
-	Logger         *slog.Logger
+	Logger *slog.Logger
+	// AccessLogOut, when set, is the writer of Logger's JSON handler: the access log encodes its
+	// lines itself and writes them there (see middleware.AccessLog).
+	AccessLogOut   io.Writer
 	HTTPMetrics    *middleware.HTTPMetrics
 	MaxBodyBytes   int64
 	TrustedProxies []string
@@ -124,7 +128,7 @@ func useMiddleware(r *gin.Engine, d Deps) {
 	r.Use(
 		middleware.Recovery(d.Logger),
 		middleware.SecurityHeaders(middleware.PolicyNone),
-		middleware.AccessLog(d.Logger),
+		middleware.AccessLog(d.Logger, d.AccessLogOut),
 		d.HTTPMetrics.Middleware(),
 		middleware.Errors(d.Logger),
 		d.CORS,

@@ -61,7 +61,7 @@ func TestWebhookLoad(t *testing.T) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	logger := slog.New(slog.DiscardHandler)
-	r.Use(middleware.RequestID(), middleware.Recovery(logger), middleware.AccessLog(logger),
+	r.Use(middleware.RequestID(), middleware.Recovery(logger), middleware.AccessLog(logger, nil),
 		middleware.NewHTTPMetrics(reg).Middleware(), middleware.Errors(logger), middleware.BodyLimit(1<<20))
 	registerWebhooks(r, svc)
 	srv := httptest.NewServer(r)

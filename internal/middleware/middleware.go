@@ -254,47 +254,6 @@ func maskDigits(s string) string {
 	return b.String()
 }
 
-// AccessLog writes one JSON line per request: method, route (the pattern), path (masked by
-// MaskPath: no phone numbers or JIDs), redacted query, status, duration, size, request id and
-// caller name. It never logs request headers or bodies, so Authorization, X-API-Key, cookies,
-// passwords and tokens cannot reach the log.
-func AccessLog(logger *slog.Logger) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		start := time.Now()
-		c.Next()
-		status := c.Writer.Status()
-		level := slog.LevelInfo
-		switch {
-		case status >= 500:
-			level = slog.LevelError
-		case status >= 400:
-			level = slog.LevelWarn
-		}
-		// Room for every attribute a line may have: the slice stays on the stack.
-		attrs := make([]slog.Attr, 0, 11)
-		attrs = append(attrs,
-			slog.String("requestId", RequestIDOf(c)),
-			slog.String("method", c.Request.Method),
-			slog.String("route", routeOf(c)),
-			slog.String("path", MaskPath(c.Request.URL.Path)),
-			slog.Int("status", status),
-			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
-			slog.Int("bytes", max(c.Writer.Size(), 0)),
-			slog.String("clientIp", ClientIP(c)),
-		)
-		if q := RedactQuery(c.Request.URL.RawQuery); q != "" {
-			attrs = append(attrs, slog.String("query", q))
-		}
-		if caller := c.GetString(KeyCaller); caller != "" {
-			attrs = append(attrs, slog.String("caller", caller))
-		}
-		if code := c.GetString(keyProblemCode); code != "" {
-			attrs = append(attrs, slog.String("code", code))
-		}
-		logger.LogAttrs(c.Request.Context(), level, "request", attrs...)
-	}
-}
-
 func routeOf(c *gin.Context) string {
 	if r := c.FullPath(); r != "" {
 		return r
