@@ -161,6 +161,39 @@ func (h *harness) startGateway(ctx context.Context, name, simURL, keyFile string
 	return p, url, nil
 }
 
+// readFleet is a simulator and a gateway on it, started for the read measurements.
+type readFleet struct {
+	gw            *childproc.Process
+	simURL, gwURL string
+	keys          []apiKey
+	stop          func()
+}
+
+// startReadFleet writes a key file of callers with scopes, empties Redis, and starts the
+// simulator (small data) and a gateway on it without sync or webhook workers, with the per-caller
+// limit at callerRate; stop stops both.
+func (h *harness) startReadFleet(ctx context.Context, name string, callers int, scope, callerRate string) (readFleet, error) {
+	keyFile, keys, err := h.writeKeys(name, callers, scope)
+	if err != nil {
+		return readFleet{}, err
+	}
+	if err := h.flushRedis(ctx); err != nil {
+		return readFleet{}, err
+	}
+	simP, simURL, err := h.startSim(ctx, name, simData{contacts: 10, chats: 5, perChat: 5})
+	if err != nil {
+		return readFleet{}, err
+	}
+	gw, gwURL, err := h.startGateway(ctx, name, simURL, keyFile, "GATEWAY_SYNC_WORKERS=0", "GATEWAY_WEBHOOK_WORKERS=0",
+		"GATEWAY_CALLER_RATE="+callerRate)
+	if err != nil {
+		simP.Stop(10 * time.Second)
+		return readFleet{}, err
+	}
+	stop := func() { gw.Stop(30 * time.Second); simP.Stop(10 * time.Second) }
+	return readFleet{gw: gw, simURL: simURL, gwURL: gwURL, keys: keys, stop: stop}, nil
+}
+
 // apiKey is one caller of the gateway's key file.
 type apiKey struct{ name, key string }
 

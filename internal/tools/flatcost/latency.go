@@ -24,25 +24,13 @@ type latencyPath struct {
 // alternated windows. Unlike the in-process benchmark (UpstreamCallPath), the gateway runs in its
 // own process, so its latency holds only its own garbage collection and scheduling.
 func measureLatency(ctx context.Context, h *harness, o options) error {
-	keyFile, keys, err := h.writeKeys("latency", 1, "messages:read")
-	if err != nil {
-		return err
-	}
-	if err := h.flushRedis(ctx); err != nil {
-		return err
-	}
-	simP, simURL, err := h.startSim(ctx, "latency", simData{contacts: 10, chats: 5, perChat: 5})
-	if err != nil {
-		return err
-	}
-	defer simP.Stop(10 * time.Second)
 	// The per-caller limit stays on, at a rate too high to refuse anything (as in reads).
-	gw, gwURL, err := h.startGateway(ctx, "latency", simURL, keyFile, "GATEWAY_SYNC_WORKERS=0", "GATEWAY_WEBHOOK_WORKERS=0",
-		"GATEWAY_CALLER_RATE="+o.callerRate)
+	f, err := h.startReadFleet(ctx, "latency", 1, "messages:read", o.callerRate)
 	if err != nil {
 		return err
 	}
-	defer gw.Stop(30 * time.Second)
+	defer f.stop()
+	gw, simURL, gwURL, keys := f.gw, f.simURL, f.gwURL, f.keys
 	paths := []latencyPath{
 		{"direct", func(p int) string { return fmt.Sprintf("%s/api/contacts/demo_session?limit=1&page=%d", simURL, p) }, h.simKey},
 		{"passthrough", func(p int) string { return fmt.Sprintf("%s/api/contacts/demo_session?limit=1&page=%d", gwURL, p) }, keys[0].key},

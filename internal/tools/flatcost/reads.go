@@ -28,25 +28,13 @@ const readRounds = 4
 // manyCallers keys in turn (one key file of manyCallers entries), after a warm-up that uses every
 // key once; the two cases alternate in readRounds windows each, and their latencies are compared.
 func measureReads(ctx context.Context, h *harness, o options) error {
-	keyFile, keys, err := h.writeKeys("reads", o.manyCallers, "sessions:read")
-	if err != nil {
-		return err
-	}
-	if err := h.flushRedis(ctx); err != nil {
-		return err
-	}
-	simP, simURL, err := h.startSim(ctx, "reads", simData{contacts: 10, chats: 5, perChat: 5})
-	if err != nil {
-		return err
-	}
-	defer simP.Stop(10 * time.Second)
 	// The per-caller limit stays on (its state is per caller), by default too high to refuse anything.
-	gw, gwURL, err := h.startGateway(ctx, "reads", simURL, keyFile, "GATEWAY_SYNC_WORKERS=0", "GATEWAY_WEBHOOK_WORKERS=0",
-		"GATEWAY_CALLER_RATE="+o.callerRate)
+	f, err := h.startReadFleet(ctx, "reads", o.manyCallers, "sessions:read", o.callerRate)
 	if err != nil {
 		return err
 	}
-	defer gw.Stop(30 * time.Second)
+	defer f.stop()
+	gw, gwURL, keys := f.gw, f.gwURL, f.keys
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: o.readInFlight}}
 	// Warm-up, not measured: every key once (and at least 2 s of the rate).
 	warm := max(o.manyCallers, 2*o.readRate)
