@@ -137,12 +137,14 @@ func TestStaleServedWhenUpstreamFails(t *testing.T) {
 	for name, failure := range failures {
 		t.Run(name, func(t *testing.T) {
 			clock := newClock()
-			rt := newRT(t, redistest.New(t), WithClock(clock.now))
+			rdb := redistest.New(t)
+			rt := newRT(t, rdb, WithClock(clock.now))
 			fake := newFake()
 			c := NewCachedUpstream(fake, rt, stalePolicies(0), nil)
 			if _, _, err := statusOf(t, c); err != nil {
 				t.Fatal(err)
 			}
+			waitStored(t, rdb) // the fake clock moves faster than the store that follows the answer
 			clock.advance(10 * time.Second)
 			fake.set(func(f *fakeUpstream) { f.err, f.version = failure, 2 })
 			v, info, err := statusOf(t, c)
@@ -203,6 +205,9 @@ func TestStaleWhileRevalidateRefreshesOnce(t *testing.T) {
 	if _, _, err := statusOf(t, caches[0]); err != nil {
 		t.Fatal(err)
 	}
+	// The store follows the answer: a reader that came before it would wait for the lock, and
+	// the fake clock jumps further than real time moves while it waits.
+	waitStored(t, rdb)
 	clock.advance(10 * time.Second) // stale, within the revalidation window
 	fake.set(func(f *fakeUpstream) { f.version, f.delay = 2, time.Second })
 
