@@ -89,12 +89,17 @@ func (l *requestLine) attrs() []slog.Attr {
 		slog.Int("bytes", l.bytes),
 		slog.String("clientIp", l.clientIP),
 	)
-	for _, a := range [...]struct{ key, value string }{{"query", l.query}, {"caller", l.caller}, {"code", l.code}} {
+	for _, a := range l.optional() {
 		if a.value != "" {
 			attrs = append(attrs, slog.String(a.key, a.value))
 		}
 	}
 	return attrs
+}
+
+// optional is the line's last fields, each left out when empty.
+func (l *requestLine) optional() [3]struct{ key, value string } {
+	return [...]struct{ key, value string }{{"query", l.query}, {"caller", l.caller}, {"code", l.code}}
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -117,7 +122,7 @@ func (l *requestLine) write(out io.Writer, now time.Time, level slog.Level, sc t
 	b = appendJSONFloat(append(b, `,"durationMs":`...), l.duration)
 	b = strconv.AppendInt(append(b, `,"bytes":`...), int64(l.bytes), 10)
 	b = appendField(b, "clientIp", l.clientIP)
-	for _, a := range [...]struct{ key, value string }{{"query", l.query}, {"caller", l.caller}, {"code", l.code}} {
+	for _, a := range l.optional() {
 		if a.value != "" {
 			b = appendField(b, a.key, a.value)
 		}
