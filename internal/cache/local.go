@@ -2,6 +2,7 @@ package cache
 
 import (
 	"container/list"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,9 +14,13 @@ import (
 // (ReadThrough.listen); while that subscription is down the layer is not used at all, since it
 // could miss an invalidation.
 //
-// gen counts every change that may make a value read from Redis outdated (an invalidation, another
-// replica's write, a lost subscription): a value read from Redis is put here only if gen did not
-// move while it was being read, so an invalidation that overtakes a read cannot be undone by it.
+// Generations count the changes that may make a value read from Redis outdated: a value read from
+// Redis is put here only if its generation did not move while it was being read, so that an
+// invalidation that overtakes a read cannot be undone by it. A lost subscription moves gen, for
+// every key; another replica's write moves the stripe of its key, and an invalidation the stripe of
+// its scope. A key's generation is the sum of the three counters that concern it. Were there only
+// one counter, every write anywhere in the fleet would turn away the puts of unrelated reads under
+// way on this replica; with stripes, only one in genStripes does.
 type local struct {
 	max    int
 	maxAge time.Duration
@@ -23,11 +28,16 @@ type local struct {
 
 	bytes int
 
-	mu    sync.Mutex
-	ll    *list.List // front: most recently used
-	items map[string]*list.Element
-	gen   uint64
+	mu      sync.Mutex
+	ll      *list.List // front: most recently used
+	items   map[string]*list.Element
+	gen     uint64
+	stripes [genStripes]uint64
+	seed    maphash.Seed
 }
+
+// genStripes is the number of generation counters shared by keys and scopes.
+const genStripes = 256
 
 // localEntry is one value of the in-process layer.
 type localEntry struct {
@@ -52,7 +62,8 @@ const (
 )
 
 func newLocal(size int, maxAge time.Duration) *local {
-	return &local{max: size, maxAge: maxAge, budget: localBudget, ll: list.New(), items: map[string]*list.Element{}}
+	return &local{max: size, maxAge: maxAge, budget: localBudget, ll: list.New(), items: map[string]*list.Element{},
+		seed: maphash.MakeSeed()}
 }
 
 func (l *local) enabled() bool { return l.max > 0 && l.maxAge > 0 }
@@ -78,14 +89,26 @@ func (l *local) get(key []byte, now time.Time) (*localEntry, bool) {
 	return e, true
 }
 
-// generation is the counter to pass to put.
-func (l *local) generation() uint64 {
+// generation is the generation of key (of scope) to pass to put.
+func (l *local) generation(key, scope string) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.gen
+	return l.generationLocked(key, scope)
 }
 
-// put keeps a value fresh until freshUntil, unless something was invalidated since gen was read.
+// generationLocked is generation, with l.mu held. The counters only grow, so the sum moves
+// whenever one of them does.
+func (l *local) generationLocked(key, scope string) uint64 {
+	return l.gen + *l.stripe(key) + *l.stripe(scope)
+}
+
+// stripe is the counter that s (a key or a scope) shares with about 1/genStripes of the others.
+func (l *local) stripe(s string) *uint64 {
+	return &l.stripes[maphash.String(l.seed, s)%genStripes]
+}
+
+// put keeps a value fresh until freshUntil, unless key or its scope was invalidated since gen was
+// read.
 func (l *local) put(gen uint64, key, scope string, value []byte, stored, freshUntil, now time.Time, version string) {
 	if !l.enabled() || len(value) > maxLocalValue {
 		return
@@ -99,7 +122,7 @@ func (l *local) put(gen uint64, key, scope string, value []byte, stored, freshUn
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if gen != l.gen {
+	if gen != l.generationLocked(key, scope) {
 		return
 	}
 	e := &localEntry{key: key, scope: scope, value: value, stored: stored, fresh: freshUntil, version: version, expires: expires}
@@ -117,7 +140,7 @@ func (l *local) put(gen uint64, key, scope string, value []byte, stored, freshUn
 func (l *local) drop(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.gen++
+	*l.stripe(key)++
 	if el, ok := l.items[key]; ok {
 		l.remove(el)
 	}
@@ -127,7 +150,7 @@ func (l *local) drop(key string) {
 func (l *local) dropScope(scope string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.gen++
+	*l.stripe(scope)++
 	for el := l.ll.Front(); el != nil; {
 		next := el.Next()
 		if el.Value.(*localEntry).scope == scope {

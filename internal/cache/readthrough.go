@@ -446,7 +446,7 @@ func (rt *ReadThrough) hit(ctx context.Context, k Key, rk []byte) (*localEntry, 
 // resolve reads Redis and decides: fresh (hit), stale within Revalidate (serve, refresh in the
 // background), or fill (load, with the fleet-wide lock).
 func (rt *ReadThrough) resolve(ctx context.Context, k Key, rk string, pol Policy, load loadFunc) (*result, error) {
-	gen := rt.local.generation()
+	gen := rt.local.generation(rk, Part(k.Scope))
 	e, token, epoch, won, err := rt.readOrLock(ctx, k, rk)
 	if err != nil {
 		return rt.degraded(ctx, k, load, nil, err)
@@ -640,7 +640,7 @@ func (rt *ReadThrough) revalidate(ctx context.Context, k Key, rk string, pol Pol
 		defer rt.refreshing.Delete(rk)
 		ctx, cancel := context.WithTimeout(base, rt.loadTimeout)
 		defer cancel()
-		gen := rt.local.generation()
+		gen := rt.local.generation(rk, Part(k.Scope))
 		token, epoch, won, cur, err := rt.lock(ctx, k, rk)
 		if err != nil || !won {
 			return
