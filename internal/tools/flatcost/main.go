@@ -7,7 +7,8 @@
 //	webhooks  gateway CPU time per accepted signed webhook at 100/s and at 2,000/s
 //	reads     p50/p99 of cached GET /v1/sessions at one rate from 1 and from 10,000 API keys
 //	latency   what the gateway adds to an upstream read (p50/p99), against calling the simulator
-//	          directly, one request at a time (not a flat cost: the same harness, from outside)
+//	          directly and through the floor (a bare reverse proxy, without and with one Redis
+//	          round trip), one request at a time (not a flat cost: the same harness, from outside)
 //
 // The simulator (cmd/inboxhub-sim) and Redis run in processes of their own; the load generator
 // and the CRM stand-in run here. Nothing is asserted: the figures are for docs/benchmarks.md.
@@ -66,6 +67,13 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if flag.NArg() == 1 && flag.Arg(0) == floorCommand { // started by startFloor
+		if err := serveFloor(); err != nil {
+			fmt.Fprintln(os.Stderr, "flatcost floor proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if flag.NArg() != 1 || o.gatewayBin == "" || o.simBin == "" {
 		flag.Usage()
 		os.Exit(2)
