@@ -132,9 +132,9 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 		}
 		_ = kept.Release(context.Background(), 2*time.Second)
 	}()
-	o := outboxDrain{f: f, sid: sid, lock: l.Key(), token: l.Token(), outbox: f.s.k.outbox(sid)}
+	o := outboxDrain{f: f, sid: sid, lock: l.Key(), token: l.Token(), outbox: f.s.k.outbox(sid), taken: f.s.k.outboxTaken(sid)}
 	for ctx.Err() == nil && !f.s.holding() { // holding: the lock is released, the sweep resumes
-		head, err := f.s.cfg.Redis.LIndex(ctx, o.outbox, 0).Result()
+		head, err := takeHeadScript.Run(ctx, f.s.cfg.Redis, []string{o.outbox, o.taken}, f.s.cfg.DedupeTTL.Milliseconds()).Text()
 		if errors.Is(err, redis.Nil) {
 			var stop bool
 			if stop, released = o.releaseIfEmpty(ctx); stop {
@@ -157,8 +157,8 @@ func (f *forwarder) drain(parent context.Context, sid string, l *lease.Lease) {
 
 // outboxDrain is the drain of one session's outbox under its lock.
 type outboxDrain struct {
-	f                        *forwarder
-	sid, lock, token, outbox string
+	f                               *forwarder
+	sid, lock, token, outbox, taken string
 }
 
 // releaseIfEmpty takes the session out of the pending index and releases the lock if the outbox
@@ -204,7 +204,7 @@ func (o outboxDrain) forwardHead(ctx context.Context, head string) bool {
 			return false
 		}
 	}
-	n, err := popScript.Run(ctx, s.cfg.Redis, []string{o.outbox, o.lock}, o.token, head).Int()
+	n, err := popScript.Run(ctx, s.cfg.Redis, []string{o.outbox, o.lock, o.taken}, o.token, head).Int()
 	if err != nil || n < 0 {
 		return false
 	}

@@ -41,7 +41,7 @@ func outboxIDs(t *testing.T, ts *testService, sid string) []string {
 
 // TestLateEventsTakeTheirPlaceInTheOutbox: an event that reaches Redis after newer ones of its
 // session (handed over from a spool) is put before them, by the upstream's signed timestamp, but
-// never before a head that a drainer may be delivering (the outbox's lock is held).
+// never before a head that a drainer took for delivery (whether or not the outbox's lock is held).
 func TestLateEventsTakeTheirPlaceInTheOutbox(t *testing.T) {
 	sink := newCRMSink(t)
 	ts := newTestService(t, nil, false, sink.forwardTo) // not started: nothing drains
@@ -63,13 +63,34 @@ func TestLateEventsTakeTheirPlaceInTheOutbox(t *testing.T) {
 		t.Fatalf("outbox %v, want %v", got, want)
 	}
 
-	// A drainer holds the lock: the head may be on its way to the CRM and stays first.
+	// The lock alone is held: by a drainer between two heads, or left by one that a Redis failover
+	// cut off. No head is on its way to the CRM, so a late event still goes first.
 	if err := ts.rdb.Set(ctx, ts.k.outboxLock("ord_1"), "a-drainer", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	receive("M0", 0)
-	if got, want := outboxIDs(t, ts, "ord_1"), []string{"M1", "M0", "M2", "M3", "M4", "M4B", "M5"}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("with the lock held: outbox %v, want %v", got, want)
+	if got, want := outboxIDs(t, ts, "ord_1"), []string{"M0", "M1", "M2", "M3", "M4", "M4B", "M5"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("with the lock held and the head not taken: outbox %v, want %v", got, want)
+	}
+
+	// A drainer took the head: it may be on its way to the CRM, so it stays first.
+	head, err := takeHeadScript.Run(ctx, ts.rdb, []string{ts.k.outbox("ord_1"), ts.k.outboxTaken("ord_1")}, time.Minute.Milliseconds()).Text()
+	if err != nil {
+		t.Fatal(err)
+	}
+	receive("M00", -time.Second)
+	if got, want := outboxIDs(t, ts, "ord_1"), []string{"M0", "M00", "M1", "M2", "M3", "M4", "M4B", "M5"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("with the head taken: outbox %v, want %v", got, want)
+	}
+
+	// Popping the delivered head clears the mark: the next late event goes first again.
+	if n, err := popScript.Run(ctx, ts.rdb, []string{ts.k.outbox("ord_1"), ts.k.outboxLock("ord_1"), ts.k.outboxTaken("ord_1")},
+		"a-drainer", head).Int(); err != nil || n != 1 {
+		t.Fatalf("pop = %d, %v", n, err)
+	}
+	receive("M000", -2*time.Second)
+	if got, want := outboxIDs(t, ts, "ord_1"), []string{"M000", "M00", "M1", "M2", "M3", "M4", "M4B", "M5"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the pop: outbox %v, want %v", got, want)
 	}
 }
 

@@ -693,7 +693,7 @@ func (s *Service) accept(ctx context.Context, ev Event, prevStatus string) (bool
 		}
 	}
 	res, err := ingestScript.Run(ctx, s.cfg.Redis,
-		[]string{s.k.dedupe(ev.SessionID, ev.ID), s.k.status(ev.SessionID), s.k.outbox(ev.SessionID), s.k.outboxLock(ev.SessionID)},
+		[]string{s.k.dedupe(ev.SessionID, ev.ID), s.k.status(ev.SessionID), s.k.outbox(ev.SessionID), s.k.outboxTaken(ev.SessionID)},
 		s.cfg.DedupeTTL.Milliseconds(), status, prevStatus, forward, ev.OccurredAt.UnixMilli(), ingestLookBack).Int()
 	if err != nil {
 		return false, fmt.Errorf("webhooks: accept event: %w", err)

@@ -30,6 +30,7 @@ func (k keys) status(sid string) string          { return k.session(sid) + "stat
 func (k keys) hint(sid string) string            { return k.session(sid) + "hint" }
 func (k keys) outbox(sid string) string          { return k.session(sid) + "outbox" }
 func (k keys) outboxLock(sid string) string      { return k.session(sid) + "outbox:lock" }
+func (k keys) outboxTaken(sid string) string     { return k.session(sid) + "outbox:taken" }
 func (k keys) confirmPrefix() string             { return k.prefix + "confirm:" }
 func (k keys) pending() string                   { return k.prefix + "outbox-pending" }
 func (k keys) hinted() string                    { return k.prefix + "hinted" }
@@ -85,10 +86,13 @@ const (
 // event almost always is the newest and goes to the tail at the cost of one LINDEX; one that
 // arrives late (handed over from a replica's spool after a Redis outage) goes before the newer
 // ones still waiting, looking back at most ingestLookBack entries, and never before a head that a
-// drainer may be delivering (while the outbox's lock is held). Entries without "s" (dead letters
-// replayed, entries of older versions) count as newest. (The caller adds the session to the
-// pending index around it.)
-// KEYS: dedupe, status, outbox, outbox lock. ARGV: dedupe TTL ms, new status ("" = not a session
+// drainer took for delivery (takeHeadScript's mark), since that one may have reached the CRM
+// already. The mark, not the outbox's lock, decides: a lock can outlive its drainer (a Redis
+// failover keeps it on the promoted replica) or be held between two heads (the drainers hold
+// while spooled events take their places), and neither means the head is on its way. Entries
+// without "s" (dead letters replayed, entries of older versions) count as newest. (The caller
+// adds the session to the pending index around it.)
+// KEYS: dedupe, status, outbox, outbox's taken mark. ARGV: dedupe TTL ms, new status ("" = not a session
 // event), expected previous status ("*" = any; the poller passes what it read, so a webhook that
 // reported the change meanwhile wins), outbox entry ("" = not forwarded), its sent time (Unix ms),
 // look-back bound.
@@ -138,14 +142,29 @@ end
 return 1
 `)
 
+// takeHeadScript reads an outbox's head for delivery and marks it taken, so that no late event is
+// put before it (see ingestScript); popScript clears the mark with the head. A drain that stops
+// midway leaves the mark: the head may have reached the CRM. The mark expires after ARGV[1] ms
+// at the latest, so that an outbox nobody drains any more does not keep it.
+// KEYS: outbox, taken mark. ARGV: mark TTL ms.
+// Answers the head, or false when the outbox is empty.
+var takeHeadScript = redis.NewScript(`
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then return false end
+redis.call('SET', KEYS[2], '1', 'PX', tonumber(ARGV[1]))
+return head
+`)
+
 // popScript removes the head of an outbox after it was delivered (or recorded as a dead letter),
-// if the caller still holds the outbox's lock and the head is still the event it handled.
-// KEYS: outbox, lock. ARGV: lock token, head.
+// and its taken mark, if the caller still holds the outbox's lock and the head is still the event
+// it handled.
+// KEYS: outbox, lock, taken mark. ARGV: lock token, head.
 // Answers 1 when done, 0 when the head changed, -1 when the lock is lost.
 var popScript = redis.NewScript(`
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
 redis.call('LPOP', KEYS[1])
+redis.call('DEL', KEYS[3])
 return 1
 `)
 
