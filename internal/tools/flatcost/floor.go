@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -44,16 +43,7 @@ func (h *harness) startFloor(ctx context.Context, name, simURL, redisURL string)
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), envFloorListen + "=" + addr, envFloorTarget + "=" + simURL,
 		envFloorRedis + "=" + redisURL}
-	p, err := childproc.Start(self, []string{floorCommand}, env, filepath.Join(h.o.dir, name+"-floor.log"))
-	if err != nil {
-		return nil, "", err
-	}
-	u := "http://" + addr
-	if err := childproc.WaitHTTP(ctx, u+"/health", time.Minute); err != nil {
-		p.Stop(5 * time.Second)
-		return nil, "", fmt.Errorf("floor proxy: %w", err)
-	}
-	return p, u, nil
+	return h.startReady(ctx, "floor proxy", self, []string{floorCommand}, env, name+"-floor.log", addr, "/health", time.Minute)
 }
 
 // serveFloor is the floor proxy's process: it serves until SIGTERM.

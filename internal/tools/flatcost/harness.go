@@ -107,14 +107,21 @@ func (h *harness) startSim(ctx context.Context, name string, d simData) (*childp
 		"SIM_CONTACTS="+strconv.Itoa(d.contacts), "SIM_CHATS="+strconv.Itoa(d.chats),
 		"SIM_MESSAGES_PER_CHAT="+strconv.Itoa(d.perChat),
 		"SIM_RATE_AUTH=0", "SIM_RATE_READ=0", "SIM_RATE_SEND=0", "SIM_RATE_GLOBAL=0")
-	p, err := childproc.Start(h.o.simBin, nil, env, filepath.Join(h.o.dir, name+"-sim.log"))
+	return h.startReady(ctx, "simulator", h.o.simBin, nil, env, name+"-sim.log", addr, "/health", 5*time.Minute)
+}
+
+// startReady starts bin (what) with args and env, logging to the file logName in the working
+// directory, and waits until http://addr+ready answers; it returns the process and its URL.
+func (h *harness) startReady(ctx context.Context, what, bin string, args, env []string, logName, addr, ready string,
+	limit time.Duration) (*childproc.Process, string, error) {
+	p, err := childproc.Start(bin, args, env, filepath.Join(h.o.dir, logName))
 	if err != nil {
 		return nil, "", err
 	}
 	url := "http://" + addr
-	if err := childproc.WaitHTTP(ctx, url+"/health", 5*time.Minute); err != nil {
+	if err := childproc.WaitHTTP(ctx, url+ready, limit); err != nil {
 		p.Stop(5 * time.Second)
-		return nil, "", fmt.Errorf("simulator: %w", err)
+		return nil, "", fmt.Errorf("%s: %w", what, err)
 	}
 	return p, url, nil
 }
@@ -149,16 +156,7 @@ func (h *harness) startGateway(ctx context.Context, name, simURL, keyFile string
 		"CRM_EVENTS_URL=" + h.crm.url + "/events",
 		"CRM_SIGNING_SECRET=" + h.crm.secret,
 	}
-	p, err := childproc.Start(h.o.gatewayBin, nil, append(env, extra...), filepath.Join(h.o.dir, name+"-gateway.log"))
-	if err != nil {
-		return nil, "", err
-	}
-	url := "http://" + addr
-	if err := childproc.WaitHTTP(ctx, url+"/readyz", time.Minute); err != nil {
-		p.Stop(5 * time.Second)
-		return nil, "", fmt.Errorf("gateway: %w", err)
-	}
-	return p, url, nil
+	return h.startReady(ctx, "gateway", h.o.gatewayBin, nil, append(env, extra...), name+"-gateway.log", addr, "/readyz", time.Minute)
 }
 
 // readFleet is a simulator and a gateway on it, started for the read measurements.

@@ -88,6 +88,8 @@ func measureLatency(ctx context.Context, h *harness, o options) error {
 		h.logf("latency round %d of %d done, %s", round+1, latencyRounds, loadavg())
 	}
 	printLatency(paths, lat, cpu)
+	fmt.Printf("peak resident set (VmHWM): floor %s, floor+redis %s, gateway %s\n\n",
+		mib(floor.Status("VmHWM")), mib(floorRedis.Status("VmHWM")), mib(f.gw.Status("VmHWM")))
 	return nil
 }
 
@@ -124,5 +126,4 @@ func printLatency(paths []latencyPath, lat [][]time.Duration, cpu []time.Duratio
 	pt, fl := byName["passthrough"], byName["floor+redis"]
 	fmt.Printf("the passthrough over the floor with Redis: %s / %s\n", us(pt.p50-fl.p50), us(pt.p99-fl.p99))
 	fmt.Println("(goal: the passthrough adds at most 0.5 ms at p50 and 1 ms at p99)")
-	fmt.Println()
 }
