@@ -38,11 +38,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/inboxhub-gateway/gateway/internal/app"
 	"github.com/inboxhub-gateway/gateway/internal/config"
 	"github.com/inboxhub-gateway/gateway/internal/logbuf"
+	"github.com/inboxhub-gateway/gateway/internal/runtimetune"
 	"github.com/inboxhub-gateway/gateway/internal/telemetry"
 )
 
@@ -85,7 +87,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		defer stopDemo()
 	}
-	logger.Info("starting", "version", version, "config", cfg, "tracing", tracing.On, "tracesProtocol", tracing.Protocol, "serviceName", tracing.Service)
+	policy, err := runtimetune.Apply(memlimit.FromCgroup)
+	if err != nil {
+		logger.Warn("the container's memory limit could not be read: no soft memory limit is set", "error", err.Error())
+	}
+	logger.Info("starting", "version", version, "config", cfg, "tracing", tracing.On, "tracesProtocol", tracing.Protocol,
+		"serviceName", tracing.Service, "runtime", policy)
 	if cfg.TokenEncryption.CurrentID == "" {
 		logger.Warn("TOKEN_ENCRYPTION_KEY is not set: upstream tokens are stored in Redis unencrypted")
 	}

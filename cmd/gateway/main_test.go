@@ -187,6 +187,9 @@ func TestRunWithRedis(t *testing.T) {
 			if cfg["upstream_password"] != "***" || cfg["redis"] == "embedded" {
 				t.Errorf("startup config line = %v", cfg)
 			}
+			if rt, _ := line["runtime"].(map[string]any); rt == nil || rt["gcPercent"] == nil {
+				t.Errorf("startup line without the runtime's memory policy: %v", line["runtime"])
+			}
 		}
 	}
 	if !found {
