@@ -1,14 +1,18 @@
 package redistest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // proc is one redis-server process (a server, a cluster node or a sentinel) on a loopback port.
@@ -60,12 +64,26 @@ func launch(port string, args []string) (*proc, error) {
 		}
 		if c, err := net.DialTimeout("tcp", p.Addr, 100*time.Millisecond); err == nil {
 			_ = c.Close()
-			return p, nil
+			if p.answers() {
+				return p, nil
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.kill()
 	return nil, fmt.Errorf("redis-server on port %s did not start: %s", port, out.String())
+}
+
+// answers reports whether the server answering on p's port is p's process. A port found free a
+// moment ago may have been taken since by another test's server (the same test binary runs many
+// in parallel): this one then fails to bind it and exits, and until it does a connection to the
+// port reaches the other server.
+func (p *proc) answers() bool {
+	c := redis.NewClient(&redis.Options{Addr: p.Addr, Protocol: 2, DialTimeout: 200 * time.Millisecond,
+		ReadTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "server").Result()
+	return err == nil && strings.Contains(info, "\nprocess_id:"+strconv.Itoa(p.cmd.Process.Pid)+"\r\n")
 }
 
 // kill stops the process at once (SIGKILL, as a crash would) and waits until it is gone.
