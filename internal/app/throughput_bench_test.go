@@ -9,7 +9,9 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -39,26 +41,38 @@ func BenchmarkCachedSessionsThroughput(b *testing.B) {
 		b.Fatalf("warm-up = %d %s (CORS %q)", a.status, a.body, a.header.Get("Access-Control-Allow-Origin"))
 	}
 	body, key := []byte(a.body), g.key
-	urls := map[string]string{"gateway": g.url + "/v1/sessions", "bare": bareSessions(b, body)}
-
-	// Rounds of the two, one after the other, so that the machine's changing load hits each
-	// alike; the medians are reported.
-	results := map[string][]float64{}
-	var ratios []float64
-	for range 5 {
-		round := map[string]float64{}
-		for _, name := range []string{"bare", "gateway"} {
-			round[name] = runWrk(b, wrk, urls[name], key, benchOrigin)
-			results[name] = append(results[name], round[name])
-		}
-		ratios = append(ratios, round["gateway"]/round["bare"])
+	urls := map[string]string{
+		"gateway":     g.url + "/v1/sessions",
+		"bare":        bareSessions(b, body, nil),
+		"bare-answer": bareSessions(b, body, a.header),
 	}
-	for name, v := range results {
-		b.ReportMetric(median(v), name+"-req/s")
+
+	// Rounds of the three, one after the other, so that the machine's changing load hits each
+	// alike; the medians are reported.
+	results, serverCPU, wrkCPU := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	var ratios, answerRatios, cpuRatios []float64
+	for range 5 {
+		round := map[string]wrkRound{}
+		for _, name := range []string{"bare", "bare-answer", "gateway"} {
+			round[name] = loadWrk(b, wrk, urls[name], key, benchOrigin)
+			results[name] = append(results[name], round[name].rate)
+			serverCPU[name] = append(serverCPU[name], round[name].serverCPU)
+			wrkCPU[name] = append(wrkCPU[name], round[name].wrkCPU)
+		}
+		ratios = append(ratios, round["gateway"].rate/round["bare"].rate)
+		answerRatios = append(answerRatios, round["gateway"].rate/round["bare-answer"].rate)
+		cpuRatios = append(cpuRatios, round["bare"].serverCPU/round["gateway"].serverCPU)
+	}
+	for name := range results {
+		b.ReportMetric(median(results[name]), name+"-req/s")
+		b.ReportMetric(median(serverCPU[name]), name+"-server-µs/req")
+		b.ReportMetric(median(wrkCPU[name]), name+"-wrk-µs/req")
 	}
 	b.ReportMetric(median(ratios), "ratio")
 	b.ReportMetric(slices.Min(ratios), "ratio-min")
 	b.ReportMetric(slices.Max(ratios), "ratio-max")
+	b.ReportMetric(median(answerRatios), "ratio-same-answer")
+	b.ReportMetric(median(cpuRatios), "ratio-server-cpu")
 }
 
 // BenchmarkCachedSessionsLayers is what each optional layer costs the cached GET /v1/sessions:
@@ -112,7 +126,7 @@ func BenchmarkCachedSessionsLayers(b *testing.B) {
 		body = []byte(a.body)
 		targets[v.name] = target{g.url + "/v1/sessions", g.key, origin}
 	}
-	bareURL := bareSessions(b, body)
+	bareURL := bareSessions(b, body, nil)
 	ratios := map[string][]float64{}
 	for range 3 {
 		rate := runWrk(b, wrk, bareURL, "unused", benchOrigin)
@@ -127,11 +141,24 @@ func BenchmarkCachedSessionsLayers(b *testing.B) {
 }
 
 // bareSessions serves body at /v1/sessions from a bare gin handler until the benchmark ends, and
-// returns that URL: the baseline of the throughput benchmarks.
-func bareSessions(b *testing.B, body []byte) string {
+// returns that URL: the baseline of the throughput benchmarks. With header (the gateway's own
+// answer's), the bare handler also sends the gateway's header lines, from memory: the same
+// answer, byte for byte but for the date and the request id, so that a ratio to it leaves out
+// what the answer's size costs the server, the kernel and the load generator.
+func bareSessions(b *testing.B, body []byte, header http.Header) string {
 	gin.SetMode(gin.ReleaseMode)
 	bare := gin.New()
-	bare.GET("/v1/sessions", func(c *gin.Context) { c.Data(http.StatusOK, "application/json; charset=utf-8", body) })
+	fixed := header.Clone()
+	for _, k := range []string{"Date", "Content-Length", "Content-Type"} {
+		fixed.Del(k)
+	}
+	bare.GET("/v1/sessions", func(c *gin.Context) {
+		h := c.Writer.Header()
+		for k, v := range fixed {
+			h[k] = v
+		}
+		c.Data(http.StatusOK, "application/json; charset=utf-8", body)
+	})
 	srv := httptest.NewServer(bare)
 	b.Cleanup(srv.Close)
 	return srv.URL + "/v1/sessions"
@@ -158,11 +185,27 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-var wrkRate = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+var (
+	wrkRate     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkRequests = regexp.MustCompile(`([0-9]+) requests in`)
+)
 
 // runWrk loads url for 3 s with 2 threads and 32 connections and returns the requests per second;
 // origin, when not empty, is sent as the requests' Origin.
 func runWrk(b *testing.B, wrk, url, key, origin string) float64 {
+	return loadWrk(b, wrk, url, key, origin).rate
+}
+
+// wrkRound is one wrk run: its rate, and the CPU per request of this test process (the servers:
+// nothing else in it works while wrk runs) and of wrk itself.
+type wrkRound struct {
+	rate, serverCPU, wrkCPU float64 // req/s, µs, µs
+}
+
+// loadWrk is runWrk with the CPU each side spent per request. On this machine wrk shares the two
+// cores with the servers, so what a longer answer costs wrk to read lowers the server's rate; the
+// servers' CPU per request is the figure a load generator on other cores would see.
+func loadWrk(b *testing.B, wrk, url, key, origin string) wrkRound {
 	b.Helper()
 	args := []string{"-t2", "-c32", "-d3s", "-H", "X-API-Key: " + key}
 	if origin != "" {
@@ -171,18 +214,35 @@ func runWrk(b *testing.B, wrk, url, key, origin string) float64 {
 	cmd := exec.Command(wrk, append(args, url)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, io.Discard
+	before := processCPU(b)
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out.String())
 	}
+	server := processCPU(b) - before
 	if bytes.Contains(out.Bytes(), []byte("Non-2xx")) {
 		b.Fatalf("wrk saw non-2xx answers from %s:\n%s", url, out.String())
 	}
-	m := wrkRate.FindSubmatch(out.Bytes())
-	if m == nil {
+	m, n := wrkRate.FindSubmatch(out.Bytes()), wrkRequests.FindSubmatch(out.Bytes())
+	if m == nil || n == nil {
 		b.Fatalf("no rate in wrk output:\n%s", out.String())
 	}
 	rps, _ := strconv.ParseFloat(string(m[1]), 64)
-	return rps
+	requests, _ := strconv.ParseFloat(string(n[1]), 64)
+	perRequest := func(d time.Duration) float64 { return float64(d.Microseconds()) / requests }
+	return wrkRound{
+		rate:      rps,
+		serverCPU: perRequest(server),
+		wrkCPU:    perRequest(cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()),
+	}
+}
+
+// processCPU is the CPU time this process has spent, user and system.
+func processCPU(b *testing.B) time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
 
 // BenchmarkRouterCachedSessions is the CPU cost of one cached GET /v1/sessions through the whole
