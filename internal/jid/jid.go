@@ -1,7 +1,7 @@
 // Package jid owns the reading of WhatsApp ids (JIDs: <user>[:<device>]@<server>) and their stable
-// form: the device part dropped, the server lower-cased, the older @c.us rewritten as
-// @s.whatsapp.net. The CRM item schema, the send route's recipient check, the session answers and
-// the webhook events all read ids through it.
+// form: the device part dropped, the server lower-cased, the older server @c.us rewritten as
+// the newer @s.whatsapp.net. The CRM item schema, the send route's recipient check, the session
+// answers and the webhook events all read ids through it.
 //
 // It is a leaf: it imports no other package of the gateway, decides nothing about what an id may
 // be in a request (callers check that on the parts Parse gives), and never logs (a JID carries a
